@@ -1,0 +1,307 @@
+"""The student: a small bidirectional LSTM sentiment classifier (Tang et al. 2019).
+
+Contents:
+- StudentConfig / BiLSTMClassifier: the model itself,
+- encode / pad_batch: text -> token ids -> padded tensors,
+- save_student / load_student: self-contained, atomically written model directories,
+- Student: the inference wrapper (predict_logits / predict_proba / predict).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import PreTrainedTokenizerFast
+
+# preset name -> (embedding_dim, hidden_dim)
+SIZE_PRESETS: dict[str, tuple[int, int]] = {
+    "tiny": (8, 16),
+    "mini": (16, 16),
+    "small": (32, 64),
+    "base": (64, 128),
+    "large": (128, 256),
+}
+POOLINGS = ("last", "max", "attention")
+STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_type"
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_NAME = "tokenizer.json"
+VOCAB_NAME = "vocab.txt"
+
+# -----------------------------------------------------------------------------
+# config and model
+
+
+@dataclass
+class StudentConfig:
+    vocab_size: int
+    embedding_dim: int = 64
+    hidden_dim: int = 128
+    num_layers: int = 1
+    num_labels: int = 2
+    pooling: str = "last"  # "last" (final states of both directions), "max" or "attention"
+    fc_dim: int = 0  # >0 adds a ReLU hidden layer of this width before the output layer
+    dropout: float = 0.2
+    pad_id: int = 0
+    max_length: int = 128  # tokens kept per text
+    size: str | None = None  # preset name if built from one
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
+        if self.fc_dim < 0:
+            raise ValueError(f"fc_dim must be >= 0, got {self.fc_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
+
+    @classmethod
+    def from_size(cls, size: str, vocab_size: int, **overrides) -> StudentConfig:
+        """Config for a named preset; overrides set any field except the two preset dims."""
+        if size not in SIZE_PRESETS:
+            raise ValueError(f"unknown size {size!r}; presets are: {', '.join(SIZE_PRESETS)}")
+        embedding_dim, hidden_dim = SIZE_PRESETS[size]
+        return cls(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, size=size, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudentConfig:
+        """Inverse of to_dict; a "model_type" key is ignored, any other unknown key is an error."""
+        d = {k: v for k, v in d.items() if k != "model_type"}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown StudentConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class BiLSTMClassifier(nn.Module):
+    """embedding -> packed BiLSTM -> pooling -> [Linear + ReLU] -> dropout -> Linear."""
+
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.config = config
+        h2 = 2 * config.hidden_dim
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        self.lstm = nn.LSTM(
+            config.embedding_dim,
+            config.hidden_dim,
+            num_layers=config.num_layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.attention = nn.Linear(h2, 1) if config.pooling == "attention" else None
+        self.fc = nn.Linear(h2, config.fc_dim) if config.fc_dim > 0 else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.fc_dim or h2, config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids [B, L] (positions >= lengths are ignored), lengths [B] -> logits [B, num_labels]."""
+        x = self.dropout(self.embedding(input_ids))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True)  # [B, T, 2H], T = max(lengths)
+        lengths = lengths.to(out.device)
+        if self.config.pooling == "last":
+            # the top layer's final states (= h_n[-2], h_n[-1]): forward at the last valid step, backward at step 0;
+            # read from the outputs rather than h_n because that exports to ONNX
+            h = self.config.hidden_dim
+            last_step = out[torch.arange(out.size(0), device=out.device), lengths - 1]
+            pooled = torch.cat([last_step[:, :h], out[:, 0, h:]], dim=-1)
+        else:
+            padding = torch.arange(out.size(1), device=out.device)[None, :] >= lengths[:, None]  # [B, T]
+            if self.config.pooling == "max":
+                pooled = out.masked_fill(padding[..., None], float("-inf")).max(dim=1).values
+            else:
+                scores = self.attention(out).squeeze(-1).masked_fill(padding, float("-inf"))
+                pooled = (F.softmax(scores, dim=1)[..., None] * out).sum(dim=1)
+        if self.fc is not None:
+            pooled = F.relu(self.fc(pooled))
+        return self.classifier(self.dropout(pooled))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# -----------------------------------------------------------------------------
+# text -> tensors
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
+    backend = tokenizer.backend_tokenizer
+    if backend.padding is not None or backend.truncation is not None:
+        # a tokenizer.json or an earlier tokenizer(...) call may leave these on; use a clean copy
+        backend = Tokenizer.from_str(backend.to_str())
+        backend.no_padding()
+        backend.no_truncation()
+    ids = [enc.ids[:max_length] for enc in backend.encode_batch(texts, add_special_tokens=False)]
+    for i, seq in enumerate(ids):
+        if not seq:
+            raise ValueError(f"text at index {i} produced no tokens (empty or whitespace-only): {texts[i]!r}")
+    return ids
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad sequences into input_ids [B, max_len] and return them with lengths [B]."""
+    if not sequences:
+        raise ValueError("pad_batch needs at least one sequence")
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    input_ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return input_ids, lengths
+
+
+# -----------------------------------------------------------------------------
+# saving and loading
+
+
+def is_student_dir(path: str | Path) -> bool:
+    """True if path/config.json exists and declares our model_type."""
+    try:
+        config = json.loads((Path(path) / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == STUDENT_MODEL_TYPE
+
+
+def _write_student(model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: Path, extra: dict | None) -> None:
+    tokenizer.save_pretrained(directory)
+    vocab = tokenizer.get_vocab()
+    tokens = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise ValueError("tokenizer ids are not contiguous from 0; cannot write vocab.txt")
+    (directory / VOCAB_NAME).write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    config = model.config.to_dict() | {"model_type": STUDENT_MODEL_TYPE}
+    if extra is not None:
+        config["training"] = extra
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def save_student(
+    model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: str | Path, extra: dict | None = None
+) -> Path:
+    """Write config, weights and tokenizer into directory atomically; returns the directory.
+
+    Everything goes into a temporary sibling first, which is then renamed into place. An existing
+    directory is replaced only if it is empty or a previously saved student (else FileExistsError).
+    """
+    directory = Path(directory)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}")
+    if directory.exists() and not (directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))):
+        raise FileExistsError(f"{directory} exists and is not a student directory; refusing to replace it")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        _write_student(model, tokenizer, tmp, extra)
+        if directory.exists():
+            # move the old version aside (inside tmp's sibling), swap in the new one, then delete the old
+            trash = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, trash / "old")
+            try:
+                os.replace(tmp, directory)
+            except OSError:
+                os.replace(trash / "old", directory)
+                raise
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed into place
+    return directory
+
+
+def load_student(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[BiLSTMClassifier, PreTrainedTokenizerFast]:
+    """Load a model (in eval mode) and its tokenizer from a directory written by save_student."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"student directory not found: {directory}")
+    for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory} is not a complete student directory: {name} is missing")
+    config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    if config.get("model_type") != STUDENT_MODEL_TYPE:
+        raise ValueError(
+            f"{directory / CONFIG_NAME} has model_type {config.get('model_type')!r}, expected {STUDENT_MODEL_TYPE!r}"
+        )
+    config.pop("training", None)
+    model = BiLSTMClassifier(StudentConfig.from_dict(config))
+    model.load_state_dict(load_file(directory / WEIGHTS_NAME))
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    return model.to(device).eval(), tokenizer
+
+
+# -----------------------------------------------------------------------------
+# inference
+
+
+class Student:
+    """Inference wrapper: the predict API used by the notebook, the bench and any server."""
+
+    def __init__(self, model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        n = self.config.num_labels
+        self.labels: list[str] = ["negative", "positive"] if n == 2 else [str(i) for i in range(n)]
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Student:
+        model, tokenizer = load_student(directory, device)
+        return cls(model, tokenizer, device)
+
+    @torch.inference_mode()
+    def predict_logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Logits [N, num_labels] (float32) in input order; texts are batched by length for speed."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model.eval()
+        ids = encode(self.tokenizer, texts, self.config.max_length)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        logits = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            input_ids, lengths = pad_batch([ids[i] for i in idx], self.config.pad_id)
+            logits[idx] = self.model(input_ids.to(self.device), lengths).float().cpu().numpy()
+        return logits
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities [N, num_labels] (float32)."""
+        return torch.softmax(torch.from_numpy(self.predict_logits(texts, batch_size)), dim=-1).numpy()
+
+    def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[int] | int:
+        """Predicted label ids; a single string gives a single int."""
+        if isinstance(texts, str):
+            return self.predict([texts], batch_size)[0]
+        return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()

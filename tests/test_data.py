@@ -1,0 +1,189 @@
+"""Datasets, downloads, splits and WordPiece tokenizers (utils.py)."""
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+import utils
+from conftest import write_nsmc, write_shopping, write_steam
+
+
+def test_nsmc_parses_and_splits(data_dir):
+    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    assert set(splits) == {"train", "valid", "test"}
+    assert len(splits["test"]) == 200  # the official test file is kept whole
+    assert len(splits["train"]) + len(splits["valid"]) == 600
+    assert 0.01 < len(splits["valid"]) / 600 < 0.12
+    for df in splits.values():
+        assert list(df.columns) == ["id", "text", "label", "source"]
+        assert set(df["label"]) <= {0, 1}
+    ids = [set(df["id"]) for df in splits.values()]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert splits["train"]["id"].iloc[0].isdigit()  # NSMC keeps its review ids
+
+
+def test_splits_are_deterministic_and_stable_when_rows_are_added(tmp_path):
+    write_steam(tmp_path / "a" / "steam.txt", n=300)
+    first = utils.load_dataset("steam", data_dir=tmp_path / "a")
+    again = utils.load_dataset("steam", data_dir=tmp_path / "a")
+    for split in utils.SPLITS:
+        assert first[split].equals(again[split])
+    # More rows: every old example stays in the split it had.
+    write_steam(tmp_path / "b" / "steam.txt", n=500)
+    bigger = utils.load_dataset("steam", data_dir=tmp_path / "b")
+    where = {i: s for s, df in bigger.items() for i in df["id"]}
+    for split, df in first.items():
+        assert all(where[i] == split for i in df["id"])
+
+
+def test_shopping_ratings_map_to_labels_and_neutral_is_dropped(tmp_path):
+    path = tmp_path / "naver_shopping.txt"
+    path.write_text("5\t배송 빨라요\n1\t최악이에요\n3\t그냥 그래요\n2\t별로\n4\t좋아요\n", encoding="utf-8")
+    df, report = utils.parse_file(path, "rating", "naver_shopping")
+    assert dict(zip(df["text"], df["label"])) == {"배송 빨라요": 1, "최악이에요": 0, "별로": 0, "좋아요": 1}
+    assert report.neutral == 1 and report.kept == 4
+    assert all(i.startswith("naver_shopping-") for i in df["id"])
+
+
+def test_empty_texts_and_duplicates_are_dropped_and_counted(tmp_path):
+    path = tmp_path / "steam.txt"
+    path.write_text("1\t재밌다\n0\t   \n1\t재밌다\n0\t노잼\n", encoding="utf-8")
+    df, report = utils.parse_file(path, "label", "steam")
+    assert df["text"].tolist() == ["재밌다", "노잼"]
+    assert (report.rows, report.kept, report.empty, report.duplicates) == (4, 2, 1, 1)
+    assert "1 empty dropped" in report.summary() and "1 duplicates dropped" in report.summary()
+
+
+@pytest.mark.parametrize(
+    "fmt, content, message",
+    [
+        ("nsmc", "id\tdocument\tlabel\n1\t좋다\t1\n2\t나쁘다\n", "expected 3 tab-separated columns"),
+        ("nsmc", "id\tdocument\tlabel\n1\t좋다\t2\n", "label 2 is not one of"),
+        ("nsmc", "document\tlabel\n", "expected the NSMC header"),
+        ("rating", "6\t좋아요\n", "rating 6 is not one of"),
+        ("label", "x\t좋아요\n", "'x' is not an integer"),
+    ],
+)
+def test_malformed_rows_name_file_and_line(tmp_path, fmt, content, message):
+    path = tmp_path / "file.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(utils.DataFormatError, match=message) as err:
+        utils.parse_file(path, fmt, "x")
+    assert str(path) in str(err.value)
+
+
+def test_skip_bad_rows_counts_and_reports(tmp_path):
+    path = tmp_path / "ratings_train.txt"
+    path.write_text("id\tdocument\tlabel\n1\t좋다\t1\n2\t나쁘다\n3\t별로\t0\n4\t음\t7\n", encoding="utf-8")
+    df, report = utils.parse_file(path, "nsmc", "nsmc", skip_bad_rows=True)
+    assert df["id"].tolist() == ["1", "3"]
+    assert len(report.skipped) == 2 and f"{path}:3" in report.skipped[0]
+    assert "2 malformed skipped" in report.summary()
+
+
+def test_all_combines_sources_with_unique_ids(data_dir):
+    splits = utils.load_dataset("all", data_dir=data_dir)
+    train = splits["train"]
+    assert set(train["source"]) == {"nsmc", "naver_shopping", "steam"}
+    all_ids = [i for df in splits.values() for i in df["id"]]
+    assert len(all_ids) == len(set(all_ids))
+
+
+def test_max_train_subset_is_reproducible(data_dir):
+    a = utils.load_dataset("nsmc", data_dir=data_dir, max_train=100)["train"]
+    b = utils.load_dataset("nsmc", data_dir=data_dir, max_train=100)["train"]
+    assert len(a) == 100 and a["id"].tolist() == b["id"].tolist()
+
+
+def test_missing_local_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ratings_train.txt"):
+        utils.load_dataset("nsmc", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        utils.load_dataset("imdb", data_dir=tmp_path)
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A local HTTP server on the loopback interface serving tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_is_atomic_and_not_repeated(http_root, tmp_path, monkeypatch):
+    www, url = http_root
+    write_nsmc(www, n_train=50, n_test=20)
+    monkeypatch.setitem(utils.DATASETS, "nsmc", utils.DatasetSpec(utils.DATASETS["nsmc"].files, url, "nsmc"))
+    root = tmp_path / "data"
+    splits = utils.load_dataset("nsmc", root=root)
+    target = root / "nsmc" / "ratings_train.txt"
+    assert target.read_bytes() == (www / "ratings_train.txt").read_bytes()
+    assert len(splits["test"]) == 20
+    assert [p.name for p in (root / "nsmc").iterdir() if p.name.endswith(".tmp")] == []
+    # An existing file is not downloaded again, even when the server is gone.
+    (www / "ratings_train.txt").unlink()
+    assert utils.dataset_files("nsmc", root=root)["train"] == target
+
+
+def test_offline_download_error_names_url_and_destination(tmp_path):
+    url = "http://127.0.0.1:9/ratings_train.txt"  # the discard port: connection refused
+    with pytest.raises(RuntimeError, match="Could not download http://127.0.0.1:9/ratings_train.txt") as err:
+        utils.download(url, tmp_path / "x" / "ratings_train.txt", timeout=5)
+    assert "--data-dir" in str(err.value) and str(tmp_path / "x" / "ratings_train.txt") in str(err.value)
+    assert not (tmp_path / "x" / "ratings_train.txt").exists()
+
+
+def test_read_unlabeled(tmp_path):
+    path = tmp_path / "unlabeled.txt"
+    path.write_text("재밌다\n\n재밌다\n지루함\n", encoding="utf-8")
+    df = utils.read_unlabeled(path)
+    assert df["text"].tolist() == ["재밌다", "지루함"] and set(df["label"]) == {-1}
+    with pytest.raises(FileNotFoundError):
+        utils.read_unlabeled(tmp_path / "nope.txt")
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------
+
+
+def test_tokenizer_round_trip_keeps_hangul(tmp_path, data_dir):
+    train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
+    tokenizer = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path)
+    directory = tmp_path / "vocab_size_200"
+    assert {"tokenizer.json", "vocab.txt", "training.json"} <= {p.name for p in directory.iterdir()}
+    assert len(tokenizer) <= 200 and tokenizer.pad_token_id == 0
+    text = "정말 재밌어요 최고"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    # No accent stripping: syllables are not split into jamo, and NFD input normalises to the same ids.
+    assert "재밌어요" in tokenizer.tokenize(text)
+    assert tokenizer(unicodedata.normalize("NFD", text), add_special_tokens=False)["input_ids"] == ids
+    vocab = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    assert vocab[:5] == utils.SPECIAL_TOKENS
+    # Latin letters are lowercased.
+    assert tokenizer.tokenize("MOVIE") == tokenizer.tokenize("movie")
+    # Loading back gives the same encoding.
+    assert utils.load_tokenizer(directory)(text, add_special_tokens=False)["input_ids"] == ids
+
+
+def test_tokenizer_is_reused_or_retrained(tmp_path, data_dir):
+    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    utils.get_tokenizer(splits["train"], 200, "nsmc", root=tmp_path)
+    path = tmp_path / "vocab_size_200" / "tokenizer.json"
+    stamp = path.stat().st_mtime_ns
+    utils.get_tokenizer(splits["train"], 200, "nsmc", root=tmp_path)
+    assert path.stat().st_mtime_ns == stamp  # same texts: reused
+    utils.get_tokenizer(splits["valid"], 200, "nsmc", root=tmp_path)
+    assert path.stat().st_mtime_ns != stamp  # other texts: retrained
+    with pytest.raises(FileNotFoundError, match="distil.py tokenizer"):
+        utils.load_tokenizer(tmp_path / "vocab_size_999")

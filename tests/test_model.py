@@ -1,0 +1,381 @@
+"""Tests for model.py: the BiLSTM student, encoding, saving/loading and the Student predict API."""
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+import model as M
+from model import (
+    STUDENT_MODEL_TYPE,
+    BiLSTMClassifier,
+    Student,
+    StudentConfig,
+    count_parameters,
+    encode,
+    is_student_dir,
+    load_student,
+    pad_batch,
+    save_student,
+)
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CORPUS = [
+    "이 영화 정말 좋아요",
+    "배우들 연기가 별로예요",
+    "스토리가 너무 지루하고 별로예요",
+    "음악도 좋고 영상도 좋아요",
+    "다시 보고 싶을 만큼 좋아요",
+    "시간 낭비였어요 별로예요",
+    "감독의 연출이 훌륭하다",
+    "오늘 날씨가 맑고 바람이 분다",
+]
+FILLER = ["이", "영화", "정말", "배우들", "연기가", "스토리가", "음악도", "영상도", "오늘", "날씨가", "감독의", "연출이"]
+PRESET_COUNTS = {"tiny": 27394, "mini": 52418, "small": 146434, "base": 391170, "large": 1175554}
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.NFC(),
+            normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
+            ),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=SPECIALS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: one thread is faster, and immune to oversubscription on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return build_tokenizer()
+
+
+def make_model(vocab_size: int, seed: int = 0, **kwargs) -> BiLSTMClassifier:
+    torch.manual_seed(seed)
+    config = StudentConfig(vocab_size=vocab_size, **{"embedding_dim": 8, "hidden_dim": 6, **kwargs})
+    return BiLSTMClassifier(config).eval()
+
+
+def make_student_dir(tokenizer, directory: Path, seed: int = 0) -> BiLSTMClassifier:
+    model = make_model(len(tokenizer), seed=seed)
+    save_student(model, tokenizer, directory)
+    return model
+
+
+# -----------------------------------------------------------------------------
+# config and architecture
+
+
+@pytest.mark.parametrize("size", list(PRESET_COUNTS))
+def test_preset_parameter_counts(size):
+    config = StudentConfig.from_size(size, 3000)
+    assert config.size == size
+    assert count_parameters(BiLSTMClassifier(config)) == PRESET_COUNTS[size]
+
+
+def test_from_size_overrides_and_unknown_size():
+    config = StudentConfig.from_size("small", 500, pooling="max", num_labels=3)
+    assert (config.embedding_dim, config.hidden_dim, config.pooling, config.num_labels) == (32, 64, "max", 3)
+    with pytest.raises(ValueError, match="tiny.*mini.*small.*base.*large"):
+        StudentConfig.from_size("huge", 500)
+
+
+def test_invalid_config_rejected():
+    with pytest.raises(ValueError, match="pooling"):
+        StudentConfig(vocab_size=10, pooling="mean")
+    with pytest.raises(ValueError, match="pad_id"):
+        StudentConfig(vocab_size=10, pad_id=10)
+
+
+def test_config_dict_round_trip():
+    config = StudentConfig.from_size("mini", 123, pooling="attention", fc_dim=4, dropout=0.1)
+    d = config.to_dict()
+    assert d["size"] == "mini" and d["pooling"] == "attention"
+    assert StudentConfig.from_dict(d | {"model_type": STUDENT_MODEL_TYPE}) == config
+    with pytest.raises(ValueError, match="bogus"):
+        StudentConfig.from_dict(d | {"bogus": 1})
+
+
+def test_custom_size_fc_dim_and_layers():
+    e, h, fc, labels, vocab = 10, 12, 7, 3, 100
+    model = BiLSTMClassifier(
+        StudentConfig(
+            vocab_size=vocab, embedding_dim=e, hidden_dim=h, num_layers=2,
+            num_labels=labels, pooling="attention", fc_dim=fc,
+        )
+    )
+    lstm = 2 * (4 * h * (e + h) + 8 * h) + 2 * (4 * h * (2 * h + h) + 8 * h)
+    expected = vocab * e + lstm + (2 * h + 1) + (2 * h * fc + fc) + (fc * labels + labels)
+    assert count_parameters(model) == expected
+    logits = model(torch.randint(1, vocab, (4, 9)), torch.tensor([9, 3, 1, 5]))
+    assert logits.shape == (4, labels) and logits.dtype == torch.float32
+
+
+def reference_pooled(model: BiLSTMClassifier, ids: list[int]) -> torch.Tensor:
+    """Pooling computed by hand on a single unpadded sequence."""
+    out, (h_n, _) = model.lstm(model.embedding(torch.tensor([ids])))
+    out = out[0]
+    if model.config.pooling == "last":
+        return torch.cat([h_n[-2, 0], h_n[-1, 0]])
+    if model.config.pooling == "max":
+        return out.max(dim=0).values
+    weights = torch.softmax(model.attention(out).squeeze(-1), dim=0)
+    return (weights[:, None] * out).sum(dim=0)
+
+
+@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_pooling_matches_reference(pooling, num_layers):
+    model = make_model(50, pooling=pooling, num_layers=num_layers)
+    ids = [5, 17, 3, 42, 8, 11]
+    with torch.no_grad():
+        expected = model.classifier(reference_pooled(model, ids))
+        logits = model(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_padding_invariance(pooling, num_layers):
+    model = make_model(50, pooling=pooling, num_layers=num_layers, fc_dim=5)
+    short, long = [7, 8, 9, 10, 11], [20, 21, 22, 23, 24, 25, 26, 27, 28]
+    with torch.no_grad():
+        alone = model(torch.tensor([short]), torch.tensor([5]))[0]
+        input_ids, lengths = pad_batch([long, short])
+        batched = model(input_ids, lengths)[1]
+        extra_pad = model(torch.tensor([short + [0] * 10]), torch.tensor([5]))[0]
+        # positions past the length must be ignored whatever they contain
+        garbage = model(torch.tensor([short + [33, 44, 45, 46]]), torch.tensor([5]))[0]
+    for other in (batched, extra_pad, garbage):
+        torch.testing.assert_close(other, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+@pytest.mark.parametrize("pooling", M.POOLINGS)
+def test_onnx_export_matches_torch(pooling, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = make_model(50, pooling=pooling, num_layers=2)
+    path = tmp_path / "student.onnx"
+    torch.onnx.export(
+        model, (torch.randint(1, 50, (3, 7)), torch.tensor([7, 3, 5])), str(path), dynamo=False,
+        input_names=["input_ids", "lengths"], output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+    )
+    input_ids, lengths = pad_batch([[4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [19], [20, 21]])
+    (logits,) = ort.InferenceSession(str(path)).run(None, {"input_ids": input_ids.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, model(input_ids, lengths).numpy(), atol=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# encode / pad_batch
+
+
+def test_encode_no_special_tokens_and_truncation(tokenizer):
+    ids = encode(tokenizer, ["이 영화 정말 좋아요", "별로예요"], max_length=128)
+    assert ids[0] == tokenizer.convert_tokens_to_ids(tokenizer.tokenize("이 영화 정말 좋아요"))
+    special = set(tokenizer.convert_tokens_to_ids(SPECIALS))
+    assert all(len(seq) >= 1 and not special & set(seq) for seq in ids)
+    long_text = " ".join(FILLER * 3)
+    assert encode(tokenizer, [long_text], max_length=4)[0] == encode(tokenizer, [long_text], 1000)[0][:4]
+
+
+@pytest.mark.parametrize("bad", ["", "   \t\n"])
+def test_encode_empty_text_names_index(tokenizer, bad):
+    with pytest.raises(ValueError, match="index 1"):
+        encode(tokenizer, ["좋아요", bad, "별로예요"], max_length=16)
+
+
+def test_encode_ignores_padding_and_truncation_left_on_backend():
+    tokenizer = build_tokenizer()
+    expected = encode(tokenizer, ["좋아요", "이 영화 정말 좋아요"], max_length=128)
+    tokenizer.backend_tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=20)
+    tokenizer.backend_tokenizer.enable_truncation(max_length=2)
+    assert encode(tokenizer, ["좋아요", "이 영화 정말 좋아요"], max_length=128) == expected
+
+
+def test_pad_batch():
+    input_ids, lengths = pad_batch([[5, 6], [7, 8, 9], [4]], pad_id=1)
+    assert input_ids.dtype == lengths.dtype == torch.long
+    assert input_ids.tolist() == [[5, 6, 1], [7, 8, 9], [4, 1, 1]]
+    assert lengths.tolist() == [2, 3, 1]
+
+
+# -----------------------------------------------------------------------------
+# save / load
+
+
+def test_save_load_round_trip(tokenizer, tmp_path):
+    model = make_model(len(tokenizer), pooling="attention", fc_dim=4)
+    out = save_student(model, tokenizer, tmp_path / "student", extra={"epochs": 3, "teacher": "kobert"})
+    assert out == tmp_path / "student" and is_student_dir(out)
+
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["model_type"] == STUDENT_MODEL_TYPE
+    assert config["training"] == {"epochs": 3, "teacher": "kobert"}
+    vocab_lines = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert [tokenizer.convert_tokens_to_ids(t) for t in vocab_lines] == list(range(len(tokenizer)))
+
+    loaded, loaded_tokenizer = load_student(out)
+    assert loaded.config == model.config and not loaded.training
+    texts = ["이 영화 정말 좋아요", "스토리가 너무 지루하고 별로예요", "처음 보는 단어들"]
+    assert encode(loaded_tokenizer, texts, 128) == encode(tokenizer, texts, 128)
+    input_ids, lengths = pad_batch(encode(tokenizer, texts, 128))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids, lengths), model(input_ids, lengths))
+
+
+def test_save_replaces_existing_directory_atomically(tokenizer, tmp_path):
+    target = tmp_path / "student"
+    make_student_dir(tokenizer, target, seed=0)
+    (target / "stale.txt").write_text("old run")
+    second = make_student_dir(tokenizer, target, seed=1)
+    assert not (target / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["student"]
+    loaded, _ = load_student(target)
+    for name, tensor in second.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+def test_failed_save_keeps_previous_version(tokenizer, tmp_path, monkeypatch):
+    target = tmp_path / "student"
+    first = make_student_dir(tokenizer, target, seed=0)
+
+    def broken_save_file(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(M, "save_file", broken_save_file)
+    with pytest.raises(OSError, match="disk full"):
+        make_student_dir(tokenizer, target, seed=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["student"]
+    loaded, _ = load_student(target)
+    assert torch.equal(loaded.embedding.weight, first.embedding.weight)
+
+
+def test_save_refuses_to_replace_foreign_directory(tokenizer, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        make_student_dir(tokenizer, tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_load_errors(tokenizer, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_student(tmp_path / "missing")
+
+    foreign = tmp_path / "bert"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (foreign / "model.safetensors").write_bytes(b"")
+    (foreign / "tokenizer.json").write_text("{}")
+    assert not is_student_dir(foreign) and not is_student_dir(tmp_path / "missing")
+    with pytest.raises(ValueError, match="model_type 'bert'"):
+        load_student(foreign)
+
+    partial = tmp_path / "partial"
+    make_student_dir(tokenizer, partial)
+    (partial / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_student(partial)
+
+
+# -----------------------------------------------------------------------------
+# Student predict API
+
+
+def test_student_predict_order_and_single_string(tokenizer, tmp_path):
+    make_student_dir(tokenizer, tmp_path / "s")
+    student = Student.from_pretrained(tmp_path / "s")
+    assert student.labels == ["negative", "positive"]
+    texts = ["좋아요", "스토리가 너무 지루하고 별로예요", "이 영화", "다시 보고 싶을 만큼 좋아요", "별로예요", "음악도 좋고"]
+    logits = student.predict_logits(texts, batch_size=2)
+    assert logits.shape == (len(texts), 2) and logits.dtype == np.float32
+    with torch.no_grad():
+        for text, row in zip(texts, logits):
+            input_ids, lengths = pad_batch(encode(tokenizer, [text], 128))
+            np.testing.assert_allclose(row, student.model(input_ids, lengths)[0].numpy(), atol=1e-5)
+
+    proba = student.predict_proba(texts)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    predictions = student.predict(texts)
+    assert predictions == logits.argmax(axis=1).tolist()
+    assert student.predict(texts[3]) == predictions[3] and isinstance(student.predict(texts[3]), int)
+    assert student.predict_logits([]).shape == (0, 2)
+
+
+def test_student_truncates_to_config_max_length(tokenizer):
+    model = make_model(len(tokenizer), max_length=3)
+    student = Student(model, tokenizer)
+    text = "스토리가 너무 지루하고 별로예요 정말"
+    ids = encode(tokenizer, [text], 1000)[0]
+    assert len(ids) > 3
+    with torch.no_grad():
+        expected = model(torch.tensor([ids[:3]]), torch.tensor([3]))[0].numpy()
+    np.testing.assert_allclose(student.predict_logits([text])[0], expected, atol=1e-6)
+
+
+def test_student_errors_and_multiclass_labels(tokenizer):
+    student = Student(make_model(len(tokenizer)), tokenizer)
+    with pytest.raises(ValueError, match="index 0"):
+        student.predict("")
+    with pytest.raises(ValueError, match="index 2"):
+        student.predict(["좋아요", "별로예요", " "])
+    assert Student(make_model(len(tokenizer), num_labels=3), tokenizer).labels == ["0", "1", "2"]
+
+
+def toy_texts(n: int, rng: random.Random) -> tuple[list[str], list[int]]:
+    """Random filler words with one sentiment word inserted somewhere: label 1 for 좋아요, 0 for 별로예요."""
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        words = rng.choices(FILLER, k=rng.randint(1, 6))
+        words.insert(rng.randint(0, len(words)), "좋아요" if label else "별로예요")
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def test_tiny_model_learns_toy_task(tokenizer):
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    train_texts, train_labels = toy_texts(512, rng)
+    test_texts, test_labels = toy_texts(200, rng)
+    model = BiLSTMClassifier(StudentConfig.from_size("tiny", len(tokenizer), dropout=0.1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ids = encode(tokenizer, train_texts, 32)
+    targets = torch.tensor(train_labels)
+    model.train()
+    for step in range(200):
+        batch = torch.randint(0, len(ids), (32,))
+        input_ids, lengths = pad_batch([ids[i] for i in batch])
+        loss = torch.nn.functional.cross_entropy(model(input_ids, lengths), targets[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    accuracy = np.mean(np.array(Student(model, tokenizer).predict(test_texts)) == np.array(test_labels))
+    assert accuracy > 0.9
