@@ -18,6 +18,7 @@ import itertools
 import json
 import logging
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -104,12 +105,18 @@ class RunConfig:
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
-            parts += [Path(self.teacher.rstrip("/")).name, f"a{self.alpha:g}", f"T{self.temperature:g}"]
+            parts += [teacher_label(self.teacher), f"a{self.alpha:g}", f"T{self.temperature:g}"]
             parts += ["mse"] if self.kd_loss == "mse" else []
             parts += [f"u-{Path(self.unlabeled).stem}"] if self.unlabeled else []
         parts += [f"n{self.max_train}"] if self.max_train else []
         parts += [f"s{self.seed}"] if self.seed != 42 else []
         return "-".join(parts)
+
+
+def teacher_label(teacher: str) -> str:
+    """Short name of a teacher for run names: the model's folder or hub name, or the run of a student teacher."""
+    path = Path(teacher.rstrip("/"))
+    return path.parent.name if path.name == "student" and path.parent.name else path.name
 
 
 @dataclass
@@ -202,8 +209,6 @@ def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", 
     run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
     config = dataclasses.asdict(cfg)
     if overwrite and run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
         saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -217,7 +222,7 @@ def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", 
 
     dev = utils.get_device(device)
     utils.set_seed(cfg.seed)
-    splits = utils.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, cfg.valid_fraction, cfg.test_fraction, cfg.skip_bad_rows, cfg.max_train)
+    splits = load_splits(cfg, paths)
     train = splits["train"]
     if cfg.unlabeled:
         train = pd.concat([train, utils.read_unlabeled(cfg.unlabeled)], ignore_index=True)
@@ -304,6 +309,11 @@ def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", 
     finally:
         writer.close()
     return metrics
+
+
+def load_splits(cfg: RunConfig, paths: Paths = Paths()) -> dict[str, pd.DataFrame]:
+    """The train/valid/test splits a run uses."""
+    return utils.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, cfg.valid_fraction, cfg.test_fraction, cfg.skip_bad_rows, cfg.max_train)
 
 
 def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str) -> torch.Tensor:
@@ -533,9 +543,13 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
             return None
     teacher = getattr(args, "teacher", None)
     if getattr(args, "model", None):
-        teacher = str(finetune(args, splits, paths))
+        teacher = str(finetune(
+            args.model, splits, args.dataset, paths, epochs=args.teacher_epochs, batch_size=args.teacher_train_batch_size,
+            learning_rate=args.teacher_lr, max_length=args.teacher_max_length, max_steps=args.teacher_max_steps, device=args.device,
+        ))
     if teacher is not None and args.stage in ("teacher", "cache", "run"):
-        cache_all(args, teacher, splits, paths)
+        cache_all(teacher, splits, args.dataset, paths, device=args.device, batch_size=args.teacher_batch_size,
+                  max_length=args.teacher_max_length, unlabeled=args.unlabeled)
     if args.stage in ("teacher", "cache"):
         return None
 
@@ -554,29 +568,41 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     return results
 
 
-def finetune(args: argparse.Namespace, splits: dict, paths: Paths) -> Path:
-    """The ``teacher`` stage: fine-tune ``--model`` on the dataset (reused when already done)."""
+def finetune(model: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths = Paths(), **options) -> Path:
+    """The ``teacher`` stage: fine-tune ``model`` on the dataset into ``teacher_model/<name>-<dataset>`` (reused when done).
+
+    ``options`` go to ``teacher.finetune_teacher`` (epochs, batch_size, learning_rate, max_length, max_steps, device).
+    """
     import teacher as teachers
 
-    out_dir = teachers.default_teacher_dir(args.model, args.dataset, paths.teacher_root)
-    return teachers.finetune_teacher(
-        args.model, splits, out_dir, epochs=args.teacher_epochs, batch_size=args.teacher_train_batch_size,
-        learning_rate=args.teacher_lr, max_length=args.teacher_max_length, max_steps=args.teacher_max_steps,
-        device=args.device, extra_info={"dataset": args.dataset, "n_train": len(splits["train"])},
-    )
+    out_dir = teachers.default_teacher_dir(model, dataset, paths.teacher_root)
+    extra = {"dataset": dataset, "n_train": len(splits["train"])}
+    return teachers.finetune_teacher(model, splits, out_dir, extra_info=extra, **options)
 
 
-def cache_all(args: argparse.Namespace, teacher: str, splits: dict, paths: Paths) -> None:
-    """The ``cache`` stage: teacher logits for every split (and the unlabeled text), computed once."""
+def cache_all(
+    teacher: str,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths = Paths(),
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    max_length: int = 128,
+    unlabeled: str | None = None,
+) -> dict[str, torch.Tensor]:
+    """The ``cache`` stage: teacher logits for every split (and the unlabeled text), computed once, then cached."""
     parts = dict(splits)
-    if args.unlabeled:
-        parts[f"unlabeled-{Path(args.unlabeled).stem}"] = utils.read_unlabeled(args.unlabeled)
+    if unlabeled:
+        parts[f"unlabeled-{Path(unlabeled).stem}"] = utils.read_unlabeled(unlabeled)
+    logits = {}
     for split, df in parts.items():
-        logits = utils.teacher_logits(teacher, df, args.dataset, split, teacher_root=paths.teacher_root, device=args.device,
-                                      batch_size=args.teacher_batch_size, max_length=args.teacher_max_length)
+        logits[split] = utils.teacher_logits(teacher, df, dataset, split, teacher_root=paths.teacher_root, device=device,
+                                             batch_size=batch_size, max_length=max_length)
         if split in splits:
-            accuracy = float((logits.argmax(-1).numpy() == df["label"].to_numpy()).mean())
-            print(f"teacher {split} accuracy: {accuracy:.4f}")
+            accuracy = float((logits[split].argmax(-1).numpy() == df["label"].to_numpy()).mean())
+            print(f"teacher {split} accuracy: {accuracy:.4f} ({len(df):,} examples)")
+    return logits
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:

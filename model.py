@@ -9,13 +9,19 @@ Contents:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import hashlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -150,30 +156,52 @@ def count_parameters(model: nn.Module) -> int:
 # text -> tensors
 
 
-def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
+def clean_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
+    """The tokenizer's Rust backend without padding or truncation (a copy if either is set)."""
     backend = tokenizer.backend_tokenizer
     if backend.padding is not None or backend.truncation is not None:
-        # a tokenizer.json or an earlier tokenizer(...) call may leave these on; use a clean copy
+        # a tokenizer.json or an earlier tokenizer(...) call may leave these on
         backend = Tokenizer.from_str(backend.to_str())
         backend.no_padding()
         backend.no_truncation()
-    ids = [enc.ids[:max_length] for enc in backend.encode_batch(texts, add_special_tokens=False)]
+    return backend
+
+
+def encode_with(backend: Tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """encode() with a backend from clean_backend, for callers that encode repeatedly."""
+    if len(texts) == 1:
+        ids = [backend.encode(texts[0], add_special_tokens=False).ids[:max_length]]
+    else:
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets we never use
+        encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        ids = [enc.ids[:max_length] for enc in encode_batch(texts, add_special_tokens=False)]
     for i, seq in enumerate(ids):
         if not seq:
             raise ValueError(f"text at index {i} produced no tokens (empty or whitespace-only): {texts[i]!r}")
     return ids
 
 
+def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
+    return encode_with(clean_backend(tokenizer), texts, max_length)
+
+
+def pad_ids(sequences: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad sequences into input_ids [B, max_len] and return them with lengths [B] (NumPy int64)."""
+    if not sequences:
+        raise ValueError("need at least one sequence to pad")
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    input_ids = np.full((len(sequences), int(lengths.max())), pad_id, dtype=np.int64)
+    input_ids[np.arange(input_ids.shape[1]) < lengths[:, None]] = np.fromiter(
+        itertools.chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum())
+    )
+    return input_ids, lengths
+
+
 def pad_batch(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad sequences into input_ids [B, max_len] and return them with lengths [B]."""
-    if not sequences:
-        raise ValueError("pad_batch needs at least one sequence")
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    input_ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return input_ids, lengths
+    input_ids, lengths = pad_ids(sequences, pad_id)
+    return torch.from_numpy(input_ids), torch.from_numpy(lengths)
 
 
 # -----------------------------------------------------------------------------
@@ -262,38 +290,186 @@ def load_student(
 
 
 # -----------------------------------------------------------------------------
+# exported forms (ONNX Runtime, float32 and int8)
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_DIR = "onnx"  # inside a student directory
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
+FINGERPRINT_KEY = "weights_sha256"  # ONNX metadata: the weights a graph was exported from
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the names and values of the model's state dict."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ code writes its warnings) to /dev/null for the duration."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def export_onnx(model: BiLSTMClassifier, quantize: bool = False) -> bytes:
+    """The model as a serialized ONNX graph: input_ids [B, T] and lengths [B] (int64) -> logits [B, num_labels].
+
+    quantize=True stores the weights as int8 (onnxruntime dynamic quantization; activations are quantized on
+    the fly). The graph carries the weights' fingerprint, which Student checks against the model it serves.
+    """
+    import onnx
+    from onnxruntime.quantization import quant_pre_process, quantize_dynamic
+
+    model = copy.deepcopy(model).cpu().eval()
+    example = (torch.ones(2, 3, dtype=torch.long), torch.tensor([3, 2]))
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _quiet_stderr():
+        # the legacy TorchScript exporter (the one that handles packed sequences) warns about itself and
+        # about the shapes of packed sequences, in Python and in C++; the tests check the graph against torch
+        warnings.simplefilter("ignore")
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model, example, str(path), dynamo=False, input_names=["input_ids", "lengths"], output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+        )
+        if quantize:
+            quant_pre_process(path, Path(tmp) / "prepared.onnx")
+            quantize_dynamic(Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx")
+            path = Path(tmp) / "int8.onnx"
+        graph = onnx.load(path)
+    onnx.helper.set_model_props(graph, {FINGERPRINT_KEY: weights_fingerprint(model)})
+    return graph.SerializeToString()
+
+
+def save_onnx(directory: str | Path) -> dict[str, Path]:
+    """Export a saved student to directory/onnx/ (model.onnx and model-int8.onnx); returns backend -> path.
+
+    Student.from_pretrained(directory, backend=...) then loads these instead of exporting on the fly.
+    """
+    model, _ = load_student(directory)
+    out = Path(directory) / ONNX_DIR
+    out.mkdir(exist_ok=True)
+    paths = {}
+    for backend, name in ONNX_FILES.items():
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(export_onnx(model, quantize=backend == "onnx-int8"))
+            os.replace(tmp, out / name)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        paths[backend] = out / name
+    return paths
+
+
+# -----------------------------------------------------------------------------
 # inference
+
+ONNX_MIN_FILL = 0.75  # onnxruntime's LSTM computes every padded step: cut batches at this length ratio
+
+
+def length_batches(sorted_lengths: np.ndarray, batch_size: int, min_fill: float = 0.0) -> list[slice]:
+    """Batches over lengths sorted longest first: at most batch_size each, and a batch ends before a
+    sequence shorter than min_fill times its first (longest) one."""
+    batches, start = [], 0
+    for i in range(1, len(sorted_lengths) + 1):
+        if i == len(sorted_lengths) or i - start == batch_size or sorted_lengths[i] < min_fill * sorted_lengths[start]:
+            batches.append(slice(start, i))
+            start = i
+    return batches
 
 
 class Student:
-    """Inference wrapper: the predict API used by the notebook, the bench and any server."""
+    """Inference wrapper: the predict API used by the notebook, the bench and any server.
 
-    def __init__(self, model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, device: str | torch.device = "cpu"):
+    backend: "torch" (the model itself, on any device), "onnx" (ONNX Runtime, CPU) or "onnx-int8"
+    (ONNX Runtime with int8 weights). threads: ONNX Runtime's intra-op threads (default: one per
+    physical core); the torch backend follows torch.set_num_threads.
+    """
+
+    def __init__(
+        self,
+        model: BiLSTMClassifier,
+        tokenizer: PreTrainedTokenizerFast,
+        device: str | torch.device = "cpu",
+        backend: str = "torch",
+        threads: int | None = None,
+        onnx_model: bytes | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.device = torch.device(device)
+        if backend != "torch" and self.device.type != "cpu":
+            raise ValueError(f"the {backend} backend runs on the CPU, not on {self.device}")
+        self.backend = backend
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = model.config
         n = self.config.num_labels
         self.labels: list[str] = ["negative", "positive"] if n == 2 else [str(i) for i in range(n)]
+        self._tokenize = clean_backend(tokenizer)
+        self._session = None
+        if backend != "torch":
+            self._session = self._onnx_session(onnx_model or export_onnx(model, quantize=backend == "onnx-int8"), threads)
+
+    def _onnx_session(self, onnx_model: bytes, threads: int | None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        if session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY) != weights_fingerprint(self.model):
+            raise ValueError("the ONNX graph was exported from other weights; export it again (save_onnx)")
+        return session
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Student:
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device = "cpu", backend: str = "torch", threads: int | None = None
+    ) -> Student:
+        """Load a saved student; ONNX backends use directory/onnx/ (see save_onnx) if present, else export now."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         model, tokenizer = load_student(directory, device)
-        return cls(model, tokenizer, device)
+        onnx_path = Path(directory) / ONNX_DIR / ONNX_FILES.get(backend, "")
+        onnx_model = onnx_path.read_bytes() if backend != "torch" and onnx_path.is_file() else None
+        return cls(model, tokenizer, device, backend, threads, onnx_model)
 
-    @torch.inference_mode()
+    def _run(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        if self._session is not None:
+            return self._session.run(None, {"input_ids": input_ids, "lengths": lengths})[0]
+        logits = self.model(torch.from_numpy(input_ids).to(self.device), torch.from_numpy(lengths))
+        return logits.float().cpu().numpy()
+
     def predict_logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Logits [N, num_labels] (float32) in input order; texts are batched by length for speed."""
+        return self.logits_from_ids(encode_with(self._tokenize, texts, self.config.max_length), batch_size)
+
+    @torch.inference_mode()
+    def logits_from_ids(self, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
+        """predict_logits for texts already encoded (see encode): the model alone, without tokenization."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model.eval()
-        ids = encode(self.tokenizer, texts, self.config.max_length)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        if len(ids) == 1:  # nothing to sort or pad
+            return self._run(np.array(ids, dtype=np.int64), np.array([len(ids[0])], dtype=np.int64))
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        # torch packs sequences and skips padding; onnxruntime computes it, so its batches keep lengths close
+        min_fill = 0.0 if self._session is None else ONNX_MIN_FILL
         logits = np.empty((len(ids), self.config.num_labels), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            input_ids, lengths = pad_batch([ids[i] for i in idx], self.config.pad_id)
-            logits[idx] = self.model(input_ids.to(self.device), lengths).float().cpu().numpy()
+        for batch in length_batches(lengths[order], batch_size, min_fill):
+            idx = order[batch]
+            logits[idx] = self._run(*pad_ids([ids[i] for i in idx], self.config.pad_id))
         return logits
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:

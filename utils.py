@@ -367,7 +367,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     """Train a WordPiece tokenizer and save it (tokenizer.json, vocab.txt, training.json) atomically.
 
     Normalisation: NFC, then BERT cleaning and lowercasing of Latin letters *without* accent stripping, which
-    would decompose Hangul syllables into jamo (NFD). Chinese characters are split like BERT does.
+    would decompose Hangul syllables into jamo (NFD). Chinese characters are split like BERT does. The initial
+    alphabet keeps the most frequent characters (1000 at most, BERT's default; Korean text has over 2000
+    distinct syllables, which would overflow a small vocabulary): on NSMC about 1% of tokens become [UNK].
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -378,8 +380,13 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     )
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    limit_alphabet = min(1000, vocab_size // 2)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
     backend.train_from_iterator(texts, trainer, length=len(texts))
+    if backend.get_vocab_size() > vocab_size:
+        raise ValueError(f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size")
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
@@ -389,7 +396,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
         tokenizer.save_pretrained(tmp)
         vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
         (tmp / "vocab.txt").write_text("".join(tok + "\n" for tok, _ in vocab), encoding="utf-8")
-        (tmp / "training.json").write_text(json.dumps({"vocab_size": vocab_size, **(info or {})}, ensure_ascii=False, indent=2), encoding="utf-8")
+        (tmp / "training.json").write_text(json.dumps({"vocab_size": vocab_size, "limit_alphabet": limit_alphabet, **(info or {})}, ensure_ascii=False, indent=2), encoding="utf-8")
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -547,7 +554,7 @@ def teacher_logits(
                 raise CacheMismatch(f"stale logits cache {path}: {err}. Delete it or let it be rebuilt.") from None
             logger.warning(f"stale logits cache {path}: {err}; rebuilding it")
     logger.info(f"running the teacher {teacher} on {len(df):,} {dataset}/{split} examples (once; cached in {path})")
-    model = teachers.load_teacher(teacher, device=device, max_length=max_length)
+    model = teachers.load_teacher(str(model_dir), device=device, max_length=max_length)
     logits = model.predict_logits(df["text"].tolist(), batch_size=batch_size).float().cpu()
     if len(logits) != len(df):
         raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")

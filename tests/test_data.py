@@ -187,3 +187,11 @@ def test_tokenizer_is_reused_or_retrained(tmp_path, data_dir):
     assert path.stat().st_mtime_ns != stamp  # other texts: retrained
     with pytest.raises(FileNotFoundError, match="distil.py tokenizer"):
         utils.load_tokenizer(tmp_path / "vocab_size_999")
+
+
+def test_vocabulary_never_exceeds_the_requested_size(tmp_path):
+    # Many distinct Hangul syllables: without a limited alphabet the vocabulary would overflow.
+    syllables = [chr(0xAC00 + i) for i in range(0, 11172, 7)]
+    texts = [" ".join(syllables[i : i + 40]) for i in range(0, len(syllables), 3)] * 2
+    tokenizer = utils.train_tokenizer(texts, 400, tmp_path / "v400")
+    assert len(tokenizer) <= 400

@@ -250,3 +250,18 @@ def test_cli_help_documents_stages(capsys):
     out = capsys.readouterr().out
     for stage in ("download", "tokenizer", "teacher", "cache", "student", "run", "predict"):
         assert stage in out
+
+
+def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
+    from conftest import make_reviews
+
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(text for text, _ in make_reviews(150, seed=9)) + "\n", encoding="utf-8")
+    paths = paths_for(tmp_path, data_dir)
+    cfg = RunConfig(teacher=str(tiny_teacher), alpha=0.5, unlabeled=str(unlabeled), **{**FAST, "epochs": 1})
+    metrics = distil.train_student(cfg, paths, device="cpu")
+    assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
+    assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
+    assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
+    with pytest.raises(ValueError, match="needs alpha < 1"):
+        RunConfig(teacher=str(tiny_teacher), alpha=1.0, unlabeled=str(unlabeled))

@@ -18,9 +18,12 @@ from model import (
     StudentConfig,
     count_parameters,
     encode,
+    export_onnx,
     is_student_dir,
+    length_batches,
     load_student,
     pad_batch,
+    save_onnx,
     save_student,
 )
 
@@ -175,19 +178,15 @@ def test_padding_invariance(pooling, num_layers):
         torch.testing.assert_close(other, alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 @pytest.mark.parametrize("pooling", M.POOLINGS)
-def test_onnx_export_matches_torch(pooling, tmp_path):
+def test_onnx_export_matches_torch(pooling):
     ort = pytest.importorskip("onnxruntime")
-    model = make_model(50, pooling=pooling, num_layers=2)
-    path = tmp_path / "student.onnx"
-    torch.onnx.export(
-        model, (torch.randint(1, 50, (3, 7)), torch.tensor([7, 3, 5])), str(path), dynamo=False,
-        input_names=["input_ids", "lengths"], output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
-    )
+    model = make_model(50, pooling=pooling, num_layers=2).train()
+    graph = export_onnx(model)  # exports in eval mode (no dropout) without switching the model itself
+    assert model.training
+    model.eval()
     input_ids, lengths = pad_batch([[4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [19], [20, 21]])
-    (logits,) = ort.InferenceSession(str(path)).run(None, {"input_ids": input_ids.numpy(), "lengths": lengths.numpy()})
+    (logits,) = ort.InferenceSession(graph).run(None, {"input_ids": input_ids.numpy(), "lengths": lengths.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(input_ids, lengths).numpy(), atol=1e-5)
 
@@ -379,3 +378,112 @@ def test_tiny_model_learns_toy_task(tokenizer):
         optimizer.step()
     accuracy = np.mean(np.array(Student(model, tokenizer).predict(test_texts)) == np.array(test_labels))
     assert accuracy > 0.9
+
+
+# -----------------------------------------------------------------------------
+# fast inference: exported backends, batching
+
+
+TEXTS = ["좋아요", "스토리가 너무 지루하고 별로예요", "이 영화", "다시 보고 싶을 만큼 좋아요", "별로예요", "음악도 좋고", " ".join(FILLER)]
+
+
+def test_length_batches_cut_at_size_and_fill():
+    lengths = np.array([10, 9, 8, 7, 4, 3, 3, 3, 1])
+    assert length_batches(lengths, batch_size=4) == [slice(0, 4), slice(4, 8), slice(8, 9)]
+    # a batch ends before a sequence shorter than 0.75 x its longest: 10,9,8 | 7 | 4,3,3,3 | 1
+    assert length_batches(lengths, batch_size=64, min_fill=0.75) == [slice(0, 3), slice(3, 4), slice(4, 8), slice(8, 9)]
+    assert length_batches(np.array([], dtype=np.int64), batch_size=8) == []
+
+
+def test_encode_single_and_batch_paths_agree(tokenizer):
+    batch = encode(tokenizer, TEXTS, max_length=5)
+    assert [encode(tokenizer, [text], max_length=5)[0] for text in TEXTS] == batch
+    assert batch == [tokenizer(text, add_special_tokens=False)["input_ids"][:5] for text in TEXTS]
+
+
+@pytest.mark.parametrize("pooling", M.POOLINGS)
+def test_onnx_backend_matches_torch(tokenizer, pooling):
+    model = make_model(len(tokenizer), pooling=pooling, num_layers=2, fc_dim=5)
+    torch_student, onnx_student = Student(model, tokenizer), Student(model, tokenizer, backend="onnx", threads=1)
+    for batch_size in (1, 3, 64):
+        np.testing.assert_allclose(
+            onnx_student.predict_logits(TEXTS, batch_size), torch_student.predict_logits(TEXTS, batch_size), atol=1e-5
+        )
+    np.testing.assert_allclose(onnx_student.predict_logits(TEXTS[1:2]), torch_student.predict_logits(TEXTS[1:2]), atol=1e-5)
+    assert onnx_student.predict(TEXTS[3]) == torch_student.predict(TEXTS[3])
+    assert onnx_student.predict_logits([]).shape == (0, 2)
+
+
+def test_onnx_int8_is_quantized_and_close(tokenizer):
+    onnx = pytest.importorskip("onnx")
+    model = make_model(len(tokenizer), embedding_dim=32, hidden_dim=64)
+    float_graph, int8_graph = export_onnx(model), export_onnx(model, quantize=True)
+    assert "DynamicQuantizeLSTM" in {node.op_type for node in onnx.load_from_string(int8_graph).graph.node}
+    assert len(int8_graph) < len(float_graph) / 2
+    reference = Student(model, tokenizer).predict_logits(TEXTS)
+    int8 = Student(model, tokenizer, backend="onnx-int8").predict_logits(TEXTS)
+    np.testing.assert_allclose(int8, reference, atol=0.02)
+    assert not np.array_equal(int8, reference)  # it really runs in int8
+
+
+def test_onnx_round_trip_from_saved_dir(tokenizer, tmp_path, monkeypatch):
+    model = make_student_dir(tokenizer, tmp_path / "s")
+    paths = save_onnx(tmp_path / "s")
+    assert paths == {b: tmp_path / "s" / "onnx" / name for b, name in M.ONNX_FILES.items()}
+    assert is_student_dir(tmp_path / "s") and not list((tmp_path / "s" / "onnx").glob("*.tmp"))
+    expected = Student(model, tokenizer).predict_logits(TEXTS)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the saved ONNX graph should have been used")
+
+    monkeypatch.setattr(M, "export_onnx", no_export)
+    for backend, atol in (("onnx", 1e-5), ("onnx-int8", 0.02)):
+        student = Student.from_pretrained(tmp_path / "s", backend=backend, threads=1)
+        assert student.backend == backend
+        np.testing.assert_allclose(student.predict_logits(TEXTS, batch_size=2), expected, atol=atol)
+
+
+def test_onnx_exported_on_the_fly_without_saved_graph(tokenizer, tmp_path):
+    model = make_student_dir(tokenizer, tmp_path / "s")
+    student = Student.from_pretrained(tmp_path / "s", backend="onnx")
+    assert not (tmp_path / "s" / "onnx").exists()  # loading never writes into the student directory
+    np.testing.assert_allclose(student.predict_logits(TEXTS), Student(model, tokenizer).predict_logits(TEXTS), atol=1e-5)
+
+
+def test_onnx_graph_from_other_weights_is_refused(tokenizer, tmp_path):
+    make_student_dir(tokenizer, tmp_path / "a", seed=0)
+    make_student_dir(tokenizer, tmp_path / "b", seed=1)
+    save_onnx(tmp_path / "a")
+    (tmp_path / "b" / "onnx").mkdir()
+    (tmp_path / "b" / "onnx" / "model.onnx").write_bytes((tmp_path / "a" / "onnx" / "model.onnx").read_bytes())
+    with pytest.raises(ValueError, match="other weights"):
+        Student.from_pretrained(tmp_path / "b", backend="onnx")
+
+
+def test_unknown_backend_and_onnx_off_cpu_are_errors(tokenizer, tmp_path):
+    model = make_model(len(tokenizer))
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'.*torch, onnx, onnx-int8"):
+        Student(model, tokenizer, backend="tensorrt")
+    make_student_dir(tokenizer, tmp_path / "s")
+    with pytest.raises(ValueError, match="unknown backend 'int8'"):
+        Student.from_pretrained(tmp_path / "s", backend="int8")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        Student(model, tokenizer, device="cuda", backend="onnx")
+
+
+@pytest.mark.parametrize("backend", M.BACKENDS)
+def test_backends_report_empty_text_and_bad_batch_size(tokenizer, backend):
+    student = Student(make_model(len(tokenizer)), tokenizer, backend=backend)
+    with pytest.raises(ValueError, match="index 1"):
+        student.predict(["좋아요", "  "])
+    with pytest.raises(ValueError, match="index 0"):
+        student.predict(" ")
+    with pytest.raises(ValueError, match="batch_size"):
+        student.predict_logits(TEXTS, batch_size=0)
+
+
+def test_logits_from_ids_is_predict_logits_without_tokenization(tokenizer):
+    student = Student(make_model(len(tokenizer)), tokenizer)
+    np.testing.assert_array_equal(
+        student.logits_from_ids(encode(tokenizer, TEXTS, student.config.max_length)), student.predict_logits(TEXTS)
+    )

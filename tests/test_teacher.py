@@ -1,0 +1,496 @@
+"""Tests for teacher.py, offline, on tiny randomly initialised models with tokenizers trained here."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sentencepiece as spm
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModel,
+    BartConfig,
+    BertConfig,
+    BigBirdConfig,
+    DistilBertConfig,
+    ElectraConfig,
+    GPT2Config,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    T5Config,
+    XLNetConfig,
+)
+
+import teacher as T
+from model import BiLSTMClassifier, StudentConfig, save_student
+
+ROOT = Path(__file__).resolve().parents[1]
+POSITIVE = ["좋아요", "최고", "재밌어요", "감동", "추천합니다", "명작"]
+NEGATIVE = ["별로", "최악", "지루해요", "실망", "노잼", "엉망"]
+FILLER = ["영화", "배우", "스토리", "연기", "진짜", "그냥", "정말", "오늘", "보고", "왔는데", "음악", "감독", "내용", "처음", "마지막", "ㅋㅋ"]
+PREDICT_TEXTS = [
+    "좋아요",
+    "이 영화 정말 최고 감동",
+    "그냥 별로",
+    " ".join(FILLER * 6),  # longer than every model's 64 positions: truncated
+    "스토리 연기 음악 감독 내용 모두 최악 실망 노잼",
+    "ㅋㅋ",
+]
+
+
+def reviews(n: int, seed: int) -> pd.DataFrame:
+    """Learnable synthetic reviews: random filler plus one or two words of the label's polarity."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = rng.choices(FILLER, k=rng.randint(2, 8)) + rng.choices(POSITIVE if label else NEGATIVE, k=rng.randint(1, 2))
+        rng.shuffle(words)
+        rows.append({"id": f"r{seed}-{i}", "text": " ".join(words), "label": label, "source": "synthetic"})
+    return pd.DataFrame(rows)
+
+
+def splits(n_train: int, n_eval: int, seed: int = 0) -> dict[str, pd.DataFrame]:
+    return {"train": reviews(n_train, seed), "valid": reviews(n_eval, seed + 1), "test": reviews(n_eval, seed + 2)}
+
+
+CORPUS = reviews(300, 99)["text"].tolist() + PREDICT_TEXTS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny models of each architecture, saved with a tokenizer of the kind the real checkpoints ship
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _template(tok: Tokenizer, single: str) -> processors.TemplateProcessing:
+    names = [word for word in single.split() if word != "$A"]
+    return processors.TemplateProcessing(single=single, special_tokens=[(n, tok.token_to_id(n)) for n in names])
+
+
+def wordpiece() -> PreTrainedTokenizerFast:
+    """BERT-style WordPiece, ``[CLS] text [SEP]`` with token_type_ids (as klue/roberta's tokenizer too)."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(strip_accents=False, lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = _template(tok, "[CLS] $A [SEP]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+
+
+def metaspace(model_kind: str, specials: list[str], template: str | None, **tokens) -> PreTrainedTokenizerFast:
+    """SentencePiece-like Unigram or BPE over ``▁``-marked words (T5, XLNet, BigBird, KoBART)."""
+    if model_kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=specials, unk_token=tokens["unk_token"])
+    else:
+        tok = Tokenizer(models.BPE(unk_token=tokens["unk_token"]))
+        trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(CORPUS, trainer)
+    if template:
+        tok.post_processor = _template(tok, template)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=["input_ids", "attention_mask"], **tokens)
+
+
+def byte_level_bpe() -> PreTrainedTokenizerFast:
+    """GPT-2 / KoGPT2: byte-level BPE with an end-of-text token but no padding token."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", bos_token="</s>", model_input_names=["input_ids", "attention_mask"])
+
+
+def train_sentencepiece(prefix: Path, **options) -> Path:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS), model_prefix=str(prefix), vocab_size=80, model_type="unigram",
+        character_coverage=1.0, minloglevel=2, **options,
+    )
+    return prefix.with_suffix(".model")
+
+
+def kobert_monologg(directory: Path) -> int:
+    """monologg/kobert's files: tokenizer_78b3253a26.model + vocab.txt (ids from vocab.txt, specials first)."""
+    model_file = train_sentencepiece(directory / "tokenizer_78b3253a26")
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_control(i) and not sp.is_unknown(i)]
+    vocab = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]", *sorted(pieces)]  # an order unlike the SentencePiece ids
+    (directory / "vocab.txt").write_text("".join(v + "\n" for v in vocab), encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}), encoding="utf-8")
+    return len(vocab)
+
+
+def kobert_skt(directory: Path) -> int:
+    """skt/kobert-base-v1's files: spiece.model holding the special tokens, tokenizer_config naming XLNetTokenizer."""
+    model_file = train_sentencepiece(
+        directory / "spiece", unk_id=0, pad_id=1, bos_id=2, eos_id=3, unk_piece="[UNK]", pad_piece="[PAD]",
+        bos_piece="[CLS]", eos_piece="[SEP]", user_defined_symbols=["[MASK]"],
+    )
+    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLNetTokenizer", "do_lower_case": False}), encoding="utf-8")
+    return spm.SentencePieceProcessor(model_file=str(model_file)).get_piece_size()
+
+
+SMALL = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+
+
+def build_model(arch: str, directory: Path) -> Path:
+    """Save a tiny randomly initialised base model (no classification head) and its tokenizer to ``directory``."""
+    torch.manual_seed(0)
+    directory.mkdir(parents=True)
+    if arch in ("kobert-monologg", "kobert-skt"):
+        vocab_size = (kobert_monologg if arch == "kobert-monologg" else kobert_skt)(directory)
+        config = BertConfig(vocab_size=vocab_size, hidden_size=32, pad_token_id=1, **SMALL)
+        AutoModel.from_config(config).save_pretrained(directory)
+        return directory
+    if arch == "bert":
+        tokenizer = wordpiece()
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, **SMALL)
+    elif arch == "electra":
+        tokenizer = wordpiece()
+        config = ElectraConfig(vocab_size=len(tokenizer), embedding_size=32, hidden_size=32, **SMALL)
+    elif arch == "roberta":
+        tokenizer = wordpiece()  # klue/roberta: a BERT tokenizer (token_type_ids) on a model with one token type
+        config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, type_vocab_size=1, pad_token_id=0, **SMALL)
+    elif arch == "distilbert":
+        tokenizer = wordpiece()
+        config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+    elif arch == "bigbird":
+        tokenizer = metaspace("unigram", ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"], "[CLS] $A [SEP]",
+                              unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+        config = BigBirdConfig(vocab_size=len(tokenizer), hidden_size=32, pad_token_id=0, **SMALL)
+    elif arch == "xlnet":
+        tokenizer = metaspace("unigram", ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"], "$A <sep> <cls>",
+                              unk_token="<unk>", pad_token="<pad>", cls_token="<cls>", sep_token="<sep>", mask_token="<mask>")
+        config = XLNetConfig(vocab_size=len(tokenizer), d_model=32, n_layer=2, n_head=2, d_inner=64, pad_token_id=5)
+    elif arch == "t5":
+        tokenizer = metaspace("unigram", ["<pad>", "</s>", "<unk>"], "$A </s>", unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+        config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                          pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    elif arch == "bart":
+        # KoBART: its tokenizer adds neither <s> nor </s>
+        tokenizer = metaspace("bpe", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], None,
+                              unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>", mask_token="<mask>")
+        config = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                            bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2)
+    elif arch == "gpt2":
+        tokenizer = byte_level_bpe()
+        eos = tokenizer.eos_token_id
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=eos, eos_token_id=eos)
+    else:
+        raise ValueError(arch)
+    AutoModel.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+ARCHITECTURES = ["bert", "roberta", "distilbert", "electra", "bigbird", "bart", "gpt2", "xlnet", "t5", "kobert-monologg", "kobert-skt"]
+
+
+@pytest.fixture(scope="module")
+def teacher_finetuned(tmp_path_factory):
+    """Fine-tune each architecture once (a few steps) and hand out the teacher directory."""
+    done: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in done:
+            root = tmp_path_factory.mktemp(arch)
+            base = build_model(arch, root / "base")
+            # 24 texts / batch 8 = 3 steps = one epoch: evaluated, checkpointed and reloaded as the best
+            done[arch] = T.finetune_teacher(str(base), splits(24, 8), root / "teacher", batch_size=8, learning_rate=1e-3,
+                                            max_steps=3, device="cpu", extra_info={"dataset": "synthetic"})
+        return done[arch]
+
+    return get
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every architecture: fine-tune, load, predict
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
+    out_dir = teacher_finetuned(arch)
+    info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
+    assert info["dataset"] == "synthetic" and info["global_step"] == 3 and info["num_labels"] == 2
+    assert 0.0 <= info["val_accuracy"] <= 1.0 and 0.0 <= info["test_accuracy"] <= 1.0
+    assert not list(out_dir.glob("checkpoint-*")) and not list(out_dir.parent.glob(".*tmp*"))
+    assert list(out_dir.glob("runs/*/events.out.tfevents.*")), "no TensorBoard log"
+
+    teacher = T.load_teacher(str(out_dir), device="cpu", max_length=128)
+    # capped by the 64 learned positions (RoBERTa numbers them from pad_token_id + 1 = 1); XLNet and T5: relative positions
+    assert teacher.num_labels == 2 and teacher.max_length == {"roberta": 63, "xlnet": 128, "t5": 128}.get(arch, 64)
+    assert teacher.model.config.id2label == {0: "negative", 1: "positive"}
+    logits = teacher.predict_logits(PREDICT_TEXTS, batch_size=4, show_progress=False)
+    assert logits.shape == (len(PREDICT_TEXTS), 2) and logits.dtype == torch.float32 and logits.device.type == "cpu"
+    assert torch.isfinite(logits).all()
+    # one text at a time (no padding at all) must give the same logits as padded, length-sorted batches
+    single = torch.cat([teacher.predict_logits([text], show_progress=False) for text in PREDICT_TEXTS])
+    torch.testing.assert_close(logits, single, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(logits[0], logits[3]), "different texts should get different logits"
+
+
+def test_finetuned_teacher_learns(tmp_path):
+    base = build_model("bert", tmp_path / "base")
+    out_dir = T.finetune_teacher(str(base), splits(400, 100), tmp_path / "teacher", epochs=6, batch_size=16,
+                                 learning_rate=2e-3, device="cpu", patience=2)
+    info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
+    assert info["test_accuracy"] > 0.8 and info["val_accuracy"] > 0.8
+    assert info["hyperparameters"]["max_length"] == 64  # capped by the model's positions
+    teacher = T.load_teacher(str(out_dir), device="cpu")
+    predicted = teacher.predict_logits(["정말 최고 좋아요 명작", "진짜 최악 별로 실망"], show_progress=False).argmax(-1)
+    assert predicted.tolist() == [1, 0]
+
+
+def test_finished_teacher_is_reused_without_training(teacher_finetuned, monkeypatch):
+    out_dir = teacher_finetuned("bert")
+    stamp = (out_dir / "teacher.json").stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the Trainer was constructed for a finished teacher")
+
+    monkeypatch.setattr(T, "Trainer", no_training)
+    assert T.finetune_teacher("does-not/matter", splits(8, 4), out_dir) == out_dir
+    assert (out_dir / "teacher.json").stat().st_mtime_ns == stamp
+
+
+def test_finetune_refuses_a_foreign_out_dir_and_bad_data(tmp_path, teacher_finetuned):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="no finished teacher"):
+        T.finetune_teacher("bert", splits(8, 4), occupied)
+    base = str(teacher_finetuned("bert"))
+    with pytest.raises(ValueError, match="'valid'"):
+        T.finetune_teacher(base, {"train": reviews(8, 0)}, tmp_path / "a")
+    bad = splits(8, 4)
+    bad["train"] = bad["train"].assign(label=bad["train"]["label"].astype(float))
+    with pytest.raises(ValueError, match="integer classes"):
+        T.finetune_teacher(base, bad, tmp_path / "b")
+    with pytest.raises(ValueError, match="may not set"):
+        T.finetune_teacher(base, splits(8, 4), tmp_path / "c", extra_info={"val_accuracy": 1.0})
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_unlabeled_rows_are_left_out_of_fine_tuning(tmp_path):
+    data = splits(24, 8)
+    unlabeled = reviews(10, 7).assign(label=-1)
+    data["train"] = pd.concat([data["train"], unlabeled], ignore_index=True)
+    out_dir = T.finetune_teacher(str(build_model("bert", tmp_path / "base")), data, tmp_path / "t", batch_size=8, max_steps=1, device="cpu")
+    info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
+    assert info["num_examples"] == {"train": 24, "valid": 8, "test": 8}
+
+
+def test_base_model_without_trained_head_is_refused(tmp_path):
+    base = build_model("bert", tmp_path / "base")
+    with pytest.raises(ValueError, match="not a fine-tuned classifier"):
+        T.load_teacher(str(base), device="cpu")
+
+
+def test_bad_texts_get_clear_errors(teacher_finetuned):
+    teacher = T.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
+    with pytest.raises(TypeError, match=r"texts\[1\] is float"):
+        teacher.predict_logits(["좋아요", float("nan")])
+    with pytest.raises(TypeError, match="single string"):
+        teacher.predict_logits("좋아요")
+    with pytest.raises(ValueError, match="give no tokens"):
+        teacher.predict_logits(["좋아요", ""])  # GPT-2 adds no special tokens: nothing to classify
+    assert teacher.predict_logits([], show_progress=False).shape == (0, 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Architecture quirks
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_quirks_are_applied(teacher_finetuned):
+    gpt2 = T.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
+    assert gpt2.encoder.tokenizer.pad_token == "</s>" and gpt2.model.config.pad_token_id == gpt2.encoder.tokenizer.eos_token_id
+    assert gpt2.encoder.tokenizer.padding_side == "right"
+    xlnet = T.load_teacher(str(teacher_finetuned("xlnet")), device="cpu")
+    assert xlnet.encoder.tokenizer.padding_side == "left" and xlnet.max_length == 128  # relative positions: no cap
+    roberta = T.load_teacher(str(teacher_finetuned("roberta")), device="cpu")
+    assert "token_type_ids" not in roberta.encoder.input_names and roberta.max_length == 63  # positions start at pad+1
+    assert "token_type_ids" not in T.load_teacher(str(teacher_finetuned("distilbert")), device="cpu").encoder.input_names
+    assert "token_type_ids" in T.load_teacher(str(teacher_finetuned("bert")), device="cpu").encoder.input_names
+    bigbird = T.load_teacher(str(teacher_finetuned("bigbird")), device="cpu")
+    assert bigbird.model.config.attention_type == "original_full"
+    bart = T.load_teacher(str(teacher_finetuned("bart")), device="cpu")
+    eos = bart.model.config.eos_token_id
+    for feature in bart.encoder.encode(["좋아요", "최고 </s> 감동", " ".join(FILLER * 6)]):
+        assert feature["input_ids"][-1] == eos and feature["input_ids"].count(eos) == 1 and len(feature["input_ids"]) <= 64
+
+
+@pytest.mark.parametrize("layout", ["kobert-monologg", "kobert-skt"])
+def test_kobert_tokenizer_layouts(layout, tmp_path):
+    directory = build_model(layout, tmp_path / layout)
+    config = T._load_config(directory)
+    tokenizer = T._load_tokenizer(directory, config)
+    assert isinstance(tokenizer, T.KoBertTokenizer)
+    sp = spm.SentencePieceProcessor(model_file=str(next(directory.glob("*.model"))))
+    pieces = sp.encode("정말 최고 좋아요", out_type=str)
+    ids = tokenizer("정말 최고 좋아요")["input_ids"]
+    vocab = (directory / "vocab.txt").read_text(encoding="utf-8").splitlines() if layout == "kobert-monologg" else None
+    expected = [vocab.index(p) for p in pieces] if vocab else [sp.piece_to_id(p) for p in pieces]
+    assert ids == [tokenizer.cls_token_id, *expected, tokenizer.sep_token_id]
+    assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id) == (2, 3, 1)
+    if vocab:
+        assert expected != [sp.piece_to_id(p) for p in pieces], "the test vocab.txt should reorder the ids"
+
+
+def test_kobert_teacher_keeps_its_layout_and_old_config(tmp_path, teacher_finetuned):
+    out_dir = teacher_finetuned("kobert-monologg")
+    assert (out_dir / "tokenizer_78b3253a26.model").is_file() and (out_dir / "vocab.txt").is_file()
+    # 2020-era uploads may lack model_type, which transformers 5 no longer guesses from the name
+    config = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    copy = tmp_path / "old"
+    copy.mkdir()
+    for path in out_dir.iterdir():
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
+    del config["model_type"]
+    (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    before = T.load_teacher(str(out_dir), device="cpu").predict_logits(PREDICT_TEXTS, show_progress=False)
+    after = T.load_teacher(str(copy), device="cpu").predict_logits(PREDICT_TEXTS, show_progress=False)
+    torch.testing.assert_close(before, after)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A student as the teacher
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_student_directory_teaches(tmp_path):
+    torch.manual_seed(0)
+    tokenizer = wordpiece()
+    student = BiLSTMClassifier(StudentConfig.from_size("large", vocab_size=len(tokenizer), max_length=32))
+    directory = save_student(student, tokenizer, tmp_path / "student-large")
+    teacher = T.load_teacher(str(directory), device="cpu")
+    assert isinstance(teacher, T.StudentTeacher) and teacher.num_labels == 2 and teacher.max_length == 32
+    logits = teacher.predict_logits(PREDICT_TEXTS, batch_size=2, show_progress=False)
+    assert logits.shape == (len(PREDICT_TEXTS), 2) and logits.dtype == torch.float32
+    expected = torch.from_numpy(teacher.student.predict_logits(PREDICT_TEXTS))
+    torch.testing.assert_close(logits, expected)
+    assert len(T.teacher_fingerprint(directory)) == 64
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Names, the Hub, fingerprints
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_names_and_directories(tmp_path):
+    assert T.short_name("monologg/koelectra-small-v3-discriminator") == "koelectra-small-v3-discriminator"
+    assert T.short_name("/x/teacher_model/kobert-nsmc/") == "kobert-nsmc"
+    assert T.default_teacher_dir("monologg/kobert", "nsmc") == Path("teacher_model/kobert-nsmc")
+    local = tmp_path / "mine"
+    local.mkdir()
+    assert T.resolve_teacher(str(local)) == local
+    assert T.teacher_cache_dir(str(local)) == local / "logits"
+    assert T.resolve_teacher("mine", root=tmp_path) == local  # a name under root
+    assert T.teacher_cache_dir("monologg/kobert", root=tmp_path) == tmp_path / "hub--monologg--kobert" / "logits"
+    assert T.teacher_cache_dir("klue-bert", root=tmp_path) == tmp_path / "hub--klue-bert" / "logits"  # never a model name under root
+    with pytest.raises(FileNotFoundError, match="neither a local directory"):
+        T.resolve_teacher(str(tmp_path / "missing" / "dir"))
+
+
+@pytest.fixture
+def teacher_offline_hub(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache with the Hub unreachable (offline mode)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_unreachable_hub_model_gives_a_clear_error(teacher_offline_hub, tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        T.resolve_teacher("monologg/kobert", root=tmp_path)
+    message = str(err.value)
+    assert "monologg/kobert" in message and "unreachable" in message and "local model directory" in message
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin", None])
+def test_cached_hub_model_resolves_offline(weights, teacher_offline_hub, tmp_path):
+    snapshot = teacher_offline_hub / "models--org--tiny" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    if weights:
+        (snapshot / weights).write_bytes(b"weights")
+    (teacher_offline_hub / "models--org--tiny" / "refs").mkdir()
+    (teacher_offline_hub / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+    if weights:
+        assert T.resolve_teacher("org/tiny", root=tmp_path) == snapshot
+    else:
+        with pytest.raises(FileNotFoundError, match="no PyTorch weights"):
+            T.resolve_teacher("org/tiny", root=tmp_path)
+
+
+def test_fingerprint_tracks_weights_and_config(tmp_path):
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (directory / "config.json").write_text('{"a": 1}')
+    (directory / "model.safetensors").write_bytes(b"x" * 3_000_000)  # several read chunks
+    first = T.teacher_fingerprint(directory)
+    (directory / "tokenizer.json").write_text("{}")
+    (directory / "training_args.bin").write_bytes(b"args")
+    assert T.teacher_fingerprint(directory) == first  # only config and weights count
+    (directory / "model.safetensors").write_bytes(b"x" * 2_999_999 + b"y")
+    second = T.teacher_fingerprint(directory)
+    assert second != first
+    (directory / "config.json").write_text('{"a": 2}')
+    assert T.teacher_fingerprint(directory) not in (first, second)
+    (directory / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        T.teacher_fingerprint(directory)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Two processes (torchrun, gloo)
+# ---------------------------------------------------------------------------------------------------------
+
+DISTRIBUTED_SCRIPT = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {root!r})
+import teacher
+texts = {texts!r}
+logits = teacher.load_teacher({model_dir!r}, device="cpu").predict_logits(texts, batch_size=2)
+torch.save(logits, f"{out}/rank{{dist.get_rank()}}-of-{{dist.get_world_size()}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
+    model_dir = teacher_finetuned("bert")
+    texts = PREDICT_TEXTS + ["최고 감동", "진짜 별로"] + reviews(3, 5)["text"].tolist()  # 11 texts: uneven shards
+    script = tmp_path / "predict.py"
+    script.write_text(textwrap.dedent(DISTRIBUTED_SCRIPT.format(root=str(ROOT), texts=texts, model_dir=str(model_dir), out=str(tmp_path))))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(port), str(script)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = T.load_teacher(str(model_dir), device="cpu").predict_logits(texts, show_progress=False)
+    for rank in range(2):
+        merged = torch.load(tmp_path / f"rank{rank}-of-2.pt")
+        torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-5)
