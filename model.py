@@ -4,7 +4,9 @@ Contents:
 - StudentConfig / BiLSTMClassifier: the model itself,
 - encode / pad_batch: text -> token ids -> padded tensors,
 - save_student / load_student: self-contained, atomically written model directories,
-- Student: the inference wrapper (predict_logits / predict_proba / predict).
+- export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
+- Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
+  "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8").
 """
 
 from __future__ import annotations
@@ -448,14 +450,14 @@ class Student:
     def _run(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         if self._session is not None:
             return self._session.run(None, {"input_ids": input_ids, "lengths": lengths})[0]
-        logits = self.model(torch.from_numpy(input_ids).to(self.device), torch.from_numpy(lengths))
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(input_ids).to(self.device), torch.from_numpy(lengths))
         return logits.float().cpu().numpy()
 
     def predict_logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Logits [N, num_labels] (float32) in input order; texts are batched by length for speed."""
         return self.logits_from_ids(encode_with(self._tokenize, texts, self.config.max_length), batch_size)
 
-    @torch.inference_mode()
     def logits_from_ids(self, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
         """predict_logits for texts already encoded (see encode): the model alone, without tokenization."""
         if batch_size < 1:

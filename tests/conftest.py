@@ -1,11 +1,19 @@
 """Shared fixtures: small dataset files in each dataset's own format and a tiny Hugging Face teacher."""
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
 
+# Tiny models on a small (often shared) CPU: one thread each is several times faster than fighting over cores.
+# Set before torch is imported so that subprocesses (notebook kernel, torchrun workers) inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
+import torch
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

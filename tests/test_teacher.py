@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from transformers import (
 )
 
 import teacher as T
+import utils
 from model import BiLSTMClassifier, StudentConfig, save_student
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -494,3 +496,20 @@ def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
     for rank in range(2):
         merged = torch.load(tmp_path / f"rank{rank}-of-2.pt")
         torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_each_architecture_teaches_a_student_through_the_cache(arch, teacher_finetuned, data_dir, tmp_path, monkeypatch):
+    import distil
+
+    out_dir = teacher_finetuned(arch)
+    paths = distil.Paths(str(data_dir), str(tmp_path / "data"), str(tmp_path / "tok"), str(tmp_path / "teachers"), str(tmp_path / "runs"))
+    cfg = distil.RunConfig(teacher=str(out_dir), alpha=0.5, size="tiny", vocab_size=200, epochs=1, max_train=120)
+    metrics = distil.train_student(cfg, paths, device="cpu")
+    assert metrics["teacher"] == str(out_dir) and metrics["epochs_run"] == 1
+    cache = utils.LogitsCache.load(out_dir / "logits" / "nsmc-train.safetensors")
+    assert cache.logits.shape == (120, 2) and cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(out_dir)
+    # Another vocab size and student size: served from the cache, the teacher is never loaded.
+    monkeypatch.setattr(T, "load_teacher", lambda *a, **k: pytest.fail("the teacher ran again"))
+    again = distil.train_student(dataclasses.replace(cfg, vocab_size=300, size="mini"), paths, device="cpu")
+    assert again["teacher"] == str(out_dir) and again["vocab_size"] == 300
