@@ -12,6 +12,11 @@ Sections, each printed as a table and saved in <out>/bench_results.json:
 4. accuracy the runs in --runs (from `python distil.py student ...`), mean ± std over seeds, and the
             accuracy of their exported forms (ONNX, ONNX int8) on the NSMC test set.
 5. plot     test accuracy against parameters (<out>/accuracy_vs_params.png).
+
+Batch 64 means one call per 64 consecutive sample sentences (each call sorts and pads its own), batch 1 one
+call per sentence. Every model runs with --threads threads (default 1); speed ratios compare numbers
+measured in the same run on the same sentences. Timings on a busy machine are unreliable: the header
+prints the CPU, versions and load average.
 """
 from __future__ import annotations
 
@@ -543,6 +548,8 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
           f"(torch and onnxruntime), load average {machine['load_average_at_start']}")
     print(f"python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}, "
           f"onnxruntime {machine['onnxruntime']}, tokenizers {machine['tokenizers']}")
+    if machine["load_average_at_start"][0] > machine["cpus_available"] / 2:
+        print("WARNING: other processes keep this machine busy: timings are unreliable, multi-threaded ones most")
 
     train, texts, source = load_texts(settings)
     student_tokenizer, teacher_tokenizer = load_tokenizers(train, out / "tokenizer")
@@ -570,7 +577,8 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
 
     cache = measure_cache(settings, train, student_tokenizer, teacher_tokenizer, built)
     del built
-    show(f"3. seconds per distillation epoch ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; EXTRAPOLATED from measured steps)", cache,
+    show(f"3. seconds per distillation epoch on this CPU ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; EXTRAPOLATED from "
+         "measured training steps and teacher forward passes)", cache,
          ["teacher", "student_step_s", "teacher_batch_s", "epoch_s_with_cache", "epoch_s_teacher_in_loop", "speedup", "cache_build_s"])
 
     runs = read_runs(settings.runs)
@@ -604,15 +612,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="bench_out", help="where results go (default: %(default)s)")
     parser.add_argument("--teacher-root", default="teacher_model", help="where fine-tuned teachers live (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="fewer sentences and repeats, ONNX forms of the base student only")
-    parser.add_argument("--threads", type=int, help="torch and onnxruntime threads (default: the CPUs available)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and onnxruntime threads per model (default: %(default)s, robust on a shared machine; "
+                             "on a quiet one also try the number of cores)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
     settings = Settings(data_dir=args.data_dir, runs=args.runs, out=args.out, teacher_root=args.teacher_root,
-                        threads=args.threads or available, **(QUICK if args.quick else {}))
+                        threads=args.threads, **(QUICK if args.quick else {}))
     return run(settings)
 
 

@@ -176,4 +176,6 @@ def test_command_line_settings(monkeypatch):
     quick, full = seen
     assert (quick.threads, quick.data_dir, quick.runs, quick.out) == (3, "d", "r", "o")
     assert quick.sentences < full.sentences and quick.exported_presets == ("base",) and full.exported_presets == full.presets
-    assert full.threads >= 1 and full.data_dir is None
+    assert full.threads == 1 and full.data_dir is None
+    with pytest.raises(SystemExit):
+        bench.main(["--threads", "0"])

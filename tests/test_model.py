@@ -395,7 +395,7 @@ def test_length_batches_cut_at_size_and_fill():
     assert length_batches(np.array([], dtype=np.int64), batch_size=8) == []
 
 
-def test_encode_single_and_batch_paths_agree(tokenizer):
+def test_encode_matches_the_tokenizer_text_by_text(tokenizer):
     batch = encode(tokenizer, TEXTS, max_length=5)
     assert [encode(tokenizer, [text], max_length=5)[0] for text in TEXTS] == batch
     assert batch == [tokenizer(text, add_special_tokens=False)["input_ids"][:5] for text in TEXTS]
