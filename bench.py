@@ -409,7 +409,7 @@ def mean_seconds(step: Callable[[np.ndarray], object], batches: list[np.ndarray]
 # 4. accuracy
 
 
-GROUP_KEYS = ["dataset", "teacher", "vocab_size", "student_size", "embedding_dim", "hidden_dim", "alpha", "temperature", "kd_loss", "n_train"]
+GROUP_KEYS = ["dataset", "teacher", "vocab_size", "student_size", "embedding_dim", "hidden_dim", "alpha", "temperature", "kd_loss", "unlabeled", "n_train"]
 METRICS = ["val_accuracy", "test_accuracy", "test_f1"]
 
 
@@ -426,11 +426,12 @@ def read_runs(runs_dir: str | Path) -> pd.DataFrame:
 def accuracy_table(runs: pd.DataFrame) -> list[dict]:
     """Runs grouped by everything but the seed: mean and std (over seeds) of each accuracy metric."""
     table = []
-    for key, group in runs.fillna({"teacher": "none", "n_train": "all"}).groupby(GROUP_KEYS, dropna=False, sort=False):
+    for key, group in runs.fillna({"teacher": "none", "unlabeled": "none", "n_train": "all"}).groupby(GROUP_KEYS, dropna=False, sort=False):
         first = group.iloc[0]
         row = {
             "model": first["student_size"] if first["student_size"] != "custom" else f"e{first['embedding_dim']}h{first['hidden_dim']}",
-            "teacher": Path(str(first["teacher"])).name, "alpha": first["alpha"], "vocab_size": int(first["vocab_size"]),
+            "teacher": distil.teacher_label(str(first["teacher"])), "alpha": first["alpha"],
+            "unlabeled": Path(first["unlabeled"]).name if first["unlabeled"] != "none" else "none", "vocab_size": int(first["vocab_size"]),
             "params": int(first["params"]), "dataset": first["dataset"], "n_train": first["n_train"], "seeds": len(group),
         }
         for metric in METRICS:
@@ -456,7 +457,7 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
             with safe_open(str(weights), framework="pt") as f:
                 params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         if info.get("test_accuracy") is not None and params:
-            found.append({"teacher": Path(name).name, "test_accuracy": info["test_accuracy"], "params": params})
+            found.append({"teacher": distil.teacher_label(name), "test_accuracy": info["test_accuracy"], "params": params})
     return found
 
 
@@ -473,8 +474,8 @@ def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
     rows = []
     for _, run in best.iterrows():
         student_dir = Path(run["run_dir"]) / "student"
-        if not student_dir.is_dir():
-            continue
+        if not (student_dir / "model.safetensors").is_file():
+            continue  # metrics kept without weights (e.g. copied back from another machine)
         accuracy = {}
         for backend in BACKENDS:
             student = Student.from_pretrained(student_dir, backend=backend, threads=settings.threads)
@@ -506,7 +507,7 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: Path) -> Path:
                     yerr=[100 * (r["test_accuracy_std"] or 0) for r in rows], fmt="o", capsize=3,
                     label="no teacher" if teacher == "none" else f"student of {teacher}")
         for r in rows:
-            ax.annotate(f"{r['model']} a={r['alpha']:g}", (r["params"], 100 * r["test_accuracy_mean"]), fontsize=7,
+            ax.annotate(f"{r['model']} a={r['alpha']:g}" + ("+unlabeled" if r["unlabeled"] != "none" else ""), (r["params"], 100 * r["test_accuracy_mean"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
     for t in teachers:
         ax.scatter([t["params"]], [100 * t["test_accuracy"]], marker="*", s=150, label=f"teacher {t['teacher']}")
@@ -586,7 +587,7 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     teacher_accuracy = teacher_accuracies(runs, settings.teacher_root)
     exported = exported_accuracy(settings, runs)
     show(f"4. accuracy of the runs in {settings.runs} (mean and std over seeds)", accuracy,
-         ["model", "teacher", "alpha", "vocab_size", "params", "seeds", "val_accuracy_mean", "test_accuracy_mean", "test_accuracy_std", "test_f1_mean"])
+         ["model", "teacher", "alpha", "unlabeled", "vocab_size", "params", "seeds", "val_accuracy_mean", "test_accuracy_mean", "test_accuracy_std", "test_f1_mean"])
     show("4. teachers", teacher_accuracy)
     show("4. accuracy of the exported forms (NSMC test)", exported)
 

@@ -32,7 +32,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tqdm.auto import tqdm
 
 import utils
-from model import SIZE_PRESETS, BiLSTMClassifier, Student, StudentConfig, count_parameters, encode, load_student, pad_batch, save_student
+from model import BACKENDS, SIZE_PRESETS, BiLSTMClassifier, Student, StudentConfig, count_parameters, encode, load_student, pad_batch, save_student
 
 logger = utils.logger
 
@@ -381,6 +381,7 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
         "alpha": cfg.alpha,
         "temperature": cfg.temperature,
         "kd_loss": cfg.kd_loss,
+        "unlabeled": cfg.unlabeled,
         "seed": cfg.seed,
         "n_train": len(splits["train"]),
         "epochs_run": state["epoch"],
@@ -515,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify sentences with a trained student")
     p.add_argument("--student", required=True, help="student directory (runs/<dataset>/<run>/student)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="torch", choices=BACKENDS, help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)")
     p.add_argument("texts", nargs="+", help="sentences to classify")
     return parser
 
@@ -523,7 +525,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO, format="%(message)s")
     if args.stage == "predict":
-        student = Student.from_pretrained(args.student, device=args.device)
+        student = Student.from_pretrained(args.student, device=args.device, backend=args.backend)
         for text, proba in zip(args.texts, student.predict_proba(args.texts)):
             label = int(proba.argmax())
             print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")

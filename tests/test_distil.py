@@ -239,9 +239,10 @@ def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, c
     assert all(r["test_accuracy"] > 0.8 for r in results)
     out = capsys.readouterr().out
     assert "test_accuracy" in out and "teacher test accuracy" in out
-    distil.main(["predict", "--student", str(Path(results[0]["run_dir"]) / "student"), "정말 최고 명작", "최악 노잼"])
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("positive") and lines[1].startswith("negative")
+    for backend in ("torch", "onnx-int8"):
+        distil.main(["predict", "--student", str(Path(results[0]["run_dir"]) / "student"), "--backend", backend, "정말 최고 명작", "최악 노잼"])
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert lines[0].startswith("positive") and lines[1].startswith("negative")
 
 
 def test_cli_help_documents_stages(capsys):
