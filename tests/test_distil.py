@@ -114,7 +114,7 @@ def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_te
     again = utils.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
     subset = train.sample(50, random_state=0)
     part = utils.teacher_logits(str(tiny_teacher), subset, "nsmc", "train", teacher_root=root)
-    assert torch.equal(first, again) and torch.equal(part, first[torch.as_tensor(subset.index.to_numpy())])
+    assert torch.equal(first, again) and torch.equal(part, first[torch.tensor(subset.index.to_numpy())])
     assert count_teacher_runs == [len(train)]
     # A changed text is never looked up misaligned: refused, or rebuilt.
     changed = train.copy()
