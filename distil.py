@@ -29,7 +29,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
+from transformers import get_scheduler
 
 import utils
 from model import BACKENDS, SIZE_PRESETS, BiLSTMClassifier, Student, StudentConfig, count_parameters, encode, load_student, pad_batch, save_student
@@ -248,8 +251,6 @@ def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", 
 
     steps_per_epoch = -(-len(train_seqs) // cfg.batch_size)
     optimizer = make_optimizer(cfg, model)
-    from transformers import get_scheduler
-
     total = steps_per_epoch * cfg.epochs
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
     rng = np.random.default_rng(cfg.seed)
@@ -260,15 +261,13 @@ def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", 
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, rng)
         logger.info(f"resuming {run_dir} after epoch {state['epoch']}")
 
-    from torch.utils.tensorboard import SummaryWriter
-
     writer = SummaryWriter(str(run_dir), purge_step=state["epoch"] * steps_per_epoch if state["epoch"] else None)
     try:
         while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
             epoch = state["epoch"] + 1
             start = time.perf_counter()
             model.train()
-            sums = np.zeros(3)
+            sums = torch.zeros(3, device=dev)  # loss, ce, kd summed on the device: no sync per step
             batches = bucket_batches(lengths, cfg.batch_size, rng)
             for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False), start=1):
                 ids, lens = pad_batch([train_seqs[i] for i in idx], student_cfg.pad_id)
@@ -282,14 +281,14 @@ def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", 
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                sums += [loss.item(), ce.item(), kd.item()]
+                sums += torch.stack([loss.detach(), ce.detach(), kd.detach()])
                 if step % log_every == 0 or step == len(batches):
                     global_step = (epoch - 1) * steps_per_epoch + step
                     n = log_every if step % log_every == 0 else step % log_every
-                    for name, value in zip(("loss", "ce", "kd"), sums / n):
+                    for name, value in zip(("loss", "ce", "kd"), (sums / n).tolist()):
                         writer.add_scalar(f"train/{name}", value, global_step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], global_step)
-                    sums[:] = 0
+                    sums.zero_()
             state["train_seconds"] += time.perf_counter() - start
             val = evaluate(model, valid_seqs, splits["valid"]["label"].to_numpy(), dev)
             for name in ("accuracy", "f1", "loss"):
@@ -364,8 +363,6 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Gene
 
 def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: torch.device, writer) -> dict:
     """Evaluate the best checkpoint once on test, write metrics.json and the TensorBoard HParams entry."""
-    from torch.utils.tensorboard.summary import hparams
-
     model, tokenizer = load_student(run_dir / "student", device=dev)
     test = evaluate(model, encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length), splits["test"]["label"].to_numpy(), dev)
     student_cfg = model.config
