@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
+from utils import atomic_dir, atomic_save, save_tokenizer_files
+
 # preset name -> (embedding_dim, hidden_dim)
 SIZE_PRESETS: dict[str, tuple[int, int]] = {
     "tiny": (8, 16),
@@ -48,7 +49,6 @@ STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_typ
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
-VOCAB_NAME = "vocab.txt"
 
 # -----------------------------------------------------------------------------
 # config and model
@@ -216,12 +216,7 @@ def is_student_dir(path: str | Path) -> bool:
 
 
 def _write_student(model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: Path, extra: dict | None) -> None:
-    tokenizer.save_pretrained(directory)
-    vocab = tokenizer.get_vocab()
-    tokens = sorted(vocab, key=vocab.get)
-    if [vocab[t] for t in tokens] != list(range(len(tokens))):
-        raise ValueError("tokenizer ids are not contiguous from 0; cannot write vocab.txt")
-    (directory / VOCAB_NAME).write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    save_tokenizer_files(tokenizer, directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
     config = model.config.to_dict() | {"model_type": STUDENT_MODEL_TYPE}
@@ -243,26 +238,7 @@ def save_student(
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}")
     if directory.exists() and not (directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))):
         raise FileExistsError(f"{directory} exists and is not a student directory; refusing to replace it")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        _write_student(model, tokenizer, tmp, extra)
-        if directory.exists():
-            # move the old version aside (inside tmp's sibling), swap in the new one, then delete the old
-            trash = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, trash / "old")
-            try:
-                os.replace(tmp, directory)
-            except OSError:
-                os.replace(trash / "old", directory)
-                raise
-            finally:
-                shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed into place
-    return directory
+    return atomic_dir(directory, lambda tmp: _write_student(model, tokenizer, tmp, extra))
 
 
 def load_student(
@@ -357,13 +333,8 @@ def save_onnx(directory: str | Path) -> dict[str, Path]:
     out.mkdir(exist_ok=True)
     paths = {}
     for backend, name in ONNX_FILES.items():
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(export_onnx(model, quantize=backend == "onnx-int8"))
-            os.replace(tmp, out / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        graph = export_onnx(model, quantize=backend == "onnx-int8")
+        atomic_save(out / name, lambda tmp: tmp.write_bytes(graph))
         paths[backend] = out / name
     return paths
 

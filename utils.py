@@ -390,34 +390,53 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
-    out_dir = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=_mkparent(out_dir), prefix=f".{out_dir.name}."))
-    try:
-        tokenizer.save_pretrained(tmp)
-        vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-        (tmp / "vocab.txt").write_text("".join(tok + "\n" for tok, _ in vocab), encoding="utf-8")
-        (tmp / "training.json").write_text(json.dumps({"vocab_size": vocab_size, "limit_alphabet": limit_alphabet, **(info or {})}, ensure_ascii=False, indent=2), encoding="utf-8")
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    training = {"vocab_size": vocab_size, "limit_alphabet": limit_alphabet, **(info or {})}
+
+    def write(directory: Path) -> None:
+        save_tokenizer_files(tokenizer, directory)
+        (directory / "training.json").write_text(json.dumps(training, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    atomic_dir(out_dir, write)
     return tokenizer
 
 
-def _mkparent(path: Path) -> Path:
+def save_tokenizer_files(tokenizer, directory: Path) -> None:
+    """``tokenizer.save_pretrained(directory)`` plus a ``vocab.txt`` with the tokens ordered by id."""
+    tokenizer.save_pretrained(str(directory))
+    vocab = tokenizer.get_vocab()
+    tokens = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise ValueError("tokenizer ids are not contiguous from 0; cannot write vocab.txt")
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+
+
+def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_dir)`` and swap the finished directory onto ``path``.
+
+    An existing ``path`` is moved aside, replaced, and deleted only once the new one is in place (it is put
+    back if the swap fails); temporary directories never outlive the call.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent
-
-
-def replace_dir(src: Path, dest: Path) -> None:
-    """Move a completed directory onto ``dest``, replacing an existing one (old copy removed afterwards)."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        write(tmp)
+        if not path.exists():
+            os.replace(tmp, path)
+            return path
+        trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        try:
+            os.replace(path, trash / "old")
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                os.replace(trash / "old", path)
+                raise
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed into place
+    return path
 
 
 def load_tokenizer(directory: str | Path):
