@@ -10,13 +10,17 @@
 """
 from __future__ import annotations
 
+import collections
 import hashlib
+import http.client
 import json
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -53,18 +57,28 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _umask() -> int:
+    """The process umask (read from /proc on Linux; elsewhere set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, directory: bool = False) -> None:
+    """Give a file made by mkstemp (0600) or a folder made by mkdtemp (0700) the modes open/mkdir would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file through a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: object) -> None:
@@ -73,17 +87,56 @@ def atomic_write_json(path: str | Path, obj: object) -> None:
 
 
 def atomic_save(path: str | Path, save: Callable[[Path], None]) -> None:
-    """Call ``save(tmp_path)`` and rename the temporary file onto ``path`` once it is complete."""
+    """Call ``save(tmp_path)`` and rename the temporary file onto ``path`` once it is complete.
+
+    The file gets the usual mode for new files (0666 less the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         save(Path(tmp))
+        _default_mode(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# Names of the temporaries written by atomic_save (".NAME.XXXX.tmp") and atomic_dir (".NAME.tmp-XXXX",
+# ".NAME.old-XXXX"): nothing else is ever removed by remove_stale_temporaries.
+_TEMPORARY = re.compile(r"^\..+(\.[a-z0-9_]{8}\.tmp|\.tmp-[a-z0-9_]{8}|\.old-[a-z0-9_]{8})$")
+
+
+def remove_stale_temporaries(directory: str | Path, max_age: float = 3600.0) -> int:
+    """Remove the temporaries of atomic writers killed mid-write from ``directory``; returns how many.
+
+    Only entries named like our own temporaries (``.NAME.XXXX.tmp``, ``.NAME.tmp-XXXX``, ``.NAME.old-XXXX``)
+    and last modified more than ``max_age`` seconds ago are removed, so a writer still at work in another
+    process keeps its file. A missing directory holds nothing to remove.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for entry in directory.iterdir():
+        if not _TEMPORARY.match(entry.name):
+            continue
+        try:
+            if now - entry.lstat().st_mtime < max_age:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
+        removed += 1
+    if removed:
+        logger.info(f"removed {removed} temporary file(s) left in {directory} by interrupted runs")
+    return removed
 
 
 def _sha1_fraction(key: str) -> float:
@@ -127,6 +180,72 @@ class DataFormatError(ValueError):
     """A malformed row in a dataset file."""
 
 
+class DataEncodingError(DataFormatError):
+    """A dataset file that is not valid UTF-8."""
+
+
+def _text_normalizer():
+    """The normalizer of every WordPiece tokenizer trained here (see train_tokenizer)."""
+    from tokenizers import normalizers
+
+    return normalizers.Sequence([
+        normalizers.NFC(),
+        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True),
+    ])
+
+
+_NORMALIZER = None
+_ALNUM = re.compile(r"[^\W_]")  # a letter or digit, which the normalizer always keeps
+
+
+def is_blank(text: str) -> bool:
+    """True for a text that normalizes to no tokens: empty once the tokenizer's normalizer has removed what it
+    drops (NUL, U+FFFD, control and format characters such as zero-width spaces and BOMs) and whitespace.
+
+    Such texts are dropped and counted as empty wherever data is read; the rule is the tokenizer's own
+    normalizer, so the two always agree.
+    """
+    global _NORMALIZER
+    if not text.strip():
+        return True
+    if _ALNUM.search(text):  # the common case needs no normalizer
+        return False
+    if _NORMALIZER is None:
+        _NORMALIZER = _text_normalizer()
+    return not _NORMALIZER.normalize_str(text).strip()
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (a BOM is skipped; line ends are ``\\n``, a trailing ``\\r`` is kept).
+
+    Bytes that are not UTF-8 raise ``DataEncodingError`` naming the file and line, with the command that
+    converts a CP949 / EUC-KR file (the usual Korean legacy encodings).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        guess = "CP949/EUC-KR" if _decodes(data, "cp949") else "another encoding"
+        raise DataEncodingError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[err.start]:02x}; the file looks like {guess}); "
+            f"convert it with `iconv -f cp949 -t utf-8 {path} > {path}.utf8` and use the .utf8 file"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 @dataclass
 class ParseReport:
     """What parsing one file kept and dropped."""
@@ -149,33 +268,78 @@ class ParseReport:
         return f"{self.path}: " + ", ".join(parts)
 
 
-def download(url: str, dest: str | Path, timeout: float = 30.0) -> Path:
+class ShortDownload(OSError):
+    """A response body shorter than its Content-Length."""
+
+
+def download(url: str, dest: str | Path, timeout: float = 30.0, attempts: int = 4, backoff: float = 2.0) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, through a temporary file renamed into place.
 
-    An existing ``dest`` is kept as it is. Network failures raise a ``RuntimeError`` that names the URL and
-    where to put the file by hand.
+    A body shorter than its Content-Length, a network error or a 5xx answer is retried ``attempts`` times
+    with exponential backoff (``backoff`` seconds, then twice that, ...); a short file is never kept. The
+    sha256 and size of the file are recorded in ``<dest>.sha256`` (sha256sum format, so ``sha256sum -c``
+    checks it too) and verified when the file is reused: a file changed since (truncated, corrupted) is
+    downloaded again. A file without that record (put there by hand) is used as it is. Failures raise a
+    ``RuntimeError`` that names the URL and where to put the file by hand.
     """
     dest = Path(dest)
-    if dest.exists():
+    if dest.exists() and _verify_download(dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-
-    def fetch(tmp: Path) -> None:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-
-    try:
-        atomic_save(dest, fetch)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        raise RuntimeError(
-            f"Could not download {url} ({err}). Download it by hand and save it as {dest.resolve()}, "
-            f"or pass --data-dir pointing at a folder that holds {dest.name}."
-        ) from err
+    for attempt in range(1, attempts + 1):
+        try:
+            atomic_save(dest, lambda tmp: _fetch(url, tmp, timeout))
+            break
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as err:
+            permanent = isinstance(err, urllib.error.HTTPError) and err.code < 500
+            if permanent or attempt == attempts:
+                raise RuntimeError(
+                    f"Could not download {url} ({err}). Download it by hand and save it as {dest.resolve()}, "
+                    f"or pass --data-dir pointing at a folder that holds {dest.name}."
+                ) from err
+            delay = backoff * 2 ** (attempt - 1)
+            logger.warning(f"download of {url} failed ({err}); retrying in {delay:g} s ({attempt}/{attempts})")
+            time.sleep(delay)
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    atomic_write_text(_manifest(dest), f"{digest}  {dest.name}\n# size {dest.stat().st_size}\n")
     return dest
+
+
+def _fetch(url: str, out_path: Path, timeout: float) -> None:
+    """Stream ``url`` into ``out_path``; ``ShortDownload`` if fewer bytes arrive than announced."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(out_path, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {Path(url).name}", disable=None) as bar:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if total is not None and received != total:
+        raise ShortDownload(f"received {received:,} of {total:,} bytes")
+
+
+def _manifest(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _verify_download(dest: Path) -> bool:
+    """True if ``dest`` matches its recorded sha256 and size (or has no record); else warn and say False."""
+    manifest = _manifest(dest)
+    if not manifest.is_file():
+        return True
+    lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
+    fields = lines[0].split() if lines else []
+    size = next((line.split()[-1] for line in lines[1:] if line.startswith("# size ")), None)
+    expected = fields[0] if fields else ""
+    if size is not None and size != str(dest.stat().st_size):
+        found = f"{dest.stat().st_size:,} bytes, recorded {size}"
+    elif hashlib.sha256(dest.read_bytes()).hexdigest() != expected:
+        found = "its sha256 differs"
+    else:
+        return True
+    logger.warning(f"{dest} does not match its download record {manifest.name} ({found}): downloading it again")
+    return False
 
 
 def dataset_files(name: str, data_dir: str | Path | None = None, root: str | Path = "data") -> dict[str, Path]:
@@ -188,6 +352,7 @@ def dataset_files(name: str, data_dir: str | Path | None = None, root: str | Pat
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: --data-dir must hold the {name} file {filename} ({spec.url}{filename})")
         else:
+            remove_stale_temporaries(Path(root) / name)
             path = download(spec.url + filename, Path(root) / name / filename)
         paths[role] = path
     return paths
@@ -207,8 +372,9 @@ def _text_id(source: str, text: str) -> str:
 def parse_file(path: str | Path, fmt: str, source: str, skip_bad_rows: bool = False) -> tuple[pd.DataFrame, ParseReport]:
     """Parse one dataset file into a DataFrame with columns ``id, text, label, source``.
 
-    Empty texts and (for ratings) neutral rating 3 are dropped and counted; repeated ids are dropped after the
-    first. A malformed row raises ``DataFormatError`` naming file and line, unless ``skip_bad_rows`` is set,
+    Empty texts (also those that normalize to no tokens, see ``is_blank``) and (for ratings) neutral rating 3
+    are dropped and counted; repeated ids are dropped after the first. A file that is not UTF-8 raises
+    ``DataEncodingError`` naming the line and the conversion command. A malformed row raises ``DataFormatError`` naming file and line, unless ``skip_bad_rows`` is set,
     in which case it is skipped and counted in the report.
     """
     path = Path(path)
@@ -217,10 +383,7 @@ def parse_file(path: str | Path, fmt: str, source: str, skip_bad_rows: bool = Fa
     texts: list[str] = []
     labels: list[int] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8-sig", newline="\n") as f:
-        lines = f.read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = read_lines(path)
     start = 0
     if fmt == "nsmc":
         header = lines[0].rstrip("\r").split("\t") if lines else []
@@ -243,7 +406,7 @@ def parse_file(path: str | Path, fmt: str, source: str, skip_bad_rows: bool = Fa
             continue
         row_id, text, label = row
         text = text.strip()
-        if not text:
+        if is_blank(text):
             report.empty += 1
             continue
         row_id = row_id or _text_id(source, text)
@@ -308,6 +471,9 @@ def load_dataset(
     NSMC keeps its official test file and carves ``valid_fraction`` of train into validation; the other
     datasets are split by a hash of the example id (``test_fraction`` test, ``valid_fraction`` valid).
     ``all`` combines the three, each split as it is alone. ``max_train`` keeps a random subset of train.
+    The split sizes, labels and valid/test texts also present in train are logged (``describe_splits``; such
+    texts are counted, not dropped: NSMC has genuine duplicate short reviews); a split with only one class is
+    a warning.
     """
     if name == "all":
         parts = [load_dataset(n, data_dir, root, valid_fraction, test_fraction, skip_bad_rows) for n in DATASETS]
@@ -333,18 +499,67 @@ def load_dataset(
             raise ValueError(f"dataset {name!r} has an empty {split} split; check the data files and split fractions")
     if max_train is not None and max_train < len(splits["train"]):
         splits["train"] = splits["train"].sample(n=max_train, random_state=seed).reset_index(drop=True)
+    report = describe_splits(splits)
+    logger.info(f"{name}: {report.summary()}")
+    for warning in report.warnings():
+        logger.warning(f"{name}: {warning}")
     return splits
 
 
+@dataclass
+class DataReport:
+    """Counts over a dataset's splits: sizes, labels, and texts that a later split shares with train."""
+
+    sizes: dict[str, int]
+    labels: dict[str, dict[int, int]]  # split -> label -> examples
+    in_train: dict[str, int]  # valid/test -> examples whose text is also a train text
+
+    def summary(self) -> str:
+        parts = []
+        for split, size in self.sizes.items():
+            labels = ", ".join(f"{label}: {n:,}" for label, n in sorted(self.labels[split].items()))
+            parts.append(f"{split} {size:,} ({labels})")
+        for split, n in self.in_train.items():
+            parts.append(f"{n:,} {split} texts also in train ({n / max(self.sizes[split], 1):.1%}, kept)")
+        return "; ".join(parts)
+
+    def single_class(self) -> list[str]:
+        """Splits whose examples all have one label."""
+        return [split for split, labels in self.labels.items() if len(labels) == 1]
+
+    def warnings(self) -> list[str]:
+        return [
+            f"the {split} split has only one class (label {next(iter(self.labels[split]))}): "
+            "accuracy on it says nothing about the classifier; check the data files"
+            for split in self.single_class()
+        ]
+
+
+def describe_splits(splits: dict[str, pd.DataFrame]) -> DataReport:
+    """The DataReport of ``{"train", "valid", "test"}`` (load_dataset logs it)."""
+    train_texts = set(splits["train"]["text"])
+    return DataReport(
+        sizes={split: len(df) for split, df in splits.items()},
+        labels={split: {int(k): int(v) for k, v in df["label"].value_counts().items()} for split, df in splits.items()},
+        in_train={split: int(df["text"].isin(train_texts).sum()) for split, df in splits.items() if split != "train"},
+    )
+
+
 def read_unlabeled(path: str | Path) -> pd.DataFrame:
-    """Read extra unlabeled text (one review per line) as examples with label -1 for distillation."""
+    """Read extra unlabeled text (one review per line, UTF-8) as examples with label -1 for distillation.
+
+    Empty lines (see ``is_blank``) and repeated texts are dropped and counted in the log.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"unlabeled text file {path} not found")
-    with open(path, encoding="utf-8-sig") as f:
-        texts = [line.strip() for line in f]
-    kept = list(dict.fromkeys(t for t in texts if t))
-    logger.info(f"{path}: {len(kept):,} unlabeled texts kept of {len(texts):,} lines (empty and repeated dropped)")
+    texts = [line.strip() for line in read_lines(path)]
+    kept = list(dict.fromkeys(t for t in texts if not is_blank(t)))
+    blank = sum(map(is_blank, texts))
+    logger.info(
+        f"{path}: {len(kept):,} unlabeled texts kept of {len(texts):,} lines "
+        f"({blank:,} empty and {len(texts) - blank - len(kept):,} repeated dropped)"
+    )
     if not kept:
         raise ValueError(f"{path} holds no text")
     source = f"unlabeled:{path.stem}"
@@ -370,23 +585,28 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     would decompose Hangul syllables into jamo (NFD). Chinese characters are split like BERT does. The initial
     alphabet keeps the most frequent characters (1000 at most, BERT's default; Korean text has over 2000
     distinct syllables, which would overflow a small vocabulary): on NSMC about 1% of tokens become [UNK].
+
+    Deterministic: the same texts and settings give the same vocab.txt. The trainer itself breaks ties in
+    an order that changes from process to process, so the alphabet is chosen here (ties by code point) and
+    the token ids are sorted (see _sorted_vocab); training.json records the vocabulary's sha256.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    backend.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True)]
-    )
+    backend.normalizer = _text_normalizer()
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
     limit_alphabet = min(1000, vocab_size // 2)
+    alphabet = _alphabet(texts, backend.normalizer, limit_alphabet)
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet, special_tokens=SPECIAL_TOKENS, show_progress=False
+        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=len(alphabet), initial_alphabet=alphabet,
+        special_tokens=SPECIAL_TOKENS, show_progress=False,
     )
     backend.train_from_iterator(texts, trainer, length=len(texts))
     if backend.get_vocab_size() > vocab_size:
         raise ValueError(f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size")
+    backend.model = models.WordPiece(_sorted_vocab(backend.get_vocab()), unk_token="[UNK]", max_input_chars_per_word=100)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
@@ -394,10 +614,33 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
 
     def write(directory: Path) -> None:
         save_tokenizer_files(tokenizer, directory)
+        training["vocab_sha256"] = vocab_sha256(tokenizer)
         (directory / "training.json").write_text(json.dumps(training, ensure_ascii=False, indent=2), encoding="utf-8")
 
     atomic_dir(out_dir, write)
     return tokenizer
+
+
+def _alphabet(texts: list[str], normalizer, limit: int) -> list[str]:
+    """The ``limit`` most frequent characters of the normalized texts, ties broken by code point."""
+    counts: collections.Counter[str] = collections.Counter()
+    for text in texts:
+        counts.update(normalizer.normalize_str(text))
+    ranked = sorted((c for c in counts if not c.isspace()), key=lambda c: (-counts[c], c))
+    return ranked[:limit]
+
+
+def _sorted_vocab(vocab: dict[str, int]) -> dict[str, int]:
+    """The special tokens first (ids 0-4, as trained), then every other token in code-point order.
+
+    The trainer numbers tokens in an order that changes from process to process (its hash maps are seeded at
+    random), and WordPiece encoding depends only on the set of tokens: sorted ids make equal vocabularies
+    give identical ids, and so identical embeddings for one seed.
+    """
+    tokens = SPECIAL_TOKENS + sorted(set(vocab) - set(SPECIAL_TOKENS))
+    if [vocab[t] for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
+        raise ValueError(f"the special tokens {SPECIAL_TOKENS} do not have the first ids")
+    return {token: i for i, token in enumerate(tokens)}
 
 
 def save_tokenizer_files(tokenizer, directory: Path) -> None:
@@ -414,13 +657,15 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)`` and swap the finished directory onto ``path``.
 
     An existing ``path`` is moved aside, replaced, and deleted only once the new one is in place (it is put
-    back if the swap fails); temporary directories never outlive the call.
+    back if the swap fails); temporary directories never outlive the call (unless the process is killed:
+    see remove_stale_temporaries). The directory gets the usual mode (0777 less the umask), not 0700.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         write(tmp)
+        _default_mode(tmp, directory=True)
         if not path.exists():
             os.replace(tmp, path)
             return path
@@ -439,29 +684,77 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+class CorruptFileError(ValueError):
+    """An artifact file that cannot be read (truncated, garbled, half-written)."""
+
+
 def load_tokenizer(directory: str | Path):
-    """Load a saved tokenizer directory as a fast tokenizer."""
+    """Load a saved tokenizer directory as a fast tokenizer.
+
+    A tokenizer.json that cannot be read raises ``CorruptFileError`` naming the file and the remedy.
+    """
     from transformers import PreTrainedTokenizerFast
 
     directory = Path(directory)
-    if not (directory / "tokenizer.json").is_file():
+    path = directory / "tokenizer.json"
+    if not path.is_file():
         raise FileNotFoundError(f"no tokenizer.json in {directory}; train one with `python distil.py tokenizer`")
-    return PreTrainedTokenizerFast.from_pretrained(str(directory))
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(directory))
+    except Exception as err:  # noqa: BLE001 - the tokenizers library raises plain Exception for a bad file
+        raise CorruptFileError(
+            f"{path} is corrupt or truncated ({_first_line(err)}); restore the folder from a copy, "
+            f"or delete {directory} and train the tokenizer again (`python distil.py tokenizer`)"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0][:200] if text else "") or type(err).__name__
+
+
+def vocab_sha256(tokenizer) -> str:
+    """SHA-256 of the vocabulary as vocab.txt lists it: one token a line, ordered by id."""
+    vocab = tokenizer.get_vocab()
+    return hashlib.sha256("".join(t + "\n" for t in sorted(vocab, key=vocab.get)).encode("utf-8")).hexdigest()
 
 
 def get_tokenizer(train: pd.DataFrame, vocab_size: int, dataset: str, root: str | Path = "tokenizer"):
-    """Reuse ``tokenizer/vocab_size_N`` when it was trained on these very texts, else (re)train it (seconds)."""
+    """Reuse ``tokenizer/vocab_size_N`` when it was trained on these very texts, else (re)train it (seconds).
+
+    A shared tokenizer folder that cannot be read (corrupt or truncated tokenizer.json or training.json, or
+    a vocabulary whose hash differs from the one recorded) is derived data: it is trained again, with a
+    warning.
+    """
     directory = tokenizer_dir(vocab_size, root)
+    remove_stale_temporaries(root)
     fingerprint = data_fingerprint(train)
     meta_path = directory / "training.json"
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("fingerprint") == fingerprint:
-            return load_tokenizer(directory)
-        logger.info(f"{directory} was trained on other texts ({meta.get('dataset')}, {meta.get('num_texts')} texts): retraining")
+    if meta_path.is_file() or (directory / "tokenizer.json").is_file():
+        try:
+            meta = _read_json(meta_path)
+            if meta.get("fingerprint") == fingerprint:
+                tokenizer = load_tokenizer(directory)
+                if meta.get("vocab_sha256", vocab_sha256(tokenizer)) != vocab_sha256(tokenizer):
+                    raise CorruptFileError(f"{directory / 'tokenizer.json'} does not hold the vocabulary recorded in {meta_path}")
+                return tokenizer
+            logger.info(f"{directory} was trained on other texts ({meta.get('dataset')}, {meta.get('num_texts')} texts): retraining")
+        except (CorruptFileError, OSError) as err:
+            logger.warning(f"{err}; training the tokenizer again")
     logger.info(f"training a WordPiece tokenizer with {vocab_size} tokens on {len(train):,} {dataset} texts")
     info = {"dataset": dataset, "num_texts": len(train), "fingerprint": fingerprint}
     return train_tokenizer(train["text"].tolist(), vocab_size, directory, info=info)
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; ``CorruptFileError`` naming the file if it is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptFileError(f"{path} is corrupt or truncated ({err})") from None
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{path} does not hold a JSON object")
+    return value
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:
@@ -520,15 +813,24 @@ class LogitsCache:
         atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=self.meta))
 
     @classmethod
-    def load(cls, path: str | Path) -> "LogitsCache":
-        from safetensors import safe_open
+    def load(cls, path: str | Path) -> LogitsCache:
+        """Read a cache written by save; ``CacheMismatch`` naming the file if it cannot be read as one."""
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != CACHE_FORMAT:
-                raise CacheMismatch(f"{path} is not a logits cache of this version ({meta.get('format')!r})")
-            raw = f.get_tensor("ids").numpy().tobytes().decode("utf-8")
-            return cls(raw.split("\n") if raw else [], f.get_tensor("hashes"), f.get_tensor("logits"), meta)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != CACHE_FORMAT:
+                    raise CacheMismatch(f"{path} is not a logits cache of this version ({meta.get('format')!r})")
+                raw = f.get_tensor("ids").numpy().tobytes().decode("utf-8")
+                ids, hashes, logits = raw.split("\n") if raw else [], f.get_tensor("hashes"), f.get_tensor("logits")
+        except CacheMismatch:
+            raise
+        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as err:
+            raise CacheMismatch(f"{path} is corrupt or truncated ({_first_line(err)})") from None
+        if logits.ndim != 2 or not len(ids) == len(hashes) == len(logits):
+            raise CacheMismatch(f"{path} is inconsistent: {len(ids)} ids, {len(hashes)} hashes, logits {tuple(logits.shape)}")
+        return cls(ids, hashes, logits, meta)
 
 
 def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:

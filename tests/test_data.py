@@ -139,7 +139,7 @@ def test_download_is_atomic_and_not_repeated(http_root, tmp_path, monkeypatch):
 def test_offline_download_error_names_url_and_destination(tmp_path):
     url = "http://127.0.0.1:9/ratings_train.txt"  # the discard port: connection refused
     with pytest.raises(RuntimeError, match="Could not download http://127.0.0.1:9/ratings_train.txt") as err:
-        utils.download(url, tmp_path / "x" / "ratings_train.txt", timeout=5)
+        utils.download(url, tmp_path / "x" / "ratings_train.txt", timeout=5, attempts=2, backoff=0.01)
     assert "--data-dir" in str(err.value) and str(tmp_path / "x" / "ratings_train.txt") in str(err.value)
     assert not (tmp_path / "x" / "ratings_train.txt").exists()
 
@@ -195,3 +195,79 @@ def test_vocabulary_never_exceeds_the_requested_size(tmp_path):
     texts = [" ".join(syllables[i : i + 40]) for i in range(0, len(syllables), 3)] * 2
     tokenizer = utils.train_tokenizer(texts, 400, tmp_path / "v400")
     assert len(tokenizer) <= 400
+
+
+# --- texts that normalize to nothing, encodings, data summary ----------------------------------------------
+
+BLANK = ["\x00\x01", "\u200b\u200b", "\ufeff", " \u3000\u00a0", "\u200b \x7f\u2028", "\ufffd\u200d"]
+
+
+def test_blank_texts_are_dropped_and_counted_in_every_split(tmp_path):
+    rows = [f"{i + 1}\t{text}\t{i % 2}" for i, text in enumerate(["재밌다", *BLANK, "\u200b노잼\u200b", "최고"])]
+    for name in ("ratings_train.txt", "ratings_test.txt"):
+        (tmp_path / name).write_text("id\tdocument\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    for name in ("ratings_train.txt", "ratings_test.txt"):
+        df, report = utils.parse_file(tmp_path / name, "nsmc", "nsmc")
+        assert (report.rows, report.kept, report.empty) == (len(rows), 3, len(BLANK))
+        assert df["text"].tolist() == ["재밌다", "\u200b노잼\u200b", "최고"]
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("\n".join(["좋아요", *BLANK, "좋아요"]) + "\n", encoding="utf-8")
+    assert utils.read_unlabeled(unlabeled)["text"].tolist() == ["좋아요"]
+    unlabeled.write_text("\n".join(BLANK) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="holds no text"):
+        utils.read_unlabeled(unlabeled)
+
+
+def test_is_blank_agrees_with_the_tokenizer(tmp_path, data_dir):
+    tokenizer = utils.train_tokenizer(utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist(), 200, tmp_path / "t")
+    normalizer = tokenizer.backend_tokenizer.normalizer
+    # every code point of the BMP alone (surrogates cannot be encoded) and a sample of the other planes,
+    # then each blank text alone and next to a kept character
+    chars = [chr(c) for c in [*range(0xD800), *range(0xE000, 0x10000), *range(0x10000, 0x110000, 17)]]
+    disagree = [hex(ord(c)) for c in chars if utils.is_blank(c) != (normalizer.normalize_str(c).strip() == "")]
+    assert disagree == []
+    for text in BLANK:
+        assert utils.is_blank(text) and tokenizer.tokenize(text) == []
+        assert not utils.is_blank(text + "!") and len(tokenizer.tokenize(text + "!")) == 1
+
+
+def test_cp949_file_is_a_clear_error_with_the_fix(tmp_path):
+    path = tmp_path / "ratings_train.txt"
+    path.write_bytes("id\tdocument\tlabel\n1\tgood\t1\n2\t재밌다\t1\n".encode("cp949"))
+    with pytest.raises(utils.DataEncodingError) as err:
+        utils.parse_file(path, "nsmc", "nsmc")
+    message = str(err.value)
+    assert f"{path}:3: not valid UTF-8" in message and "CP949" in message and "\n" not in message
+    assert f"iconv -f cp949 -t utf-8 {path} > {path}.utf8" in message
+    with pytest.raises(utils.DataEncodingError, match=f"{path}:3"):
+        utils.read_unlabeled(path)
+    # Converted as the message says, the file parses.
+    (tmp_path / "ratings_train.txt.utf8").write_text(path.read_bytes().decode("cp949"), encoding="utf-8")
+    assert utils.parse_file(tmp_path / "ratings_train.txt.utf8", "nsmc", "nsmc")[0]["text"].tolist() == ["good", "재밌다"]
+    # Bytes that are no Korean encoding either: still the file and line.
+    path.write_bytes(b"1\tok\n0\tbad \xff\xfe\xff\n")
+    with pytest.raises(utils.DataEncodingError, match=f"{path}:2: .*another encoding"):
+        utils.parse_file(path, "label", "steam")
+
+
+def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path, caplog):
+    write_nsmc(tmp_path, n_train=300, n_test=100)
+    train_texts = (tmp_path / "ratings_train.txt").read_text(encoding="utf-8").splitlines()[1:6]
+    with open(tmp_path / "ratings_test.txt", "a", encoding="utf-8") as f:  # five train texts again, new ids
+        f.writelines(f"{9_000_000 + i}\t{line.split(chr(9))[1]}\t{line.split(chr(9))[2]}\n" for i, line in enumerate(train_texts))
+    with caplog.at_level("INFO", logger="distilkobilstm"):
+        splits = utils.load_dataset("nsmc", data_dir=tmp_path)
+    report = utils.describe_splits(splits)
+    shared = int(splits["test"]["text"].isin(set(splits["train"]["text"])).sum())
+    assert report.in_train["test"] == shared >= 5 and len(splits["test"]) == 105  # counted, not dropped
+    assert f"{shared:,} test texts also in train" in caplog.text and report.single_class() == []
+    assert report.sizes == {s: len(df) for s, df in splits.items()}
+
+    lines = [f"1\t좋아요 {i}" for i in range(200)]
+    write_steam(tmp_path / "one" / "steam.txt")
+    (tmp_path / "one" / "steam.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="distilkobilstm"):
+        utils.load_dataset("steam", data_dir=tmp_path / "one")
+    assert "the train split has only one class (label 1)" in caplog.text
+    assert "the test split has only one class" in caplog.text
