@@ -770,6 +770,14 @@ def data_fingerprint(df: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 CACHE_FORMAT = "distilkobilstm-logits-v1"
+CHECKSUM_KEY = "content_sha256"  # cache metadata: SHA-256 of the tensors' bytes, checked on load
+
+
+def _checksum(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for tensor in tensors:
+        h.update(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()
 
 
 class CacheMismatch(RuntimeError):
@@ -801,7 +809,7 @@ class LogitsCache:
         return self.logits[rows_t]
 
     def save(self, path: str | Path) -> None:
-        """Write the cache as one safetensors file, atomically."""
+        """Write the cache as one safetensors file, atomically, with a checksum of its contents."""
         from safetensors.torch import save_file
 
         ids_bytes = "\n".join(self.ids).encode("utf-8")
@@ -810,7 +818,8 @@ class LogitsCache:
             "hashes": self.hashes.contiguous(),
             "ids": torch.frombuffer(bytearray(ids_bytes), dtype=torch.uint8) if ids_bytes else torch.zeros(0, dtype=torch.uint8),
         }
-        atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=self.meta))
+        meta = {**self.meta, CHECKSUM_KEY: _checksum(tensors["ids"], tensors["hashes"], tensors["logits"])}
+        atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path) -> LogitsCache:
@@ -822,14 +831,18 @@ class LogitsCache:
                 meta = f.metadata() or {}
                 if meta.get("format") != CACHE_FORMAT:
                     raise CacheMismatch(f"{path} is not a logits cache of this version ({meta.get('format')!r})")
-                raw = f.get_tensor("ids").numpy().tobytes().decode("utf-8")
-                ids, hashes, logits = raw.split("\n") if raw else [], f.get_tensor("hashes"), f.get_tensor("logits")
+                raw_ids, hashes, logits = (f.get_tensor(name) for name in ("ids", "hashes", "logits"))
+            if meta.get(CHECKSUM_KEY, _checksum(raw_ids, hashes, logits)) != _checksum(raw_ids, hashes, logits):
+                raise CacheMismatch(f"{path} is corrupt: its contents do not match their checksum")
+            raw = raw_ids.numpy().tobytes().decode("utf-8")
         except CacheMismatch:
             raise
         except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as err:
             raise CacheMismatch(f"{path} is corrupt or truncated ({_first_line(err)})") from None
+        ids = raw.split("\n") if raw else []
         if logits.ndim != 2 or not len(ids) == len(hashes) == len(logits):
             raise CacheMismatch(f"{path} is inconsistent: {len(ids)} ids, {len(hashes)} hashes, logits {tuple(logits.shape)}")
+        meta.pop(CHECKSUM_KEY, None)
         return cls(ids, hashes, logits, meta)
 
 

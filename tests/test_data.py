@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
+import json
+import os
+import stat
 import threading
+import time
 import unicodedata
 from pathlib import Path
 
 import pytest
 
 import utils
-from conftest import write_nsmc, write_shopping, write_steam
+from conftest import make_reviews, write_nsmc, write_shopping, write_steam
 
 
 def test_nsmc_parses_and_splits(data_dir):
@@ -271,3 +276,186 @@ def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path,
         utils.load_dataset("steam", data_dir=tmp_path / "one")
     assert "the train split has only one class (label 1)" in caplog.text
     assert "the test split has only one class" in caplog.text
+
+
+# --- downloads: length check, retries, sha256 record ---------------------------------------------------------
+
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves BODY; the first ``short`` requests get only half of it under the full Content-Length."""
+
+    body = b""
+    short = 0
+    requests = 0
+
+    def do_GET(self):
+        cls = type(self)
+        cls.requests += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(cls.body)))
+        self.end_headers()
+        self.wfile.write(cls.body[: len(cls.body) // 2] if cls.requests <= cls.short else cls.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    handler = type("Handler", (FlakyHandler,), {"body": "id\tdocument\tlabel\n".encode() + "1\t좋아요\t1\n".encode() * 5000})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield handler, f"http://127.0.0.1:{server.server_address[1]}/ratings_train.txt"
+    server.shutdown()
+    server.server_close()
+
+
+def test_short_download_is_retried_and_never_kept(flaky_server, tmp_path):
+    handler, url = flaky_server
+    dest = tmp_path / "d" / "ratings_train.txt"
+    handler.short = 10  # always short
+    with pytest.raises(RuntimeError, match=f"Could not download {url} .*received {len(handler.body) // 2:,} of {len(handler.body):,} bytes"):
+        utils.download(url, dest, attempts=3, backoff=0.01)
+    assert handler.requests == 3 and list((tmp_path / "d").iterdir()) == []  # no final file, no temporary
+    handler.requests, handler.short = 0, 2  # short twice, then whole
+    assert utils.download(url, dest, attempts=3, backoff=0.01).read_bytes() == handler.body
+    assert handler.requests == 3
+    digest = hashlib.sha256(handler.body).hexdigest()
+    assert (tmp_path / "d" / "ratings_train.txt.sha256").read_text().splitlines() == [
+        f"{digest}  ratings_train.txt", f"# size {len(handler.body)}"
+    ]
+
+
+def test_reused_download_is_verified_and_fetched_again_when_changed(flaky_server, tmp_path, caplog):
+    handler, url = flaky_server
+    dest = utils.download(url, tmp_path / "ratings_train.txt", backoff=0.01)
+    assert utils.download(url, dest) == dest and handler.requests == 1  # intact: reused
+    for damage in (lambda b: b[:1000], lambda b: b[:100] + b"X" + b[101:]):  # truncated, then one byte changed
+        dest.write_bytes(damage(handler.body))
+        with caplog.at_level("WARNING", logger="distilkobilstm"):
+            assert utils.download(url, dest).read_bytes() == handler.body
+        assert "does not match its download record" in caplog.text
+    assert handler.requests == 3
+    # A file put there by hand (no record) is used as it is.
+    (tmp_path / "ratings_train.txt.sha256").unlink()
+    dest.write_bytes(b"id\tdocument\tlabel\n")
+    assert utils.download(url, dest).read_bytes() == b"id\tdocument\tlabel\n" and handler.requests == 3
+
+
+# --- temporaries, file modes ---------------------------------------------------------------------------------
+
+
+def test_remove_stale_temporaries_only_ours_and_only_old(tmp_path):
+    old = time.time() - 2 * 3600
+    ours = [".ratings_train.txt.a1b2c3d4.tmp", ".vocab_size_3000.tmp-k9_x2m4q", ".student.old-abcd1234"]
+    others = ["notes.tmp", ".hidden", ".x.tmp", "data.old-abcd1234", "ratings_train.txt"]
+    for name in ours + others:
+        (tmp_path / name).mkdir() if "-" in name and name.startswith(".") else (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (old, old))
+    (tmp_path / ".vocab_size_3000.tmp-k9_x2m4q" / "tokenizer.json").write_text("{")
+    os.utime(tmp_path / ".vocab_size_3000.tmp-k9_x2m4q", (old, old))
+    (tmp_path / ".fresh.json.zzzz9999.tmp").write_text("being written")  # a writer still at work
+    assert utils.remove_stale_temporaries(tmp_path) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, ".fresh.json.zzzz9999.tmp"])
+    assert utils.remove_stale_temporaries(tmp_path / "missing") == 0
+
+
+def test_get_tokenizer_clears_temporaries_of_killed_trainings(tmp_path, data_dir):
+    stale = tmp_path / ".vocab_size_200.tmp-abcd1234"
+    stale.mkdir()
+    (stale / "tokenizer.json").write_text('{"trunc')
+    os.utime(stale, (time.time() - 7200,) * 2)
+    utils.get_tokenizer(utils.load_dataset("nsmc", data_dir=data_dir)["train"], 200, "nsmc", root=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vocab_size_200"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_atomic_writers_use_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        utils.atomic_write_json(tmp_path / "a.json", {"x": 1})
+        utils.atomic_save(tmp_path / "b.bin", lambda p: p.write_bytes(b"1"))
+        utils.atomic_dir(tmp_path / "d", lambda p: (p / "f.txt").write_text("x"))
+        utils.atomic_dir(tmp_path / "d", lambda p: (p / "f.txt").write_text("y"))  # replacing an existing one
+    finally:
+        os.umask(previous)
+    for name in ("a.json", "b.bin", "d/f.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin", "d"]
+
+
+# --- corrupt derived data: logits cache, shared tokenizer ------------------------------------------------------
+
+
+def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
+    import torch
+
+    path = tmp_path / "nsmc-train.safetensors"
+    cache = utils.LogitsCache(["1", "2", "3"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), {"format": utils.CACHE_FORMAT})
+    cache.save(path)
+    loaded = utils.LogitsCache.load(path)
+    assert loaded.ids == ["1", "2", "3"] and torch.equal(loaded.logits, cache.logits) and loaded.meta == cache.meta
+    whole = path.read_bytes()
+    assert b'"shape":[3,2]' in whole and whole.endswith(b"1\n2\n3")
+    damaged = {
+        "truncated": whole[: len(whole) // 2],
+        "header only": whole[:8],
+        "empty": b"",
+        "garbage": b"\x00\xffnot a safetensors file" * 10,
+        "garbled header": whole.replace(b'"shape":[3,2]', b'"shape":[5,2]'),
+        "garbled logits": whole[:-8] + bytes(8),
+        "garbled ids": whole[:-1] + b"9",
+    }
+    for what, data in damaged.items():
+        path.write_bytes(data)
+        with pytest.raises(utils.CacheMismatch, match=str(path)):
+            utils.LogitsCache.load(path)
+    # Readable, but its tensors disagree in length.
+    utils.LogitsCache(["1", "2"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), {"format": utils.CACHE_FORMAT}).save(path)
+    with pytest.raises(utils.CacheMismatch, match="inconsistent: 2 ids, 3 hashes"):
+        utils.LogitsCache.load(path)
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("tokenizer.json", lambda b: b[: len(b) // 2]),
+    ("tokenizer.json", lambda b: b.replace(b'"[UNK]"', b'"[UNQ]"', 1)),  # parses, but another vocabulary
+    ("training.json", lambda b: b[:10]),
+])
+def test_corrupt_shared_tokenizer_is_trained_again(tmp_path, data_dir, caplog, name, damage):
+    train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
+    expected = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path).get_vocab()
+    path = tmp_path / "vocab_size_200" / name
+    path.write_bytes(damage(path.read_bytes()))
+    with caplog.at_level("WARNING", logger="distilkobilstm"):
+        tokenizer = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path)
+    assert str(path.parent) in caplog.text and "training the tokenizer again" in caplog.text
+    assert tokenizer.get_vocab() == expected
+    assert utils.load_tokenizer(tmp_path / "vocab_size_200").get_vocab() == expected  # the folder is whole again
+
+
+def test_corrupt_tokenizer_outside_the_shared_folder_is_a_one_line_error(tmp_path, data_dir):
+    train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
+    utils.train_tokenizer(train["text"].tolist(), 200, tmp_path / "run" / "tokenizer")
+    path = tmp_path / "run" / "tokenizer" / "tokenizer.json"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(utils.CorruptFileError) as err:
+        utils.load_tokenizer(path.parent)
+    message = str(err.value)
+    assert message.startswith(f"{path} is corrupt or truncated") and "train the tokenizer again" in message
+    assert "\n" not in message
+
+
+def test_tokenizer_training_is_deterministic(tmp_path):
+    # Many ties in character and pair frequencies: the trainer alone numbered (and, at the alphabet limit,
+    # chose) tokens differently on every call.
+    syllables = [chr(0xAC00 + i) for i in range(0, 11172, 13)]
+    texts = [text for text, _ in make_reviews(3000, 0)] + [" ".join(syllables[i : i + 7]) for i in range(0, len(syllables), 2)]
+    vocabs = []
+    for i in range(3):
+        utils.train_tokenizer(texts, 300, tmp_path / str(i))
+        vocabs.append((tmp_path / str(i) / "vocab.txt").read_bytes())
+        training = json.loads((tmp_path / str(i) / "training.json").read_text(encoding="utf-8"))
+        assert training["vocab_sha256"] == hashlib.sha256(vocabs[-1]).hexdigest()
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    assert vocabs[0].decode().split("\n")[:5] == utils.SPECIAL_TOKENS
