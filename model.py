@@ -28,12 +28,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
-from utils import atomic_dir, atomic_save, save_tokenizer_files
+from utils import CorruptFileError, atomic_dir, atomic_save, save_tokenizer_files
 
 # preset name -> (embedding_dim, hidden_dim)
 SIZE_PRESETS: dict[str, tuple[int, int]] = {
@@ -169,13 +170,22 @@ def clean_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
     return backend
 
 
-def encode_with(backend: Tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """encode() with a backend from clean_backend, for callers that encode repeatedly."""
+def encode_with(
+    backend: Tokenizer, texts: list[str], max_length: int, unk_id: int | None = None
+) -> list[list[int]]:
+    """encode() with a backend from clean_backend, for callers that encode repeatedly.
+
+    A text with no tokens (empty, whitespace, only characters the normalizer drops) is a ValueError naming
+    its index, or, given ``unk_id``, the single token ``[unk_id]`` (what Student does at inference).
+    """
     # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one text too)
     ids = [enc.ids[:max_length] for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
     for i, seq in enumerate(ids):
         if not seq:
-            raise ValueError(f"text at index {i} produced no tokens (empty or whitespace-only): {texts[i]!r}")
+            if unk_id is None:
+                text = texts[i]
+                raise ValueError(f"text at index {i} produced no tokens (empty or whitespace-only): {text!r}")
+            seq.append(unk_id)
     return ids
 
 
@@ -232,8 +242,12 @@ def save_student(
 
     Everything goes into a temporary sibling first, which is then renamed into place. An existing
     directory is replaced only if it is empty or a previously saved student (else FileExistsError).
+    Weights with NaN or Inf values are refused (ValueError).
     """
     directory = Path(directory)
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        raise ValueError(f"refusing to save NaN/Inf weights (in {', '.join(bad)}) as the student {directory}")
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}")
     if directory.exists() and not (directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))):
@@ -241,26 +255,67 @@ def save_student(
     return atomic_dir(directory, lambda tmp: _write_student(model, tokenizer, tmp, extra))
 
 
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or Inf."""
+    return [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def load_student(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[BiLSTMClassifier, PreTrainedTokenizerFast]:
-    """Load a model (in eval mode) and its tokenizer from a directory written by save_student."""
+    """Load a model (in eval mode) and its tokenizer from a directory written by save_student.
+
+    A file that cannot be read (corrupt, truncated, not matching the config) raises CorruptFileError naming
+    it and the remedy; weights with NaN or Inf values are refused (ValueError).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"student directory not found: {directory}")
     for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a complete student directory: {name} is missing")
-    config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
-    if config.get("model_type") != STUDENT_MODEL_TYPE:
-        raise ValueError(
-            f"{directory / CONFIG_NAME} has model_type {config.get('model_type')!r}, expected {STUDENT_MODEL_TYPE!r}"
-        )
-    config.pop("training", None)
-    model = BiLSTMClassifier(StudentConfig.from_dict(config))
-    model.load_state_dict(load_file(directory / WEIGHTS_NAME))
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    model = BiLSTMClassifier(_read_config(directory / CONFIG_NAME))
+    weights = directory / WEIGHTS_NAME
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise _corrupt(weights, err) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
+        raise _corrupt(weights, err, f"does not fit {CONFIG_NAME}") from None
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ValueError(f"{weights} holds NaN/Inf weights (in {', '.join(bad)}); retrain the student")
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    except Exception as err:  # noqa: BLE001 - the tokenizers library raises plain Exception for a bad file
+        raise _corrupt(directory / TOKENIZER_NAME, err) from None
     return model.to(device).eval(), tokenizer
+
+
+def _read_config(path: Path) -> StudentConfig:
+    """The StudentConfig in a student's config.json; CorruptFileError if it cannot be read as one."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise _corrupt(path, err) from None
+    if not isinstance(config, dict):
+        raise _corrupt(path, ValueError("not a JSON object"))
+    if config.get("model_type") != STUDENT_MODEL_TYPE:
+        found = config.get("model_type")
+        raise ValueError(f"{path} has model_type {found!r}, expected {STUDENT_MODEL_TYPE!r}")
+    config.pop("training", None)
+    try:
+        return StudentConfig.from_dict(config)
+    except (TypeError, ValueError) as err:
+        raise _corrupt(path, err) from None
+
+
+def _corrupt(path: Path, err: BaseException, what: str = "is corrupt or truncated") -> CorruptFileError:
+    reason = " ".join(str(err).split())[:200] or type(err).__name__
+    remedy = f"copy the student directory {path.parent} again or retrain it"
+    return CorruptFileError(f"{path} {what} ({reason}); {remedy}")
 
 
 # -----------------------------------------------------------------------------
@@ -386,6 +441,7 @@ class Student:
         n = self.config.num_labels
         self.labels: list[str] = ["negative", "positive"] if n == 2 else [str(i) for i in range(n)]
         self._tokenize = clean_backend(tokenizer)
+        self._unk_id = tokenizer.unk_token_id
         self._session = None
         if backend != "torch":
             self._session = self._onnx_session(onnx_model or export_onnx(model, quantize=backend == "onnx-int8"), threads)
@@ -422,9 +478,15 @@ class Student:
             logits = self.model(torch.from_numpy(input_ids).to(self.device), torch.from_numpy(lengths))
         return logits.float().cpu().numpy()
 
-    def predict_logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Logits [N, num_labels] (float32) in input order; texts are batched by length for speed."""
-        return self.logits_from_ids(encode_with(self._tokenize, texts, self.config.max_length), batch_size)
+    def predict_logits(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
+        """Logits [N, num_labels] (float32) in input order; texts are batched by length for speed.
+
+        A text without tokens (empty, whitespace-only, only control or zero-width characters) is read as the
+        single token [UNK], so it gets a prediction like any other; an item that is not a str (None, bytes,
+        a number) is a TypeError naming its index. A single str counts as a list of one.
+        """
+        ids = encode_with(self._tokenize, _check_texts(texts), self.config.max_length, self._unk_id)
+        return self.logits_from_ids(ids, batch_size)
 
     def logits_from_ids(self, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
         """predict_logits for texts already encoded (see encode): the model alone, without tokenization."""
@@ -442,12 +504,25 @@ class Student:
             logits[idx] = self._run(*pad_ids([ids[i] for i in idx], self.config.pad_id))
         return logits
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
         """Class probabilities [N, num_labels] (float32)."""
         return torch.softmax(torch.from_numpy(self.predict_logits(texts, batch_size)), dim=-1).numpy()
 
     def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[int] | int:
-        """Predicted label ids; a single string gives a single int."""
+        """Predicted label ids; a single string gives a single int (see predict_logits for odd inputs)."""
         if isinstance(texts, str):
             return self.predict([texts], batch_size)[0]
         return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()
+
+
+def _check_texts(texts: list[str] | str) -> list[str]:
+    """texts as a list of str: a str is a list of one; TypeError naming the first item that is not a str."""
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
+    return texts

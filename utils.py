@@ -190,7 +190,9 @@ def _text_normalizer():
 
     return normalizers.Sequence([
         normalizers.NFC(),
-        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True),
+        normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
+        ),
     ])
 
 
@@ -272,7 +274,9 @@ class ShortDownload(OSError):
     """A response body shorter than its Content-Length."""
 
 
-def download(url: str, dest: str | Path, timeout: float = 30.0, attempts: int = 4, backoff: float = 2.0) -> Path:
+def download(
+    url: str, dest: str | Path, timeout: float = 30.0, attempts: int = 4, backoff: float = 2.0
+) -> Path:
     """Download ``url`` to ``dest`` with a progress bar, through a temporary file renamed into place.
 
     A body shorter than its Content-Length, a network error or a 5xx answer is retried ``attempts`` times
@@ -298,7 +302,7 @@ def download(url: str, dest: str | Path, timeout: float = 30.0, attempts: int = 
                     f"or pass --data-dir pointing at a folder that holds {dest.name}."
                 ) from err
             delay = backoff * 2 ** (attempt - 1)
-            logger.warning(f"download of {url} failed ({err}); retrying in {delay:g} s ({attempt}/{attempts})")
+            logger.warning(f"download of {url} failed ({err}); retry {attempt}/{attempts - 1} in {delay:g} s")
             time.sleep(delay)
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     atomic_write_text(_manifest(dest), f"{digest}  {dest.name}\n# size {dest.stat().st_size}\n")
@@ -310,7 +314,8 @@ def _fetch(url: str, out_path: Path, timeout: float) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as response, open(out_path, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         received = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {Path(url).name}", disable=None) as bar:
+        desc = f"download {Path(url).name}"
+        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None) as bar:
             while chunk := response.read(1 << 16):
                 out.write(chunk)
                 received += len(chunk)
@@ -338,7 +343,7 @@ def _verify_download(dest: Path) -> bool:
         found = "its sha256 differs"
     else:
         return True
-    logger.warning(f"{dest} does not match its download record {manifest.name} ({found}): downloading it again")
+    logger.warning(f"{dest} does not match its download record {manifest.name} ({found}): downloading again")
     return False
 
 
@@ -374,8 +379,9 @@ def parse_file(path: str | Path, fmt: str, source: str, skip_bad_rows: bool = Fa
 
     Empty texts (also those that normalize to no tokens, see ``is_blank``) and (for ratings) neutral rating 3
     are dropped and counted; repeated ids are dropped after the first. A file that is not UTF-8 raises
-    ``DataEncodingError`` naming the line and the conversion command. A malformed row raises ``DataFormatError`` naming file and line, unless ``skip_bad_rows`` is set,
-    in which case it is skipped and counted in the report.
+    ``DataEncodingError`` naming the line and the conversion command. A malformed row raises
+    ``DataFormatError`` naming file and line, unless ``skip_bad_rows`` is set, in which case it is skipped
+    and counted in the report.
     """
     path = Path(path)
     report = ParseReport(str(path))
@@ -540,8 +546,8 @@ def describe_splits(splits: dict[str, pd.DataFrame]) -> DataReport:
     train_texts = set(splits["train"]["text"])
     return DataReport(
         sizes={split: len(df) for split, df in splits.items()},
-        labels={split: {int(k): int(v) for k, v in df["label"].value_counts().items()} for split, df in splits.items()},
-        in_train={split: int(df["text"].isin(train_texts).sum()) for split, df in splits.items() if split != "train"},
+        labels={s: {int(k): int(n) for k, n in d["label"].value_counts().items()} for s, d in splits.items()},
+        in_train={s: int(df["text"].isin(train_texts).sum()) for s, df in splits.items() if s != "train"},
     )
 
 
@@ -600,13 +606,14 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     limit_alphabet = min(1000, vocab_size // 2)
     alphabet = _alphabet(texts, backend.normalizer, limit_alphabet)
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=len(alphabet), initial_alphabet=alphabet,
-        special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=len(alphabet),
+        initial_alphabet=alphabet, special_tokens=SPECIAL_TOKENS, show_progress=False,
     )
     backend.train_from_iterator(texts, trainer, length=len(texts))
     if backend.get_vocab_size() > vocab_size:
         raise ValueError(f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size")
-    backend.model = models.WordPiece(_sorted_vocab(backend.get_vocab()), unk_token="[UNK]", max_input_chars_per_word=100)
+    vocab = _sorted_vocab(backend.get_vocab())
+    backend.model = models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
@@ -736,9 +743,12 @@ def get_tokenizer(train: pd.DataFrame, vocab_size: int, dataset: str, root: str 
             if meta.get("fingerprint") == fingerprint:
                 tokenizer = load_tokenizer(directory)
                 if meta.get("vocab_sha256", vocab_sha256(tokenizer)) != vocab_sha256(tokenizer):
-                    raise CorruptFileError(f"{directory / 'tokenizer.json'} does not hold the vocabulary recorded in {meta_path}")
+                    raise CorruptFileError(
+                        f"{directory / 'tokenizer.json'} does not hold the vocabulary recorded in {meta_path}"
+                    )
                 return tokenizer
-            logger.info(f"{directory} was trained on other texts ({meta.get('dataset')}, {meta.get('num_texts')} texts): retraining")
+            other = f"{meta.get('dataset')}, {meta.get('num_texts')} texts"
+            logger.info(f"{directory} was trained on other texts ({other}): retraining")
         except (CorruptFileError, OSError) as err:
             logger.warning(f"{err}; training the tokenizer again")
     logger.info(f"training a WordPiece tokenizer with {vocab_size} tokens on {len(train):,} {dataset} texts")
@@ -830,9 +840,11 @@ class LogitsCache:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 if meta.get("format") != CACHE_FORMAT:
-                    raise CacheMismatch(f"{path} is not a logits cache of this version ({meta.get('format')!r})")
+                    found = meta.get("format")
+                    raise CacheMismatch(f"{path} is not a logits cache of this version ({found!r})")
                 raw_ids, hashes, logits = (f.get_tensor(name) for name in ("ids", "hashes", "logits"))
-            if meta.get(CHECKSUM_KEY, _checksum(raw_ids, hashes, logits)) != _checksum(raw_ids, hashes, logits):
+            checksum = _checksum(raw_ids, hashes, logits)
+            if meta.get(CHECKSUM_KEY, checksum) != checksum:
                 raise CacheMismatch(f"{path} is corrupt: its contents do not match their checksum")
             raw = raw_ids.numpy().tobytes().decode("utf-8")
         except CacheMismatch:
@@ -841,7 +853,8 @@ class LogitsCache:
             raise CacheMismatch(f"{path} is corrupt or truncated ({_first_line(err)})") from None
         ids = raw.split("\n") if raw else []
         if logits.ndim != 2 or not len(ids) == len(hashes) == len(logits):
-            raise CacheMismatch(f"{path} is inconsistent: {len(ids)} ids, {len(hashes)} hashes, logits {tuple(logits.shape)}")
+            shapes = f"{len(ids)} ids, {len(hashes)} hashes, logits {tuple(logits.shape)}"
+            raise CacheMismatch(f"{path} is inconsistent: {shapes}")
         meta.pop(CHECKSUM_KEY, None)
         return cls(ids, hashes, logits, meta)
 

@@ -10,12 +10,11 @@ import stat
 import threading
 import time
 import unicodedata
-from pathlib import Path
 
 import pytest
+from conftest import make_reviews, write_nsmc, write_steam
 
 import utils
-from conftest import make_reviews, write_nsmc, write_shopping, write_steam
 
 
 def test_nsmc_parses_and_splits(data_dir):
@@ -208,7 +207,8 @@ BLANK = ["\x00\x01", "\u200b\u200b", "\ufeff", " \u3000\u00a0", "\u200b \x7f\u20
 
 
 def test_blank_texts_are_dropped_and_counted_in_every_split(tmp_path):
-    rows = [f"{i + 1}\t{text}\t{i % 2}" for i, text in enumerate(["재밌다", *BLANK, "\u200b노잼\u200b", "최고"])]
+    texts = ["재밌다", *BLANK, "\u200b노잼\u200b", "최고"]
+    rows = [f"{i + 1}\t{text}\t{i % 2}" for i, text in enumerate(texts)]
     for name in ("ratings_train.txt", "ratings_test.txt"):
         (tmp_path / name).write_text("id\tdocument\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
     for name in ("ratings_train.txt", "ratings_test.txt"):
@@ -224,12 +224,13 @@ def test_blank_texts_are_dropped_and_counted_in_every_split(tmp_path):
 
 
 def test_is_blank_agrees_with_the_tokenizer(tmp_path, data_dir):
-    tokenizer = utils.train_tokenizer(utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist(), 200, tmp_path / "t")
+    texts = utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
+    tokenizer = utils.train_tokenizer(texts, 200, tmp_path / "t")
     normalizer = tokenizer.backend_tokenizer.normalizer
     # every code point of the BMP alone (surrogates cannot be encoded) and a sample of the other planes,
     # then each blank text alone and next to a kept character
     chars = [chr(c) for c in [*range(0xD800), *range(0xE000, 0x10000), *range(0x10000, 0x110000, 17)]]
-    disagree = [hex(ord(c)) for c in chars if utils.is_blank(c) != (normalizer.normalize_str(c).strip() == "")]
+    disagree = [hex(ord(c)) for c in chars if utils.is_blank(c) != (not normalizer.normalize_str(c).strip())]
     assert disagree == []
     for text in BLANK:
         assert utils.is_blank(text) and tokenizer.tokenize(text) == []
@@ -248,7 +249,8 @@ def test_cp949_file_is_a_clear_error_with_the_fix(tmp_path):
         utils.read_unlabeled(path)
     # Converted as the message says, the file parses.
     (tmp_path / "ratings_train.txt.utf8").write_text(path.read_bytes().decode("cp949"), encoding="utf-8")
-    assert utils.parse_file(tmp_path / "ratings_train.txt.utf8", "nsmc", "nsmc")[0]["text"].tolist() == ["good", "재밌다"]
+    converted = utils.parse_file(tmp_path / "ratings_train.txt.utf8", "nsmc", "nsmc")[0]
+    assert converted["text"].tolist() == ["good", "재밌다"]
     # Bytes that are no Korean encoding either: still the file and line.
     path.write_bytes(b"1\tok\n0\tbad \xff\xfe\xff\n")
     with pytest.raises(utils.DataEncodingError, match=f"{path}:2: .*another encoding"):
@@ -259,7 +261,9 @@ def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path,
     write_nsmc(tmp_path, n_train=300, n_test=100)
     train_texts = (tmp_path / "ratings_train.txt").read_text(encoding="utf-8").splitlines()[1:6]
     with open(tmp_path / "ratings_test.txt", "a", encoding="utf-8") as f:  # five train texts again, new ids
-        f.writelines(f"{9_000_000 + i}\t{line.split(chr(9))[1]}\t{line.split(chr(9))[2]}\n" for i, line in enumerate(train_texts))
+        for i, line in enumerate(train_texts):
+            _, text, label = line.split("\t")
+            f.write(f"{9_000_000 + i}\t{text}\t{label}\n")
     with caplog.at_level("INFO", logger="distilkobilstm"):
         splits = utils.load_dataset("nsmc", data_dir=tmp_path)
     report = utils.describe_splits(splits)
@@ -278,7 +282,7 @@ def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path,
     assert "the test split has only one class" in caplog.text
 
 
-# --- downloads: length check, retries, sha256 record ---------------------------------------------------------
+# --- downloads: length check, retries, sha256 record -----------------------------------------------------
 
 
 class FlakyHandler(http.server.BaseHTTPRequestHandler):
@@ -302,7 +306,8 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky_server():
-    handler = type("Handler", (FlakyHandler,), {"body": "id\tdocument\tlabel\n".encode() + "1\t좋아요\t1\n".encode() * 5000})
+    body = b"id\tdocument\tlabel\n" + "1\t좋아요\t1\n".encode() * 5000
+    handler = type("Handler", (FlakyHandler,), {"body": body})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield handler, f"http://127.0.0.1:{server.server_address[1]}/ratings_train.txt"
@@ -314,7 +319,8 @@ def test_short_download_is_retried_and_never_kept(flaky_server, tmp_path):
     handler, url = flaky_server
     dest = tmp_path / "d" / "ratings_train.txt"
     handler.short = 10  # always short
-    with pytest.raises(RuntimeError, match=f"Could not download {url} .*received {len(handler.body) // 2:,} of {len(handler.body):,} bytes"):
+    size = len(handler.body)
+    with pytest.raises(RuntimeError, match=f"Could not download {url} .*received {size // 2:,} of {size:,}"):
         utils.download(url, dest, attempts=3, backoff=0.01)
     assert handler.requests == 3 and list((tmp_path / "d").iterdir()) == []  # no final file, no temporary
     handler.requests, handler.short = 0, 2  # short twice, then whole
@@ -330,7 +336,7 @@ def test_reused_download_is_verified_and_fetched_again_when_changed(flaky_server
     handler, url = flaky_server
     dest = utils.download(url, tmp_path / "ratings_train.txt", backoff=0.01)
     assert utils.download(url, dest) == dest and handler.requests == 1  # intact: reused
-    for damage in (lambda b: b[:1000], lambda b: b[:100] + b"X" + b[101:]):  # truncated, then one byte changed
+    for damage in (lambda b: b[:1000], lambda b: b[:100] + b"X" + b[101:]):  # truncated; one byte changed
         dest.write_bytes(damage(handler.body))
         with caplog.at_level("WARNING", logger="distilkobilstm"):
             assert utils.download(url, dest).read_bytes() == handler.body
@@ -342,7 +348,7 @@ def test_reused_download_is_verified_and_fetched_again_when_changed(flaky_server
     assert utils.download(url, dest).read_bytes() == b"id\tdocument\tlabel\n" and handler.requests == 3
 
 
-# --- temporaries, file modes ---------------------------------------------------------------------------------
+# --- temporaries, file modes -----------------------------------------------------------------------------
 
 
 def test_remove_stale_temporaries_only_ours_and_only_old(tmp_path):
@@ -350,7 +356,10 @@ def test_remove_stale_temporaries_only_ours_and_only_old(tmp_path):
     ours = [".ratings_train.txt.a1b2c3d4.tmp", ".vocab_size_3000.tmp-k9_x2m4q", ".student.old-abcd1234"]
     others = ["notes.tmp", ".hidden", ".x.tmp", "data.old-abcd1234", "ratings_train.txt"]
     for name in ours + others:
-        (tmp_path / name).mkdir() if "-" in name and name.startswith(".") else (tmp_path / name).write_text("x")
+        if "-" in name and name.startswith("."):
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_text("x")
         os.utime(tmp_path / name, (old, old))
     (tmp_path / ".vocab_size_3000.tmp-k9_x2m4q" / "tokenizer.json").write_text("{")
     os.utime(tmp_path / ".vocab_size_3000.tmp-k9_x2m4q", (old, old))
@@ -385,17 +394,18 @@ def test_atomic_writers_use_the_umask(tmp_path, umask):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin", "d"]
 
 
-# --- corrupt derived data: logits cache, shared tokenizer ------------------------------------------------------
+# --- corrupt derived data: logits cache, shared tokenizer ------------------------------------------------
 
 
 def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
     import torch
 
     path = tmp_path / "nsmc-train.safetensors"
-    cache = utils.LogitsCache(["1", "2", "3"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), {"format": utils.CACHE_FORMAT})
+    meta = {"format": utils.CACHE_FORMAT}
+    cache = utils.LogitsCache(["1", "2", "3"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta)
     cache.save(path)
     loaded = utils.LogitsCache.load(path)
-    assert loaded.ids == ["1", "2", "3"] and torch.equal(loaded.logits, cache.logits) and loaded.meta == cache.meta
+    assert loaded.ids == ["1", "2", "3"] and torch.equal(loaded.logits, cache.logits) and loaded.meta == meta
     whole = path.read_bytes()
     assert b'"shape":[3,2]' in whole and whole.endswith(b"1\n2\n3")
     damaged = {
@@ -407,12 +417,12 @@ def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
         "garbled logits": whole[:-8] + bytes(8),
         "garbled ids": whole[:-1] + b"9",
     }
-    for what, data in damaged.items():
+    for data in damaged.values():
         path.write_bytes(data)
         with pytest.raises(utils.CacheMismatch, match=str(path)):
             utils.LogitsCache.load(path)
     # Readable, but its tensors disagree in length.
-    utils.LogitsCache(["1", "2"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), {"format": utils.CACHE_FORMAT}).save(path)
+    utils.LogitsCache(["1", "2"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta).save(path)
     with pytest.raises(utils.CacheMismatch, match="inconsistent: 2 ids, 3 hashes"):
         utils.LogitsCache.load(path)
 
@@ -431,7 +441,7 @@ def test_corrupt_shared_tokenizer_is_trained_again(tmp_path, data_dir, caplog, n
         tokenizer = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path)
     assert str(path.parent) in caplog.text and "training the tokenizer again" in caplog.text
     assert tokenizer.get_vocab() == expected
-    assert utils.load_tokenizer(tmp_path / "vocab_size_200").get_vocab() == expected  # the folder is whole again
+    assert utils.load_tokenizer(tmp_path / "vocab_size_200").get_vocab() == expected  # whole again
 
 
 def test_corrupt_tokenizer_outside_the_shared_folder_is_a_one_line_error(tmp_path, data_dir):
@@ -450,7 +460,8 @@ def test_tokenizer_training_is_deterministic(tmp_path):
     # Many ties in character and pair frequencies: the trainer alone numbered (and, at the alphabet limit,
     # chose) tokens differently on every call.
     syllables = [chr(0xAC00 + i) for i in range(0, 11172, 13)]
-    texts = [text for text, _ in make_reviews(3000, 0)] + [" ".join(syllables[i : i + 7]) for i in range(0, len(syllables), 2)]
+    texts = [text for text, _ in make_reviews(3000, 0)]
+    texts += [" ".join(syllables[i : i + 7]) for i in range(0, len(syllables), 2)]
     vocabs = []
     for i in range(3):
         utils.train_tokenizer(texts, 300, tmp_path / str(i))
