@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -560,8 +561,9 @@ def read_unlabeled(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"unlabeled text file {path} not found")
     texts = [line.strip() for line in read_lines(path)]
-    kept = list(dict.fromkeys(t for t in texts if not is_blank(t)))
-    blank = sum(map(is_blank, texts))
+    present = [t for t in texts if not is_blank(t)]
+    kept = list(dict.fromkeys(present))
+    blank = len(texts) - len(present)
     logger.info(
         f"{path}: {len(kept):,} unlabeled texts kept of {len(texts):,} lines "
         f"({blank:,} empty and {len(texts) - blank - len(kept):,} repeated dropped)"
@@ -592,28 +594,37 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     alphabet keeps the most frequent characters (1000 at most, BERT's default; Korean text has over 2000
     distinct syllables, which would overflow a small vocabulary): on NSMC about 1% of tokens become [UNK].
 
-    Deterministic: the same texts and settings give the same vocab.txt. The trainer itself breaks ties in
-    an order that changes from process to process, so the alphabet is chosen here (ties by code point) and
-    the token ids are sorted (see _sorted_vocab); training.json records the vocabulary's sha256.
+    Deterministic: the same texts and settings give the same vocab.txt. The trainer alone is not: it numbers
+    new tokens in the order of its hash maps, which are seeded at random in every process, and breaks ties
+    between equally frequent characters and merges by those numbers. So the alphabet is chosen here (ties by
+    code point), its ``##c`` continuation tokens are numbered before training (passed as special tokens),
+    and the final ids are sorted (see _sorted_vocab); training.json records the vocabulary's sha256.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    backend.normalizer = _text_normalizer()
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
+    def blank_tokenizer(model) -> Tokenizer:
+        backend = Tokenizer(model)
+        backend.normalizer = _text_normalizer()
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.WordPiece()
+        return backend
+
+    backend = blank_tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     limit_alphabet = min(1000, vocab_size // 2)
-    alphabet = _alphabet(texts, backend.normalizer, limit_alphabet)
+    alphabet, continuing = _alphabet(texts, backend.normalizer, limit_alphabet)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=len(alphabet),
-        initial_alphabet=alphabet, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=alphabet, special_tokens=SPECIAL_TOKENS + ["##" + c for c in continuing],
+        show_progress=False,
     )
     backend.train_from_iterator(texts, trainer, length=len(texts))
     if backend.get_vocab_size() > vocab_size:
         raise ValueError(f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size")
+    # a fresh tokenizer: the ##c tokens were special only for training
     vocab = _sorted_vocab(backend.get_vocab())
-    backend.model = models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+    backend = blank_tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    backend.add_special_tokens(SPECIAL_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
@@ -628,13 +639,27 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     return tokenizer
 
 
-def _alphabet(texts: list[str], normalizer, limit: int) -> list[str]:
-    """The ``limit`` most frequent characters of the normalized texts, ties broken by code point."""
-    counts: collections.Counter[str] = collections.Counter()
-    for text in texts:
-        counts.update(normalizer.normalize_str(text))
-    ranked = sorted((c for c in counts if not c.isspace()), key=lambda c: (-counts[c], c))
-    return ranked[:limit]
+def _alphabet(texts: list[str], normalizer, limit: int) -> tuple[list[str], list[str]]:
+    """The ``limit`` most frequent characters of the normalized texts (ties by code point), and those of them
+    that occur inside a word, after its first character (the trainer adds ``##c`` for each)."""
+    # Composed once for all texts (fast), then each distinct character through the normalizer: after NFC
+    # its other steps (cleaning, lowercasing, spaces around CJK) act on one character at a time.
+    composed = unicodedata.normalize("NFC", "\n".join(texts))
+    normalized = composed.translate({ord(c): normalizer.normalize_str(c) for c in set(composed)})
+    counts = collections.Counter(normalized)
+    alphabet = sorted((c for c in counts if not c.isspace()), key=lambda c: (-counts[c], c))[:limit]
+    # Words end at whitespace and punctuation (BertPreTokenizer); drop each word's first character.
+    ends = r"\s" + re.escape("".join(c for c in counts if _is_punctuation(c)))
+    inside = set(re.sub(rf"(?:^|(?<=[{ends}]))[^{ends}]", "", normalized))
+    return alphabet, [c for c in alphabet if c in inside and not c.isspace() and not _is_punctuation(c)]
+
+
+def _is_punctuation(char: str) -> bool:
+    """BERT's punctuation: ASCII symbols and Unicode category P*."""
+    code = ord(char)
+    return 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126 or (
+        unicodedata.category(char).startswith("P")
+    )
 
 
 def _sorted_vocab(vocab: dict[str, int]) -> dict[str, int]:
