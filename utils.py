@@ -844,7 +844,8 @@ class LogitsCache:
         return self.logits[rows_t]
 
     def save(self, path: str | Path) -> None:
-        """Write the cache as one safetensors file, atomically, with a checksum of its contents."""
+        """Write the cache as one safetensors file, atomically, with a checksum of its contents (and clear
+        the folder of temporaries that killed writers left)."""
         from safetensors.torch import save_file
 
         ids_bytes = "\n".join(self.ids).encode("utf-8")
@@ -854,6 +855,7 @@ class LogitsCache:
             "ids": torch.frombuffer(bytearray(ids_bytes), dtype=torch.uint8) if ids_bytes else torch.zeros(0, dtype=torch.uint8),
         }
         meta = {**self.meta, CHECKSUM_KEY: _checksum(tensors["ids"], tensors["hashes"], tensors["logits"])}
+        remove_stale_temporaries(Path(path).parent)
         atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
     @classmethod

@@ -401,9 +401,13 @@ def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
     import torch
 
     path = tmp_path / "nsmc-train.safetensors"
+    leftover = tmp_path / ".nsmc-train.safetensors.k2j4h5g6.tmp"  # a writer killed two hours ago
+    leftover.write_bytes(b"half")
+    os.utime(leftover, (time.time() - 7200,) * 2)
     meta = {"format": utils.CACHE_FORMAT}
     cache = utils.LogitsCache(["1", "2", "3"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta)
     cache.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
     loaded = utils.LogitsCache.load(path)
     assert loaded.ids == ["1", "2", "3"] and torch.equal(loaded.logits, cache.logits) and loaded.meta == meta
     whole = path.read_bytes()
