@@ -977,12 +977,9 @@ class TeacherMismatch(ValueError):
 def _finished(out_dir: Path, identity: dict) -> bool:
     """True when ``out_dir`` holds this teacher; an error when it holds another or something unfinished."""
     if (out_dir / TEACHER_INFO).is_file():
-        try:
-            recorded = json.loads((out_dir / TEACHER_INFO).read_text(encoding="utf-8")).get("identity")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
-            raise _damaged(out_dir / TEACHER_INFO, out_dir, err) from None
+        recorded = _read_json(out_dir / TEACHER_INFO, out_dir).get("identity")
         if recorded != identity:
-            changes = "; ".join(_changes(recorded or {}, identity)) or "no identity recorded"
+            changes = "; ".join(_changes(recorded, identity)) if recorded else "it records no identity"
             raise TeacherMismatch(
                 f"{out_dir} holds a teacher fine-tuned otherwise ({changes}): delete it to "
                 "fine-tune again, or use another --teacher-root"

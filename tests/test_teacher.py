@@ -431,6 +431,41 @@ def test_unlabeled_rows_are_left_out_of_fine_tuning(tmp_path):
     assert info["num_examples"] == {"train": 24, "valid": 8, "test": 8}
 
 
+DAMAGED_FILES = ["model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"]
+
+
+@pytest.mark.parametrize("damaged", DAMAGED_FILES)
+def test_truncated_teacher_file_is_a_one_line_error(damaged, teacher_finetuned, tmp_path):
+    import shutil
+
+    source = teacher_finetuned("bert")
+    copy = tmp_path / "teacher"
+    shutil.copytree(source, copy)
+    if damaged.endswith(".bin"):  # the older weight format, as some Hub models still ship it
+        state = T.load_teacher(str(copy), device="cpu").model.state_dict()
+        (copy / "model.safetensors").unlink()
+        torch.save(state, copy / damaged)
+    data = (copy / damaged).read_bytes()
+    (copy / damaged).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError) as err:
+        T.load_teacher(str(copy), device="cpu")
+    message = str(err.value)
+    assert message.startswith(f"{copy / damaged} is truncated or corrupt") and "\n" not in message
+    assert message.endswith(f"delete {copy} and fine-tune the teacher again")
+
+
+def test_finished_teacher_with_truncated_weights_is_not_reused(teacher_finetuned, tmp_path):
+    import shutil
+
+    source = teacher_finetuned("bert")
+    cfg = T.TeacherConfig(model=str(source.parent.parent / "base"), train_batch_size=8, lr=1e-3, max_steps=3)
+    copy = tmp_path / "teachers" / source.name
+    shutil.copytree(source, copy)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="model.safetensors is truncated or corrupt"):
+        T.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu")
+
+
 def test_base_model_without_trained_head_is_refused(tmp_path):
     base = build_model("bert", tmp_path / "base")
     with pytest.raises(ValueError, match="not a fine-tuned classifier"):
