@@ -57,6 +57,7 @@ from transformers import (
 )
 from transformers.integrations import TensorBoardCallback
 from transformers.models.auto import modeling_auto
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
@@ -1006,10 +1007,19 @@ def _open_partial(partial: Path, identity: dict, args: TrainingArguments) -> str
             if not partial.exists():
                 partial.mkdir(parents=True)
                 utils.atomic_write_json(partial / PARTIAL_INFO, identity)
+            _drop_incomplete_checkpoints(partial)
     checkpoint = get_last_checkpoint(str(partial))
     if checkpoint is not None:
         logger.info(f"resuming teacher fine-tuning from {checkpoint}")
     return checkpoint
+
+
+def _drop_incomplete_checkpoints(partial: Path) -> None:
+    """Remove checkpoints without ``trainer_state.json`` (the Trainer writes it last): killed while saving."""
+    for checkpoint in partial.glob("checkpoint-*"):
+        if checkpoint.is_dir() and not (checkpoint / TRAINER_STATE_NAME).is_file():
+            logger.warning(f"removing {checkpoint}: the run was stopped while saving it")
+            shutil.rmtree(checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------------------

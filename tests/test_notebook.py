@@ -45,8 +45,10 @@ def text_of(nb: nbformat.NotebookNode, cell_id: str | None = None) -> str:
 
 def artefacts(work_dir: Path) -> dict[str, int]:
     """mtime (ns) of everything a rerun must leave alone: the teacher, its logits cache, tokenizers and finished runs."""
-    patterns = [f"{TEACHER_GLOB}/{name}" for name in ("teacher.json", "model.safetensors", "logits/*.safetensors")]
-    patterns += ["tokenizer/*/training.json", "runs/nsmc/*/metrics.json", "runs/nsmc/*/student/model.safetensors"]
+    teacher_files = ("teacher.json", "model.safetensors", "logits/*.safetensors")
+    patterns = [f"{TEACHER_GLOB}/{name}" for name in teacher_files]
+    patterns += ["tokenizer/*/training.json", "runs/nsmc/*/metrics.json"]
+    patterns += ["runs/nsmc/*/student/model.safetensors"]
     return {str(p.relative_to(work_dir)): p.stat().st_mtime_ns for pattern in patterns for p in sorted(work_dir.glob(pattern))}
 
 

@@ -214,7 +214,8 @@ def teacher_finetuned(tmp_path_factory):
             base = build_model(arch, root / "base")
             # 24 texts / batch 8 = 3 steps = one epoch: evaluated, checkpointed and reloaded as the best
             cfg = T.TeacherConfig(model=str(base), train_batch_size=8, lr=1e-3, max_steps=3)
-            done[arch] = T.finetune_teacher(cfg, splits(24, 8), "synthetic", root / "teachers", "cpu", log_root=root / "runs")
+            data = splits(24, 8)
+            done[arch] = T.finetune_teacher(cfg, data, "synthetic", root / "teachers", "cpu", log_root=root)
         return done[arch]
 
     return get
@@ -231,9 +232,9 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["dataset"] == "synthetic" and info["global_step"] == 3 and info["num_labels"] == 2
     assert 0.0 <= info["val_accuracy"] <= 1.0 and 0.0 <= info["test_accuracy"] <= 1.0
-    assert not list(out_dir.glob("checkpoint-*")) and [p.name for p in out_dir.parent.iterdir()] == [out_dir.name]
+    assert [p.name for p in out_dir.parent.iterdir()] == [out_dir.name]  # no partial folder left
     assert out_dir.name.startswith("base-synthetic-") and len(out_dir.name) == len("base-synthetic-") + 8
-    log_dir = out_dir.parents[1] / "runs" / "synthetic" / "teachers" / out_dir.name
+    log_dir = out_dir.parents[1] / "synthetic" / "teachers" / out_dir.name
     assert list(log_dir.glob("events.out.tfevents.*")), "no TensorBoard log beside the students' runs"
 
     teacher = T.load_teacher(str(out_dir), device="cpu", max_length=128)
@@ -252,7 +253,8 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
 def test_finetuned_teacher_learns(tmp_path):
     base = build_model("bert", tmp_path / "base")
     cfg = T.TeacherConfig(model=str(base), epochs=6, train_batch_size=16, lr=2e-3, patience=2)
-    out_dir = T.finetune_teacher(cfg, splits(400, 100), "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path / "runs")
+    data = splits(400, 100)
+    out_dir = T.finetune_teacher(cfg, data, "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path)
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["test_accuracy"] > 0.8 and info["val_accuracy"] > 0.8
     assert info["hyperparameters"]["max_length"] == 64  # capped by the model's positions
@@ -271,19 +273,20 @@ def test_finished_teacher_is_reused_only_with_the_same_settings_and_data(teacher
     cfg = T.TeacherConfig(model=str(base), train_batch_size=8, lr=1e-3, max_steps=3)
     assert T.teacher_dir(cfg, splits(24, 8), "synthetic", root) == out_dir
     # Another setting, other data, another dataset name or another base model: another folder, never this one.
+    flipped = splits(24, 8)["train"].assign(label=lambda d: 1 - d["label"])
     others = [
         T.teacher_dir(dataclasses.replace(cfg, max_steps=4), splits(24, 8), "synthetic", root),
         T.teacher_dir(dataclasses.replace(cfg, max_length=64), splits(24, 8), "synthetic", root),
         T.teacher_dir(dataclasses.replace(cfg, epochs=2), splits(24, 8), "synthetic", root),
         T.teacher_dir(cfg, splits(20, 8), "synthetic", root),
-        T.teacher_dir(cfg, {**splits(24, 8), "train": splits(24, 8)["train"].assign(label=lambda d: 1 - d["label"])},
-                      "synthetic", root),
+        T.teacher_dir(cfg, {**splits(24, 8), "train": flipped}, "synthetic", root),
         T.teacher_dir(cfg, splits(24, 8), "nsmc", root),
         T.teacher_dir(dataclasses.replace(cfg, model=str(out_dir)), splits(24, 8), "synthetic", root),
     ]
     assert len({out_dir, *others}) == len(others) + 1
     # The inference batch size and the test split do not change the teacher.
-    assert T.teacher_dir(dataclasses.replace(cfg, batch_size=7), {**splits(24, 8), "test": reviews(3, 9)}, "synthetic", root) == out_dir
+    other_test = {**splits(24, 8), "test": reviews(3, 9)}
+    assert T.teacher_dir(dataclasses.replace(cfg, batch_size=7), other_test, "synthetic", root) == out_dir
 
     def no_training(*args, **kwargs):
         raise AssertionError("the Trainer was constructed for a finished teacher")
@@ -358,8 +361,8 @@ def test_teacher_config_types_and_metadata():
         assert f.metadata["help"] and f.metadata["flag"].startswith("--")
 
 
-def test_interrupted_fine_tuning_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
-    """Killed in epoch 2 of 3: the rerun resumes from the epoch-1 checkpoint and ends like an uninterrupted run."""
+def test_interrupted_fine_tuning_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, caplog):
+    """Stopped in epoch 2 of 3: the rerun resumes from the epoch-1 checkpoint and finishes the teacher."""
     from transformers import TrainerCallback
 
     base = build_model("bert", tmp_path / "base")
@@ -383,14 +386,24 @@ def test_interrupted_fine_tuning_resumes_from_its_last_checkpoint(tmp_path, monk
     monkeypatch.setattr(T, "_build_trainer", with_disconnect)
     out_dir = T.teacher_dir(cfg, data, "synthetic", tmp_path / "teachers")
     partial = out_dir.with_name(f".{out_dir.name}.partial")
+
+    logs = tmp_path / "runs"
+
+    def finetune() -> Path:
+        return T.finetune_teacher(cfg, data, "synthetic", tmp_path / "teachers", "cpu", log_root=logs)
+
     interrupt = True
     with pytest.raises(KeyboardInterrupt):
-        T.finetune_teacher(cfg, data, "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path / "runs")
+        finetune()
     assert steps == [1, 2, 3, 4, 5] and not out_dir.exists()
     assert [p.name for p in partial.glob("checkpoint-*")] == ["checkpoint-3"]  # survives, under the root
+    (partial / "checkpoint-5").mkdir()  # as if killed while saving a later checkpoint: no trainer_state.json
+    (partial / "checkpoint-5" / "config.json").write_text("{}")
 
     interrupt, steps[:] = False, []
-    assert T.finetune_teacher(cfg, data, "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path / "runs") == out_dir
+    with caplog.at_level("WARNING", logger="distilkobilstm"):
+        assert finetune() == out_dir
+    assert "checkpoint-5: the run was stopped while saving it" in caplog.text
     assert steps == [4, 5, 6, 7, 8, 9]  # only the steps after the checkpoint
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["resumed_from_step"] == 3 and info["global_step"] == 9 and info["epochs_trained"] == 3
@@ -404,7 +417,8 @@ def test_interrupted_fine_tuning_resumes_from_its_last_checkpoint(tmp_path, monk
     for events in log_dir.glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
-        steps_logged |= {e.step for tag in accumulator.Tags()["scalars"] if tag.startswith("eval/") for e in accumulator.Scalars(tag)}
+        for tag in accumulator.Tags()["scalars"]:
+            steps_logged |= {e.step for e in accumulator.Scalars(tag)} if tag.startswith("eval/") else set()
     assert {3, 6, 9} <= steps_logged
 
 
@@ -416,7 +430,7 @@ def test_stale_checkpoints_of_another_teacher_are_cleared(tmp_path, caplog):
     (partial / "checkpoint-2").mkdir(parents=True)
     (partial / "identity.json").write_text('{"other": 1}')
     with caplog.at_level("WARNING", logger="distilkobilstm"):
-        T.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path / "runs")
+        T.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path)
     assert "clearing" in caplog.text and not partial.exists()
     assert json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))["resumed_from_step"] is None
 
@@ -567,7 +581,7 @@ def test_student_directory_teaches(tmp_path):
 def test_names_and_directories(tmp_path):
     assert T.display_name("monologg/koelectra-small-v3-discriminator") == "koelectra-small-v3-discriminator"
     assert T.display_name("/x/teacher_model/kobert-nsmc-1a2b3c4d/") == "kobert-nsmc-1a2b3c4d"
-    assert T.display_name("runs/nsmc/large-v3000-none-a1/student") == "large-v3000-none-a1"  # a student teacher
+    assert T.display_name("runs/nsmc/large-v3000-none-a1/student") == "large-v3000-none-a1"  # student teacher
     local = tmp_path / "mine"
     local.mkdir()
     assert T.resolve_teacher(str(local)) == local
