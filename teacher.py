@@ -724,9 +724,17 @@ def load_teacher(
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _check_name(value: str, what: str) -> str:
+    """``value`` as one file-name component (no path separators, not hidden): names folders and files."""
+    plain = isinstance(value, str) and bool(value) and Path(value).name == value and "\\" not in value
+    if not plain or value.startswith("."):
+        raise ValueError(f"{what} {value!r} must be a plain name (no '/', '\\' or leading '.')")
+    return value
+
+
 def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:
     """``<teacher>/logits/<dataset>-<split>.safetensors``."""
-    return Path(cache_dir) / f"{dataset}-{split}.safetensors"
+    return Path(cache_dir) / f"{_check_name(dataset, 'dataset')}-{_check_name(split, 'split')}.safetensors"
 
 
 def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch: str) -> torch.Tensor | None:
@@ -937,7 +945,8 @@ def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, r
     local = _local_dir(cfg.model, root)
     base = {"fingerprint": teacher_fingerprint(local)} if local is not None else {"hub": cfg.model}
     settings = {name: getattr(cfg, name) for name in _IDENTITY_SETTINGS}
-    return {"base_model": base, "dataset": dataset, "settings": settings, "data": _data_fingerprint(data)}
+    identity = {"base_model": base, "dataset": _check_name(dataset, "dataset"), "settings": settings}
+    return {**identity, "data": _data_fingerprint(data)}
 
 
 def _folder(cfg: TeacherConfig, identity: dict, root: str | Path) -> Path:

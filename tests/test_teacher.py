@@ -349,6 +349,15 @@ def test_teacher_config_refuses_bad_values(settings, message):
         T.TeacherConfig(**settings)
 
 
+def test_dataset_and_split_names_cannot_leave_their_folder(tmp_path):
+    cfg = T.TeacherConfig(model="org/model")
+    with pytest.raises(ValueError, match=r"dataset '\.\./x' must be a plain name"):
+        T.teacher_dir(cfg, splits(8, 4), "../x", tmp_path)
+    with pytest.raises(ValueError, match="split 'a/b' must be a plain name"):
+        T.cache_file(tmp_path, "nsmc", "a/b")
+    assert T.cache_file(tmp_path, "nsmc", "unlabeled-extra") == tmp_path / "nsmc-unlabeled-extra.safetensors"
+
+
 def test_teacher_config_types_and_metadata():
     with pytest.raises(TypeError, match="--teacher-train-batch-size must be an integer, got 8.5"):
         T.TeacherConfig(train_batch_size=8.5)
