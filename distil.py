@@ -317,11 +317,13 @@ def load_splits(cfg: RunConfig, paths: Paths = Paths()) -> dict[str, pd.DataFram
 
 def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str) -> torch.Tensor:
     """Cached teacher logits aligned with the training rows (labelled rows and unlabeled text cached apart)."""
+    import teacher as teachers
+
     labelled = train["label"] >= 0
     options = dict(teacher_root=paths.teacher_root, device=device, max_length=cfg.teacher_max_length)
-    parts = [utils.teacher_logits(cfg.teacher, train[labelled], cfg.dataset, "train", **options)]
+    parts = [teachers.teacher_logits(cfg.teacher, train[labelled], cfg.dataset, "train", **options)]
     if not labelled.all():
-        parts.append(utils.teacher_logits(cfg.teacher, train[~labelled], cfg.dataset, f"unlabeled-{Path(cfg.unlabeled).stem}", **options))
+        parts.append(teachers.teacher_logits(cfg.teacher, train[~labelled], cfg.dataset, f"unlabeled-{Path(cfg.unlabeled).stem}", **options))
     return torch.cat(parts)
 
 
@@ -543,8 +545,8 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     teacher = getattr(args, "teacher", None)
     if getattr(args, "model", None):
         teacher = str(finetune(
-            args.model, splits, args.dataset, paths, epochs=args.teacher_epochs, batch_size=args.teacher_train_batch_size,
-            learning_rate=args.teacher_lr, max_length=args.teacher_max_length, max_steps=args.teacher_max_steps, device=args.device,
+            args.model, splits, args.dataset, paths, epochs=args.teacher_epochs, train_batch_size=args.teacher_train_batch_size,
+            lr=args.teacher_lr, max_length=args.teacher_max_length, max_steps=args.teacher_max_steps, device=args.device,
         ))
     if teacher is not None and args.stage in ("teacher", "cache", "run"):
         cache_all(teacher, splits, args.dataset, paths, device=args.device, batch_size=args.teacher_batch_size,
@@ -567,41 +569,20 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     return results
 
 
-def finetune(model: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths = Paths(), **options) -> Path:
-    """The ``teacher`` stage: fine-tune ``model`` on the dataset into ``teacher_model/<name>-<dataset>`` (reused when done).
-
-    ``options`` go to ``teacher.finetune_teacher`` (epochs, batch_size, learning_rate, max_length, max_steps, device).
-    """
+def finetune(model: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths = Paths(), *, device: str = "auto",
+             **settings) -> Path:
+    """The ``teacher`` stage: ``teacher.finetune_teacher`` with ``TeacherConfig(model=model, **settings)``."""
     import teacher as teachers
 
-    out_dir = teachers.default_teacher_dir(model, dataset, paths.teacher_root)
-    extra = {"dataset": dataset, "n_train": len(splits["train"])}
-    return teachers.finetune_teacher(model, splits, out_dir, extra_info=extra, **options)
+    cfg = teachers.TeacherConfig(model=model, **settings)
+    return teachers.finetune_teacher(cfg, splits, dataset, paths.teacher_root, device, log_root=paths.out)
 
 
-def cache_all(
-    teacher: str,
-    splits: dict[str, pd.DataFrame],
-    dataset: str,
-    paths: Paths = Paths(),
-    *,
-    device: str = "auto",
-    batch_size: int | None = None,
-    max_length: int = 128,
-    unlabeled: str | None = None,
-) -> dict[str, torch.Tensor]:
-    """The ``cache`` stage: teacher logits for every split (and the unlabeled text), computed once, then cached."""
-    parts = dict(splits)
-    if unlabeled:
-        parts[f"unlabeled-{Path(unlabeled).stem}"] = utils.read_unlabeled(unlabeled)
-    logits = {}
-    for split, df in parts.items():
-        logits[split] = utils.teacher_logits(teacher, df, dataset, split, teacher_root=paths.teacher_root, device=device,
-                                             batch_size=batch_size, max_length=max_length)
-        if split in splits:
-            accuracy = float((logits[split].argmax(-1).numpy() == df["label"].to_numpy()).mean())
-            print(f"teacher {split} accuracy: {accuracy:.4f} ({len(df):,} examples)")
-    return logits
+def cache_all(teacher: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths = Paths(), **options) -> dict[str, torch.Tensor]:
+    """The ``cache`` stage: ``teacher.cache_all`` under ``paths.teacher_root`` (device, batch_size, max_length, unlabeled)."""
+    import teacher as teachers
+
+    return teachers.cache_all(teacher, splits, dataset, teacher_root=paths.teacher_root, **options)
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:

@@ -50,6 +50,7 @@ STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_typ
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
+LABEL_NAMES = ("negative", "positive")  # class names of two-class models (students and fine-tuned teachers)
 
 # -----------------------------------------------------------------------------
 # config and model
@@ -439,7 +440,7 @@ class Student:
         self.tokenizer = tokenizer
         self.config = model.config
         n = self.config.num_labels
-        self.labels: list[str] = ["negative", "positive"] if n == 2 else [str(i) for i in range(n)]
+        self.labels: list[str] = list(LABEL_NAMES) if n == 2 else [str(i) for i in range(n)]
         self._tokenize = clean_backend(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None

@@ -1,26 +1,34 @@
-"""The teacher: find it, fine-tune it (transformers Trainer) and turn texts into its logits.
+"""The teacher: find it, fine-tune it (transformers Trainer), turn texts into its logits and cache them.
 
 Only the teacher's logits are used for distillation, so any Hugging Face sequence-classification
 architecture can teach (BERT, RoBERTa, DistilBERT, ELECTRA, BigBird, BART, GPT-2, XLNet, T5, KoBERT, ...),
 and so can a saved BiLSTM student (a ``large`` student teaching a ``tiny`` one). Architecture quirks are
 handled in one place, ``load_classifier``, used by both fine-tuning and inference.
+
+A fine-tuned teacher lives in ``<root>/<short-name>-<dataset>-<hash8>``: the hash covers its base model,
+every fine-tuning setting and the data, so other settings never reuse it. Its logits are cached in
+``<teacher>/logits/`` (``utils.LogitsCache``), checked against its weights and every example's text.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
-import logging
 import math
+import numbers
 import os
+import pickle
 import shutil
 import time
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar
 
 import pandas as pd
 import sentencepiece as spm
@@ -29,6 +37,7 @@ import torch.distributed as dist
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
@@ -42,26 +51,41 @@ from transformers import (
     PreTrainedTokenizer,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
+from transformers.integrations import TensorBoardCallback
 from transformers.models.auto import modeling_auto
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
 
 import utils
-from model import Student, is_student_dir
+from model import LABEL_NAMES, Student, count_parameters, is_student_dir
 
-logger = logging.getLogger("distilkobilstm")
+logger = utils.logger
 
 TEACHER_INFO = "teacher.json"
-LABEL_NAMES = ("negative", "positive")
+PARTIAL_INFO = "identity.json"  # in <root>/.<teacher>.partial/: what the checkpoints there belong to
 
+# The weight files of a transformers model directory, in order of preference: the one place that knows them.
+WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")
 # Files fetched from the Hub: configs, vocabularies and SentencePiece models, then one weight format.
 _HUB_TEXT_FILES = ["*.json", "*.txt", "*.model"]
-_WEIGHT_PATTERNS = ("model*.safetensors", "pytorch_model*.bin")
 
 # RoBERTa-style embeddings number positions from pad_token_id + 1, so they hold fewer tokens than
 # max_position_embeddings.
-_OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text", "xmod"}
+_OFFSET_POSITION_MODELS = {
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "roberta-prelayernorm",
+    "data2vec-text",
+    "xmod",
+}
 # T5 activations overflow in float16 (NaN logits); these run in bfloat16 or float32 only.
 _FP16_UNSAFE_MODELS = {"t5", "mt5", "umt5"}
 
@@ -71,17 +95,14 @@ _FP16_UNSAFE_MODELS = {"t5", "mt5", "umt5"}
 # ---------------------------------------------------------------------------------------------------------
 
 
-def short_name(name_or_dir: str) -> str:
-    """Last component of a hub name or path: ``monologg/koelectra-small-v3-discriminator`` -> ``koelectra-small-v3-discriminator``."""
-    name = Path(str(name_or_dir).rstrip("/\\")).name
+def display_name(teacher: str | Path) -> str:
+    """Short name of a teacher: the run's name for a student teacher (``runs/x/<run>/student`` -> ``<run>``),
+    else the last path or Hub-name component (``monologg/koelectra-small-v3`` -> ``koelectra-small-v3``)."""
+    path = Path(str(teacher).rstrip("/\\"))
+    name = path.parent.name if path.name == "student" and path.parent.name else path.name
     if not name:
-        raise ValueError(f"cannot derive a name from {name_or_dir!r}")
+        raise ValueError(f"cannot derive a name from {str(teacher)!r}")
     return name
-
-
-def default_teacher_dir(model_name: str, dataset: str, root: str | Path = "teacher_model") -> Path:
-    """Where ``finetune_teacher`` puts ``model_name`` fine-tuned on ``dataset``: ``<root>/<short-name>-<dataset>``."""
-    return Path(root) / f"{short_name(model_name)}-{dataset}"
 
 
 def _local_dir(name_or_dir: str, root: str | Path) -> Path | None:
@@ -92,15 +113,18 @@ def _local_dir(name_or_dir: str, root: str | Path) -> Path | None:
     return None
 
 
-def _weight_files(model_dir: Path) -> list[Path]:
-    return sorted(path for pattern in _WEIGHT_PATTERNS for path in model_dir.glob(pattern))
+def weight_files(model_dir: str | Path) -> list[Path]:
+    """The weight files of a transformers model directory (``WEIGHT_PATTERNS``), sorted."""
+    return sorted(path for pattern in WEIGHT_PATTERNS for path in Path(model_dir).glob(pattern))
 
 
 def _check_hub_name(name: str) -> None:
     try:
         validate_repo_id(name)
     except HFValidationError:
-        raise FileNotFoundError(f"teacher {name!r} is neither a local directory nor a Hugging Face Hub model name") from None
+        raise FileNotFoundError(
+            f"teacher {name!r} is neither a local directory nor a Hugging Face Hub model name"
+        ) from None
 
 
 def resolve_teacher(name_or_dir: str, root: str | Path = "teacher_model") -> Path:
@@ -114,28 +138,31 @@ def resolve_teacher(name_or_dir: str, root: str | Path = "teacher_model") -> Pat
         return local
     _check_hub_name(name_or_dir)
     try:
-        path = Path(snapshot_download(name_or_dir, allow_patterns=[*_HUB_TEXT_FILES, _WEIGHT_PATTERNS[0]]))
-        if not _weight_files(path):
-            path = Path(snapshot_download(name_or_dir, allow_patterns=[*_HUB_TEXT_FILES, _WEIGHT_PATTERNS[1]]))
+        path = Path(snapshot_download(name_or_dir, allow_patterns=[*_HUB_TEXT_FILES, WEIGHT_PATTERNS[0]]))
+        if not weight_files(path):
+            path = Path(snapshot_download(name_or_dir, allow_patterns=[*_HUB_TEXT_FILES, WEIGHT_PATTERNS[1]]))
     except RepositoryNotFoundError:
         raise FileNotFoundError(
-            f"teacher {name_or_dir!r} is not a local directory and the Hugging Face Hub has no model by that name "
-            "(or it is private or gated: log in with `hf auth login`)"
+            f"teacher {name_or_dir!r} is not a local directory and the Hugging Face Hub has no model by that "
+            "name (or it is private or gated: log in with `hf auth login`)"
         ) from None
     except LocalEntryNotFoundError as err:  # also an incomplete cached snapshot
         raise FileNotFoundError(
-            f"cannot download teacher {name_or_dir!r}: the Hugging Face Hub is unreachable and the model is not in "
-            f"the local cache. Pass a local model directory instead (a copy of {name_or_dir} or a fine-tuned teacher "
-            f"under {root}/), or connect once to cache it. ({type(err).__name__})"
+            f"cannot download teacher {name_or_dir!r}: the Hugging Face Hub is unreachable and the model is "
+            f"not in the local cache. Pass a local model directory instead (a copy of {name_or_dir} or a "
+            f"fine-tuned teacher under {root}/), or connect once to cache it. ({type(err).__name__})"
         ) from None
-    if not _weight_files(path):
-        raise FileNotFoundError(f"teacher {name_or_dir!r} on the Hub has no PyTorch weights ({' or '.join(_WEIGHT_PATTERNS)})")
+    if not weight_files(path):
+        raise FileNotFoundError(
+            f"teacher {name_or_dir!r} on the Hub has no PyTorch weights ({' or '.join(WEIGHT_PATTERNS)})"
+        )
     logger.info(f"teacher {name_or_dir} resolved to {path}")
     return path
 
 
 def teacher_cache_dir(name_or_dir: str, root: str | Path = "teacher_model") -> Path:
-    """Where the teacher's logits cache lives: ``<model dir>/logits``, or ``<root>/hub--<org>--<name>/logits`` for a Hub model."""
+    """Where the teacher's logits cache lives: ``<model dir>/logits``, or ``<root>/hub--<org>--<name>/logits``
+    for a Hub model."""
     local = _local_dir(name_or_dir, root)
     if local is not None:
         return local / "logits"
@@ -146,9 +173,11 @@ def teacher_cache_dir(name_or_dir: str, root: str | Path = "teacher_model") -> P
 def teacher_fingerprint(model_dir: str | Path) -> str:
     """SHA-256 over config.json and the weight files (names and contents), without loading the model."""
     model_dir = Path(model_dir)
-    weights = _weight_files(model_dir)
+    weights = weight_files(model_dir)
     if not (model_dir / "config.json").is_file() or not weights:
-        raise FileNotFoundError(f"{model_dir} is not a model directory (it needs config.json and {' or '.join(_WEIGHT_PATTERNS)})")
+        raise FileNotFoundError(
+            f"{model_dir} is not a model directory (it needs config.json and {' or '.join(WEIGHT_PATTERNS)})"
+        )
     digest = hashlib.sha256()
     for path in [model_dir / "config.json", *weights]:
         digest.update(path.name.encode("utf-8") + b"\0")
@@ -158,12 +187,54 @@ def teacher_fingerprint(model_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _damaged(path: Path, model_dir: Path, err: Exception) -> ValueError:
+    """The one-line error for a truncated or corrupt file of a model directory, with the fix."""
+    if (model_dir / TEACHER_INFO).is_file():
+        fix = f"delete {model_dir} and fine-tune the teacher again"
+    else:
+        fix = f"delete {model_dir} (for a Hub model: `hf cache delete`) and download or copy it again"
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ValueError(f"{path} is truncated or corrupt ({reason}): {fix}")
+
+
+def check_weights(model_dir: str | Path) -> None:
+    """Read the header of every safetensors weight file: a truncated or corrupt one is a one-line error."""
+    model_dir = Path(model_dir)
+    for path in weight_files(model_dir):
+        if path.suffix == ".safetensors":
+            try:
+                with safe_open(str(path), framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as err:
+                raise _damaged(path, model_dir, err) from None
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" / "Writing model shards" bars and no loading reports while loading or saving."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # KoBERT's tokenizer
 # ---------------------------------------------------------------------------------------------------------
 
 
-_KOBERT_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+_KOBERT_SPECIAL_TOKENS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
 
 
 class KoBertTokenizer(PreTrainedTokenizer):
@@ -179,8 +250,8 @@ class KoBertTokenizer(PreTrainedTokenizer):
     Sequences are ``[CLS] text [SEP]``, as KoBERT was pre-trained; no other package is needed.
     """
 
-    vocab_files_names = {"sp_model_file": "spiece.model", "vocab_txt": "vocab.txt"}
-    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    vocab_files_names: ClassVar[dict[str, str]] = {"sp_model_file": "spiece.model", "vocab_txt": "vocab.txt"}
+    model_input_names: ClassVar[list[str]] = ["input_ids", "token_type_ids", "attention_mask"]
 
     def __init__(self, sp_model_file: str | Path, vocab_txt: str | Path | None = None, **kwargs):
         self.sp_model_file = Path(sp_model_file)
@@ -213,7 +284,8 @@ class KoBertTokenizer(PreTrainedTokenizer):
         return self.sp_model.decode_pieces(tokens)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
-        """Copy the SentencePiece model (and vocab.txt) under their original names: the same layout loads again."""
+        """Copy the SentencePiece model (and vocab.txt) under their original names: the same layout loads
+        again."""
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         saved = [Path(save_directory) / f"{prefix}{self.sp_model_file.name}"]
         shutil.copyfile(self.sp_model_file, saved[0])
@@ -263,14 +335,18 @@ class TextEncoder:
         features = [{name: encoded[name][i] for name in self.input_names} for i in range(len(texts))]
         empty = [i for i, f in enumerate(features) if not f["input_ids"]]
         if empty:
-            raise ValueError(f"{len(empty)} texts give no tokens (e.g. texts[{empty[0]}] = {texts[empty[0]]!r}); drop them first")
+            raise ValueError(
+                f"{len(empty)} texts give no tokens (e.g. texts[{empty[0]}] = {texts[empty[0]]!r}); "
+                "drop them first"
+            )
         if self.eos_token_id is not None:
             features = [self._end_with_eos(f["input_ids"]) for f in features]
         return features
 
     def _end_with_eos(self, ids: list[int]) -> dict[str, list[int]]:
-        # Exactly one <eos>, at the end: KoBART's tokenizer adds none, and a literal "</s>" in a text adds another.
-        ids = [i for i in ids if i != self.eos_token_id][: self.max_length - 1] + [self.eos_token_id]
+        # Exactly one <eos>, at the end: KoBART's tokenizer adds none, and a literal "</s>" in a text adds
+        # another.
+        ids = [*[i for i in ids if i != self.eos_token_id][: self.max_length - 1], self.eos_token_id]
         return {"input_ids": ids, "attention_mask": [1] * len(ids)}
 
     def collate(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -288,12 +364,55 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
+_JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _read_json(path: Path, model_dir: Path) -> dict:
+    """A JSON object from a model directory; a truncated or corrupt file is a one-line error with the fix."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _damaged(path, model_dir, err) from None
+    if not isinstance(raw, dict):
+        raise _damaged(path, model_dir, ValueError(f"a JSON object was expected, not {type(raw).__name__}"))
+    return raw
+
+
+def _check_files(model_dir: Path) -> None:
+    """Every JSON file and safetensors header of a model directory reads: damage is named before loading."""
+    for name in _JSON_FILES:
+        if (model_dir / name).is_file():
+            _read_json(model_dir / name, model_dir)
+    check_weights(model_dir)
+
+
+def _load_weights(
+    model_dir: Path, config: PretrainedConfig, fresh_head: bool
+) -> tuple[PreTrainedModel, dict]:
+    """The float32 classifier and its loading report, quietly; a damaged .bin file is a one-line error."""
+    try:
+        with quiet_transformers():
+            return AutoModelForSequenceClassification.from_pretrained(
+                model_dir,
+                config=config,
+                dtype=torch.float32,
+                output_loading_info=True,
+                ignore_mismatched_sizes=fresh_head,
+            )
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        bins = [path for path in weight_files(model_dir) if path.suffix == ".bin"]
+        if not bins:
+            raise
+        raise _damaged(bins[0], model_dir, err) from None
+
+
 def _load_config(model_dir: Path) -> PretrainedConfig:
-    """AutoConfig, also for old uploads whose config.json has no ``model_type`` (inferred from ``architectures``)."""
+    """AutoConfig, also for old uploads whose config.json has no ``model_type`` (inferred from
+    ``architectures``)."""
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: not a transformers model directory")
-    raw = json.loads(config_path.read_text(encoding="utf-8"))
+    raw = _read_json(config_path, model_dir)
     if "model_type" in raw:
         return AutoConfig.from_pretrained(model_dir)
     class_to_type = {
@@ -310,7 +429,10 @@ def _load_config(model_dir: Path) -> PretrainedConfig:
     }
     model_types = {class_to_type.get(arch) for arch in raw.get("architectures") or []} - {None}
     if len(model_types) != 1:
-        raise ValueError(f"{config_path} has no model_type and its architectures {raw.get('architectures')} do not name one")
+        raise ValueError(
+            f"{config_path} has no model_type and its architectures {raw.get('architectures')} "
+            "do not name one"
+        )
     logger.info(f"{config_path} has no model_type; using {next(iter(model_types))!r} from its architectures")
     return AutoConfig.for_model(model_types.pop(), **raw)
 
@@ -331,7 +453,9 @@ def _set_pad_token(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig)
                 break
         else:
             if tokenizer.eos_token is None:
-                raise ValueError(f"the tokenizer of {config.name_or_path} has no padding or end-of-sequence token")
+                raise ValueError(
+                    f"the tokenizer of {config.name_or_path} has no padding or end-of-sequence token"
+                )
             tokenizer.pad_token = tokenizer.eos_token
     config.pad_token_id = tokenizer.pad_token_id
 
@@ -354,7 +478,9 @@ def _max_input_length(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBa
 def _input_names(model: PreTrainedModel, config: PretrainedConfig) -> tuple[str, ...]:
     """The inputs the model takes; token_type_ids only where it has more than one token type."""
     accepted = set(inspect.signature(model.forward).parameters)
-    if getattr(config, "type_vocab_size", 2) <= 1:  # RoBERTa, e.g. klue/roberta whose BERT tokenizer returns them
+    if (
+        getattr(config, "type_vocab_size", 2) <= 1
+    ):  # RoBERTa, e.g. klue/roberta whose BERT tokenizer returns them
         accepted.discard("token_type_ids")
     return tuple(name for name in ("input_ids", "token_type_ids", "attention_mask") if name in accepted)
 
@@ -368,6 +494,7 @@ def load_classifier(
     Otherwise the directory must hold a fine-tuned classifier; a base model without a trained head is refused.
     """
     model_dir = Path(model_dir)
+    _check_files(model_dir)
     config = _load_config(model_dir)
     if num_labels is not None:
         id2label = dict(enumerate(LABEL_NAMES)) if num_labels == 2 else {i: str(i) for i in range(num_labels)}
@@ -377,21 +504,23 @@ def load_classifier(
     tokenizer = _load_tokenizer(model_dir, config)
     _set_pad_token(tokenizer, config)
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(f"the tokenizer of {model_dir} has {len(tokenizer)} tokens but the model only {config.vocab_size} embeddings")
+        raise ValueError(
+            f"the tokenizer of {model_dir} has {len(tokenizer)} tokens but the model only "
+            f"{config.vocab_size} embeddings"
+        )
     # XLNet classifies from the last position: pad on the left. Everything else pads on the right; GPT-2
     # then reads the last non-padding token and keeps its absolute positions.
     tokenizer.padding_side = "left" if getattr(config, "summary_type", None) == "last" else "right"
     limit = _max_input_length(config, tokenizer, max_length)
-    if getattr(config, "attention_type", None) == "block_sparse":
-        # BigBird: block-sparse attention needs longer inputs than this and would switch itself per batch.
-        if limit <= (5 + 2 * config.num_random_blocks) * config.block_size:
-            config.attention_type = "original_full"
-    model, loading = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, config=config, dtype=torch.float32, output_loading_info=True, ignore_mismatched_sizes=num_labels is not None
-    )
+    # BigBird: block-sparse attention needs longer inputs than this and would switch itself per batch.
+    sparse = getattr(config, "attention_type", None) == "block_sparse"
+    if sparse and limit <= (5 + 2 * config.num_random_blocks) * config.block_size:
+        config.attention_type = "original_full"
+    model, loading = _load_weights(model_dir, config, fresh_head=num_labels is not None)
     if num_labels is None and loading["missing_keys"]:
         raise ValueError(
-            f"{model_dir} is not a fine-tuned classifier (untrained weights: {', '.join(sorted(loading['missing_keys'])[:4])}); "
+            f"{model_dir} is not a fine-tuned classifier (untrained weights: "
+            f"{', '.join(sorted(loading['missing_keys'])[:4])}); "
             "fine-tune it first with `python distil.py teacher --model ...`"
         )
     eos_token_id = config.eos_token_id if config.is_encoder_decoder else None
@@ -410,39 +539,55 @@ def _mixed_precision(device: torch.device, config: PretrainedConfig) -> torch.dt
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Inference
+# Devices and processes
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str = "auto") -> torch.device:
+    """``utils.get_device``, checked, with this process's GPU under ``torchrun`` (``LOCAL_RANK``)."""
     resolved = utils.get_device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for CUDA, but torch sees no GPU")
+            raise ValueError(f"device {device!r} asked for CUDA, but torch sees no GPU: use --device cpu")
         if resolved.index is None and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
             resolved = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"{resolved} does not exist ({torch.cuda.device_count()} GPUs): start one process per GPU")
+            raise ValueError(
+                f"{resolved} does not exist ({torch.cuda.device_count()} GPUs): start one process per GPU"
+            )
     return resolved
 
 
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the process group, (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _world(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); joins the launcher's process group (torchrun sets WORLD_SIZE) if none is set up yet."""
-    if not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized():
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return 0, 1
+    """(rank, world size); joins the launcher's process group (torchrun sets WORLD_SIZE) if none is up yet."""
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
+    return _rank_and_world()
+
+
+def _is_main_process() -> bool:
+    return _rank_and_world()[0] == 0
+
+
+def _barrier() -> None:
+    if _rank_and_world()[1] > 1:
+        dist.barrier()
 
 
 def _gather_shards(local: torch.Tensor, total: int, world: int) -> torch.Tensor:
     """Every rank's ``texts[rank::world]`` logits, merged back into input order on every rank."""
     per_rank = math.ceil(total / world)
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
     padded = torch.zeros(per_rank, local.shape[1], dtype=torch.float32, device=device)
     padded[: len(local)] = local.to(device)
     parts = [torch.empty_like(padded) for _ in range(world)]
@@ -451,6 +596,11 @@ def _gather_shards(local: torch.Tensor, total: int, world: int) -> torch.Tensor:
     for rank, part in enumerate(parts):
         merged[rank::world] = part[: len(range(rank, total, world))].cpu()
     return merged
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------------------------------------
 
 
 class Teacher(abc.ABC):
@@ -463,11 +613,13 @@ class Teacher(abc.ABC):
         self.max_length = max_length
         self.device = device
 
-    def predict_logits(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = True) -> torch.Tensor:
+    def predict_logits(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = True
+    ) -> torch.Tensor:
         """float32 logits ``[N, num_labels]`` on the CPU, in input order.
 
         Under torch.distributed (or a launcher's WORLD_SIZE > 1) each rank scores ``texts[rank::world]`` and
-        every rank returns the merged result.
+        every rank returns the merged result. The progress bar shows on interactive terminals only.
         """
         texts = _check_texts(texts)
         if batch_size is None:
@@ -480,6 +632,11 @@ class Teacher(abc.ABC):
         local = self._predict(texts[rank::world], batch_size, show_progress and rank == 0)
         return _gather_shards(local, len(texts), world)
 
+    def _bar(self, total: int, show_progress: bool) -> tqdm:
+        return tqdm(
+            total=total, desc=f"teacher {self.name}", unit="text", disable=None if show_progress else True
+        )
+
     @abc.abstractmethod
     def _predict(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
         """Logits of ``texts`` computed in this process."""
@@ -491,13 +648,15 @@ class Teacher(abc.ABC):
 
     def num_parameters(self) -> int:
         """Number of parameters of the teacher network."""
-        return sum(p.numel() for p in self.network.parameters())
+        return count_parameters(self.network)
 
 
 class TransformerTeacher(Teacher):
     """A Hugging Face sequence classifier."""
 
-    def __init__(self, name: str, model_dir: Path, model: PreTrainedModel, encoder: TextEncoder, device: torch.device):
+    def __init__(
+        self, name: str, model_dir: Path, model: PreTrainedModel, encoder: TextEncoder, device: torch.device
+    ):
         super().__init__(name, model_dir, model.config.num_labels, encoder.max_length, device)
         self.model = model.to(device).eval()
         self.encoder = encoder
@@ -512,8 +671,10 @@ class TransformerTeacher(Teacher):
         features = self.encoder.encode(texts)
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
         logits = torch.empty(len(features), self.num_labels, dtype=torch.float32)
-        autocast = torch.autocast("cuda", self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext()
-        with autocast, tqdm(total=len(order), desc=f"teacher {self.name}", unit="text", disable=not show_progress) as bar:
+        autocast = (
+            torch.autocast("cuda", self.autocast_dtype) if self.autocast_dtype else contextlib.nullcontext()
+        )
+        with autocast, self._bar(len(order), show_progress) as bar:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
                 batch = self.encoder.collate([features[i] for i in index])
@@ -538,25 +699,340 @@ class StudentTeacher(Teacher):
     def _predict(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
         chunk = 64 * batch_size  # the student sorts each chunk by length; chunks drive the progress bar
         parts = [torch.empty(0, self.num_labels)]
-        with tqdm(total=len(texts), desc=f"teacher {self.name}", unit="text", disable=not show_progress) as bar:
+        with self._bar(len(texts), show_progress) as bar:
             for start in range(0, len(texts), chunk):
-                parts.append(torch.from_numpy(self.student.predict_logits(texts[start : start + chunk], batch_size)))
+                logits = self.student.predict_logits(texts[start : start + chunk], batch_size)
+                parts.append(torch.from_numpy(logits))
                 bar.update(len(parts[-1]))
         return torch.cat(parts).float()
 
 
-def load_teacher(name_or_dir: str, device: str = "auto", max_length: int = 128, root: str | Path = "teacher_model") -> Teacher:
+def load_teacher(
+    name_or_dir: str, device: str = "auto", max_length: int = 128, root: str | Path = "teacher_model"
+) -> Teacher:
     """A fine-tuned transformers classifier or a BiLSTM student directory, ready for ``predict_logits``."""
     model_dir = resolve_teacher(name_or_dir, root)
-    resolved = _resolve_device(device)
+    resolved = resolve_device(device)
     if is_student_dir(model_dir):
-        return StudentTeacher(short_name(str(name_or_dir)), model_dir, resolved)
+        return StudentTeacher(display_name(name_or_dir), model_dir, resolved)
     model, encoder = load_classifier(model_dir, max_length)
-    return TransformerTeacher(short_name(str(name_or_dir)), model_dir, model, encoder, resolved)
+    return TransformerTeacher(display_name(name_or_dir), model_dir, model, encoder, resolved)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Fine-tuning
+# The logits cache: the teacher runs once per example
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_name(value: str, what: str) -> str:
+    """``value`` as one file-name component (no path separators, not hidden): names folders and files."""
+    plain = isinstance(value, str) and bool(value) and Path(value).name == value and "\\" not in value
+    if not plain or value.startswith("."):
+        raise ValueError(f"{what} {value!r} must be a plain name (no '/', '\\' or leading '.')")
+    return value
+
+
+def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:
+    """``<teacher>/logits/<dataset>-<split>.safetensors``."""
+    return Path(cache_dir) / f"{_check_name(dataset, 'dataset')}-{_check_name(split, 'split')}.safetensors"
+
+
+def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch: str) -> torch.Tensor | None:
+    """The cached logits of ``df``'s rows, or None when there is no valid cache (rebuild)."""
+    if not path.is_file():
+        return None
+    try:
+        cache = utils.LogitsCache.load(path)
+        for key, value in expected.items():
+            if cache.meta.get(key) != value:
+                raise utils.CacheMismatch(f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})")
+        return cache.lookup(df)
+    except utils.CacheMismatch as err:
+        if on_mismatch != "rebuild":
+            raise utils.CacheMismatch(
+                f"stale logits cache {path}: {err}. Delete it or let it be rebuilt."
+            ) from None
+        logger.warning(f"stale logits cache {path}: {err}; rebuilding it")
+        return None
+
+
+def teacher_logits(
+    teacher: str,
+    df: pd.DataFrame,
+    dataset: str,
+    split: str,
+    *,
+    teacher_root: str | Path = "teacher_model",
+    device: str = "auto",
+    batch_size: int | None = None,
+    max_length: int = 128,
+    on_mismatch: str = "rebuild",
+    load: Callable[[], Teacher] | None = None,
+) -> torch.Tensor:
+    """Teacher logits for the rows of ``df`` (aligned, float32 ``[N, C]``), from the cache when it is valid.
+
+    The cache records the teacher's weight fingerprint, its max length, the dataset and split; every example
+    is checked by id and text hash. A stale or incomplete cache is rebuilt (``on_mismatch="rebuild"``) or
+    refused with ``CacheMismatch`` (``on_mismatch="error"``). The teacher is loaded only to build the cache,
+    by ``load`` when given (``cache_all`` passes one that loads it once for every split).
+    """
+    if on_mismatch not in ("rebuild", "error"):
+        raise ValueError(f"on_mismatch must be 'rebuild' or 'error', got {on_mismatch!r}")
+    model_dir = resolve_teacher(teacher, teacher_root)
+    path = cache_file(teacher_cache_dir(teacher, teacher_root), dataset, split)
+    expected = {"teacher_fingerprint": teacher_fingerprint(model_dir), "max_length": str(max_length)}
+    logits = _cached(path, df, expected, on_mismatch)
+    if logits is not None:
+        logger.info(f"teacher logits for {dataset}/{split} from cache {path} ({len(df):,} examples)")
+        return logits
+    logger.info(
+        f"running the teacher {teacher} on {len(df):,} {dataset}/{split} examples (once; cached in {path})"
+    )
+    model = load() if load is not None else load_teacher(str(model_dir), device=device, max_length=max_length)
+    logits = model.predict_logits(df["text"].tolist(), batch_size=batch_size).float().cpu()
+    if len(logits) != len(df):
+        raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")
+    meta = {
+        "format": utils.CACHE_FORMAT,
+        "teacher": str(teacher),
+        "dataset": dataset,
+        "split": split,
+        "num_examples": str(len(df)),
+        "data_fingerprint": utils.data_fingerprint(df),
+        **expected,
+    }
+    if _is_main_process():
+        utils.LogitsCache(df["id"].tolist(), utils.text_hashes(df["text"]), logits, meta).save(path)
+    _barrier()
+    return logits
+
+
+def cache_all(
+    teacher: str,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    *,
+    teacher_root: str | Path = "teacher_model",
+    device: str = "auto",
+    batch_size: int | None = None,
+    max_length: int = 128,
+    unlabeled: str | Path | None = None,
+) -> dict[str, torch.Tensor]:
+    """Teacher logits for every split (and the ``unlabeled`` text file), each computed once, then cached.
+
+    The teacher is loaded at most once, on the first split whose cache is missing or stale. Prints the
+    teacher's accuracy on each labelled split.
+    """
+    parts = dict(splits)
+    if unlabeled:
+        parts[f"unlabeled-{Path(unlabeled).stem}"] = utils.read_unlabeled(unlabeled)
+    model_dir = str(resolve_teacher(teacher, teacher_root))
+    load = functools.cache(lambda: load_teacher(model_dir, device=device, max_length=max_length))
+    logits = {}
+    for split, df in parts.items():
+        logits[split] = teacher_logits(
+            teacher,
+            df,
+            dataset,
+            split,
+            teacher_root=teacher_root,
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            load=load,
+        )
+        labelled = df["label"].to_numpy() >= 0 if split in splits else None
+        if labelled is not None and labelled.any():
+            accuracy = float((logits[split].argmax(-1).numpy() == df["label"].to_numpy())[labelled].mean())
+            print(f"teacher {split} accuracy: {accuracy:.4f} ({labelled.sum():,} examples)")
+    return logits
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fine-tuning: settings and identity
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _setting(default: object, help: str, flag: str) -> object:
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class TeacherConfig:
+    """How the teacher is fine-tuned and run: the one source of these settings for CLI, notebook and code."""
+
+    model: str | None = _setting(
+        None, "pretrained HF model (Hub name or directory) to fine-tune as the teacher", "--model"
+    )
+    epochs: float = _setting(3.0, "teacher fine-tuning epochs", "--teacher-epochs")
+    lr: float = _setting(5e-5, "teacher learning rate", "--teacher-lr")
+    train_batch_size: int = _setting(32, "teacher fine-tuning batch size", "--teacher-train-batch-size")
+    max_steps: int = _setting(
+        -1, "stop teacher fine-tuning after this many steps (-1: the epochs decide)", "--teacher-max-steps"
+    )
+    max_length: int = _setting(128, "tokens per text the teacher reads", "--teacher-max-length")
+    seed: int = _setting(42, "seed of the teacher's new classification head and data order", "--teacher-seed")
+    patience: int = _setting(
+        2,
+        "stop teacher fine-tuning after this many epochs without a better validation accuracy",
+        "--teacher-patience",
+    )
+    batch_size: int | None = _setting(
+        None, "teacher inference batch size (default: 256 on GPU, 64 on CPU)", "--teacher-batch-size"
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, Path):
+            self.model = str(self.model)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise ValueError(f"--model must name a Hub model or a directory, got {self.model!r}")
+        for name in ("epochs", "lr"):
+            setattr(self, name, _number(self, name, float))
+        for name in ("train_batch_size", "max_steps", "max_length", "seed", "patience", "batch_size"):
+            setattr(self, name, _number(self, name, int))
+        rules = [
+            ("epochs", self.epochs >= 0 and math.isfinite(self.epochs), "a finite number >= 0"),
+            ("lr", 0 < self.lr <= 1, "a number in (0, 1]"),
+            ("train_batch_size", self.train_batch_size >= 1, ">= 1"),
+            ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 (the epochs decide) or >= 1"),
+            ("max_length", self.max_length >= 2, ">= 2"),
+            ("seed", self.seed >= 0, ">= 0"),
+            ("patience", self.patience >= 1, ">= 1"),
+            ("batch_size", self.batch_size is None or self.batch_size >= 1, ">= 1 (or unset)"),
+            ("epochs", self.epochs > 0 or self.max_steps > 0, "> 0 unless --teacher-max-steps is set"),
+        ]
+        for name, ok, allowed in rules:
+            if not ok:
+                raise ValueError(f"{_flag(name)} must be {allowed}, got {getattr(self, name)!r}")
+
+
+def _flag(name: str) -> str:
+    return next(f.metadata["flag"] for f in fields(TeacherConfig) if f.name == name)
+
+
+def _number(cfg: TeacherConfig, name: str, kind: type) -> int | float | None:
+    """``cfg.<name>`` as ``kind``; a TypeError for anything else (None only for the inference batch size)."""
+    value = getattr(cfg, name)
+    if value is None and name == "batch_size":
+        return None
+    whole = isinstance(value, numbers.Real) and (kind is float or float(value).is_integer())
+    if isinstance(value, bool) or not whole:
+        raise TypeError(
+            f"{_flag(name)} must be {'a number' if kind is float else 'an integer'}, got {value!r}"
+        )
+    return kind(value)
+
+
+# The settings that change the fine-tuned weights (not the inference batch size).
+_IDENTITY_SETTINGS = ("epochs", "lr", "train_batch_size", "max_steps", "max_length", "seed", "patience")
+
+
+def _data_fingerprint(data: dict[str, pd.DataFrame]) -> str:
+    """SHA-256 over the ids, texts (``utils.data_fingerprint``) and labels of the train and valid rows."""
+    digest = hashlib.sha256()
+    for name in ("train", "valid"):
+        digest.update(f"{name}\t{utils.data_fingerprint(data[name])}\t".encode())
+        digest.update(data[name]["label"].to_numpy(dtype="int64").tobytes())
+    return digest.hexdigest()
+
+
+def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, root: str | Path) -> dict:
+    """A fine-tuned teacher's identity: base model (Hub name or local weights' hash), settings, data."""
+    if cfg.model is None:
+        raise ValueError(
+            "no model to fine-tune: set --model (TeacherConfig.model) to a Hub name or a directory"
+        )
+    local = _local_dir(cfg.model, root)
+    base = {"fingerprint": teacher_fingerprint(local)} if local is not None else {"hub": cfg.model}
+    settings = {name: getattr(cfg, name) for name in _IDENTITY_SETTINGS}
+    identity = {"base_model": base, "dataset": _check_name(dataset, "dataset"), "settings": settings}
+    return {**identity, "data": _data_fingerprint(data)}
+
+
+def _folder(cfg: TeacherConfig, identity: dict, root: str | Path) -> Path:
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:8]
+    return Path(root) / f"{display_name(cfg.model)}-{identity['dataset']}-{digest}"
+
+
+def teacher_dir(
+    cfg: TeacherConfig, splits: dict[str, pd.DataFrame], dataset: str, root: str | Path = "teacher_model"
+) -> Path:
+    """Where ``finetune_teacher`` puts this teacher: ``<root>/<short-name>-<dataset>-<hash8>``, the hash over
+    the base model, every fine-tuning setting and the train/valid data."""
+    data, _ = _labeled_splits(splits)
+    return _folder(cfg, _identity(cfg, data, dataset, root), root)
+
+
+def _changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two identities."""
+    changes = []
+    for key in sorted(recorded.keys() | current.keys()):
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += _changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {_short(old)} -> {_short(new)}")
+    return changes
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text[:13] + "…'" if isinstance(value, str) and len(value) > 16 else text
+
+
+class TeacherMismatch(ValueError):
+    """A teacher folder (or its checkpoints) that was fine-tuned with other settings or data."""
+
+
+def _finished(out_dir: Path, identity: dict) -> bool:
+    """True when ``out_dir`` holds this teacher; an error when it holds another or something unfinished."""
+    if (out_dir / TEACHER_INFO).is_file():
+        recorded = _read_json(out_dir / TEACHER_INFO, out_dir).get("identity")
+        if recorded != identity:
+            changes = "; ".join(_changes(recorded, identity)) if recorded else "it records no identity"
+            raise TeacherMismatch(
+                f"{out_dir} holds a teacher fine-tuned otherwise ({changes}): delete it to "
+                "fine-tune again, or use another --teacher-root"
+            )
+        check_weights(out_dir)
+        logger.info(f"reusing the fine-tuned teacher in {out_dir} (same base model, settings and data)")
+        return True
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"{out_dir} exists but holds no finished teacher ({TEACHER_INFO}); remove it")
+    return False
+
+
+def _open_partial(partial: Path, identity: dict, args: TrainingArguments) -> str | None:
+    """The last checkpoint in ``partial`` to resume from if it is this teacher's; else a fresh folder."""
+    with args.main_process_first(local=False, desc="opening the teacher's checkpoint folder"):
+        if args.process_index == 0:
+            try:
+                recorded = json.loads((partial / PARTIAL_INFO).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                recorded = None
+            if partial.exists() and recorded != identity:
+                logger.warning(f"clearing {partial}: its checkpoints belong to another or an unknown teacher")
+                shutil.rmtree(partial)
+            if not partial.exists():
+                partial.mkdir(parents=True)
+                utils.atomic_write_json(partial / PARTIAL_INFO, identity)
+            _drop_incomplete_checkpoints(partial)
+    checkpoint = get_last_checkpoint(str(partial))
+    if checkpoint is not None:
+        logger.info(f"resuming teacher fine-tuning from {checkpoint}")
+    return checkpoint
+
+
+def _drop_incomplete_checkpoints(partial: Path) -> None:
+    """Remove checkpoints without ``trainer_state.json`` (the Trainer writes it last): killed while saving."""
+    for checkpoint in partial.glob("checkpoint-*"):
+        if checkpoint.is_dir() and not (checkpoint / TRAINER_STATE_NAME).is_file():
+            logger.warning(f"removing {checkpoint}: the run was stopped while saving it")
+            shutil.rmtree(checkpoint)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fine-tuning: the steps
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -582,13 +1058,13 @@ def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataF
         if name not in splits:
             continue
         df = splits[name]
-        if not isinstance(df, pd.DataFrame) or not {"text", "label"} <= set(df.columns):
-            raise ValueError(f"splits[{name!r}] must be a DataFrame with 'text' and 'label' columns")
+        if not isinstance(df, pd.DataFrame) or not {"id", "text", "label"} <= set(df.columns):
+            raise ValueError(f"splits[{name!r}] must be a DataFrame with 'id', 'text' and 'label' columns")
         if not pd.api.types.is_integer_dtype(df["label"]) or (df["label"] < -1).any():
-            raise ValueError(f"splits[{name!r}]['label'] must hold integer classes (0, 1, ...; -1 for unlabeled)")
+            raise ValueError(
+                f"splits[{name!r}]['label'] must hold integer classes (0, 1, ...; -1 for unlabeled)"
+            )
         labeled[name] = df[df["label"] >= 0]
-        if len(labeled[name]) < len(df):
-            logger.info(f"teacher fine-tuning skips {len(df) - len(labeled[name]):,} unlabeled {name} rows")
     for name in ("train", "valid"):
         if labeled[name].empty:
             raise ValueError(f"splits[{name!r}] has no labeled rows")
@@ -605,86 +1081,87 @@ def _accuracy(prediction: EvalPrediction) -> dict[str, float]:
     return {"accuracy": float((prediction.predictions == prediction.label_ids).mean())}
 
 
-_INFO_KEYS = {
-    "base_model", "num_labels", "id2label", "num_examples", "hyperparameters", "epochs_trained", "global_step",
-    "val_accuracy", "test_accuracy", "train_seconds",
-}
+class _ProgressBar(TrainerCallback):
+    """One compact bar over the training steps, loss and validation accuracy in its postfix (no printed log
+    lines); tqdm's ``disable=None`` hides it in non-interactive output."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, desc="fine-tuning the teacher", unit="step", disable=None)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        shown = {
+            key: f"{value:.4g}" for key, value in (logs or {}).items() if key in ("loss", "eval_accuracy")
+        }
+        if self.bar is not None and shown:
+            self.bar.set_postfix(shown)
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
-def finetune_teacher(
-    model_name: str,
-    splits: dict[str, pd.DataFrame],
-    out_dir: str | Path,
-    *,
-    epochs: float = 3,
-    batch_size: int = 32,
-    learning_rate: float = 5e-5,
-    max_length: int = 128,
-    seed: int = 42,
-    patience: int = 2,
-    max_steps: int = -1,
-    device: str = "auto",
-    extra_info: dict | None = None,
-) -> Path:
-    """Fine-tune ``model_name`` (Hub name or directory) as a classifier with the transformers Trainer.
+def _prepare(
+    cfg: TeacherConfig, base_dir: Path, data: dict[str, pd.DataFrame], num_labels: int
+) -> tuple[PreTrainedModel, TextEncoder, dict[str, _EncodedDataset]]:
+    """The base model with a new classification head (seeded), its encoder and the encoded splits."""
+    set_seed(cfg.seed)  # the new classification head is initialised here
+    model, encoder = load_classifier(base_dir, cfg.max_length, num_labels=num_labels)
+    datasets = {
+        name: _EncodedDataset(encoder.encode(df["text"]), df["label"])
+        for name, df in data.items()
+        if not df.empty
+    }
+    return model, encoder, datasets
 
-    Evaluates on ``splits["valid"]`` every epoch, keeps the checkpoint with the best validation accuracy,
-    stops early after ``patience`` epochs without improvement and scores the best model once on
-    ``splits["test"]``. Logs go to TensorBoard (``out_dir/runs``). The model, its tokenizer and
-    ``teacher.json`` are written to a temporary sibling that is renamed to ``out_dir`` when complete;
-    an existing ``out_dir/teacher.json`` means the teacher is done and is reused without training.
-    Works under ``torchrun`` (the Trainer runs data-parallel; rank 0 writes).
-    """
-    out_dir = Path(out_dir)
-    if (out_dir / TEACHER_INFO).is_file():
-        logger.info(f"reusing the fine-tuned teacher in {out_dir} ({TEACHER_INFO} exists; delete the directory to train again)")
-        return out_dir
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} exists but holds no finished teacher ({TEACHER_INFO}); remove it or pick another out_dir")
-    if batch_size < 1 or learning_rate <= 0 or patience < 1 or (epochs <= 0 and max_steps <= 0):
-        raise ValueError("need batch_size >= 1, learning_rate > 0, patience >= 1 and epochs > 0 or max_steps > 0")
-    extra_info = dict(extra_info or {})
-    clashes = extra_info.keys() & _INFO_KEYS
-    if clashes:
-        raise ValueError(f"extra_info may not set {sorted(clashes)}: finetune_teacher writes them")
-    data, num_labels = _labeled_splits(splits)
-    base_dir = resolve_teacher(model_name)
-    if is_student_dir(base_dir):
-        raise ValueError(f"{model_name} is a BiLSTM student; fine-tune a transformers model instead")
-    resolved = _resolve_device(device)
 
-    set_seed(seed)  # the new classification head is initialised here
-    model, encoder = load_classifier(base_dir, max_length, num_labels=num_labels)
-    datasets = {name: _EncodedDataset(encoder.encode(df["text"]), df["label"]) for name, df in data.items() if not df.empty}
-    precision = _mixed_precision(resolved, model.config)
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp")
-    args = TrainingArguments(
-        output_dir=str(tmp_dir),
-        num_train_epochs=epochs,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=2 * batch_size,
-        learning_rate=learning_rate,
+def _training_args(cfg: TeacherConfig, partial: Path, device: torch.device, precision: torch.dtype | None):
+    """Evaluate, checkpoint (with optimizer state, to resume) and keep the best model once per epoch."""
+    return TrainingArguments(
+        output_dir=str(partial),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.train_batch_size,
+        per_device_eval_batch_size=2 * cfg.train_batch_size,
+        learning_rate=cfg.lr,
         warmup_steps=0.1,
         weight_decay=0.01,
         eval_strategy="epoch",
         save_strategy="epoch",
-        save_only_model=True,
-        save_total_limit=1,
+        save_total_limit=1,  # the best and the latest checkpoint are kept
         load_best_model_at_end=True,
         metric_for_best_model="accuracy",
         greater_is_better=True,
         logging_steps=50,
-        report_to=["tensorboard"],
+        report_to="none",  # TensorBoard is added with its own log folder (_build_trainer)
+        disable_tqdm=True,  # replaced by _ProgressBar
         train_sampling_strategy="group_by_length",
-        seed=seed,
+        seed=cfg.seed,
         bf16=precision == torch.bfloat16,
         fp16=precision == torch.float16,
-        use_cpu=resolved.type == "cpu",
+        use_cpu=device.type == "cpu",
     )
-    with args.main_process_first(local=False, desc="clearing a stale temporary directory"):
-        if args.process_index == 0 and tmp_dir.exists():
-            shutil.rmtree(tmp_dir)  # left by an interrupted run
+
+
+def _build_trainer(
+    cfg: TeacherConfig,
+    model: PreTrainedModel,
+    encoder: TextEncoder,
+    datasets: dict[str, _EncodedDataset],
+    args: TrainingArguments,
+    log_dir: Path,
+) -> Trainer:
+    """The Trainer: early stopping, one progress bar, TensorBoard in ``log_dir`` (x axis: global step)."""
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(log_dir)
     trainer = Trainer(
         model=model,
         args=args,
@@ -694,48 +1171,110 @@ def finetune_teacher(
         processing_class=encoder.tokenizer,
         compute_metrics=_accuracy,
         preprocess_logits_for_metrics=_argmax,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), tensorboard, _ProgressBar()],
     )
-    logger.info(f"fine-tuning {model_name} on {len(datasets['train']):,} texts ({num_labels} classes) into {out_dir}")
+    trainer.remove_callback(PrinterCallback)  # log lines go to TensorBoard and the bar, not the output
+    return trainer
+
+
+def _train(trainer: Trainer, checkpoint: str | None, datasets: dict[str, _EncodedDataset]) -> dict:
+    """Train (resuming from ``checkpoint``), then score the best model on valid and test."""
     start = time.perf_counter()
-    trainer.train()
+    with quiet_transformers():
+        trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.remove_callback(EarlyStoppingCallback)  # it only follows the per-epoch validation
     accuracy = {
-        name: trainer.evaluate(datasets[name], metric_key_prefix=name)[f"{name}_accuracy"] if name in datasets else None
+        name: trainer.evaluate(datasets[name], metric_key_prefix=name)[f"{name}_accuracy"]
+        if name in datasets
+        else None
         for name in ("valid", "test")
     }
-    info = {
-        "base_model": model_name,
-        "num_labels": num_labels,
-        "id2label": model.config.id2label,
-        "num_examples": {name: len(dataset) for name, dataset in datasets.items()},
-        "hyperparameters": {
-            "epochs": epochs,
-            "max_steps": max_steps,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "max_length": encoder.max_length,
-            "seed": seed,
-            "patience": patience,
-            "precision": str(precision).removeprefix("torch.") if precision else "float32",
-            "world_size": args.world_size,
-        },
+    return {
         "epochs_trained": trainer.state.epoch,
         "global_step": trainer.state.global_step,
+        "resumed_from_step": int(Path(checkpoint).name.split("-")[-1]) if checkpoint else None,
         "val_accuracy": accuracy["valid"],
         "test_accuracy": accuracy["test"],
         "train_seconds": round(train_seconds, 1),
     }
-    if trainer.is_world_process_zero():
-        for checkpoint in tmp_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
-    trainer.save_model(str(tmp_dir))  # called on every rank (sharded set-ups need them all); the main one writes
-    if trainer.is_world_process_zero():
-        utils.atomic_write_json(tmp_dir / TEACHER_INFO, {**extra_info, **info})
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.replace(tmp_dir, out_dir)
-        logger.info(f"teacher saved to {out_dir}: val accuracy {accuracy['valid']:.4f}, test accuracy {accuracy['test']}")
+
+
+def _save(trainer: Trainer, partial: Path, out_dir: Path, info: dict) -> None:
+    """Model, tokenizer and ``teacher.json`` into ``partial/final``, renamed to ``out_dir`` when complete."""
+    final = partial / "final"
+    if trainer.is_world_process_zero() and final.exists():
+        shutil.rmtree(final)  # left by a run killed while saving
     trainer.accelerator.wait_for_everyone()
+    with quiet_transformers():
+        trainer.save_model(
+            str(final)
+        )  # called on every rank (sharded set-ups need them all); the main one writes
+    if trainer.is_world_process_zero():
+        utils.atomic_write_json(final / TEACHER_INFO, info)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked by _finished)
+        os.replace(final, out_dir)
+        shutil.rmtree(partial)
+        logger.info(
+            f"teacher saved to {out_dir}: val accuracy {info['val_accuracy']:.4f}, "
+            f"test accuracy {info['test_accuracy']}"
+        )
+    trainer.accelerator.wait_for_everyone()
+
+
+def finetune_teacher(
+    cfg: TeacherConfig,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    root: str | Path = "teacher_model",
+    device: str = "auto",
+    *,
+    log_root: str | Path = "runs",
+) -> Path:
+    """Fine-tune ``cfg.model`` (Hub name or directory) as a classifier with the transformers Trainer.
+
+    The teacher goes to ``teacher_dir(cfg, splits, dataset, root)``; a finished one there is reused (its
+    recorded identity is checked). Evaluates on ``splits["valid"]`` and checkpoints every epoch into
+    ``<root>/.<name>.partial/``, from where an interrupted run resumes; keeps the best validation accuracy,
+    stops early after ``cfg.patience`` epochs without improvement and scores the best model on
+    ``splits["test"]``. TensorBoard logs go to ``<log_root>/<dataset>/teachers/<name>`` beside the students'.
+    Works under ``torchrun`` (the Trainer runs data-parallel; rank 0 writes).
+    """
+    data, num_labels = _labeled_splits(splits)
+    identity = _identity(cfg, data, dataset, root)
+    out_dir = _folder(cfg, identity, root)
+    if _finished(out_dir, identity):
+        return out_dir
+    base_dir = resolve_teacher(cfg.model, root)
+    if is_student_dir(base_dir):
+        raise ValueError(f"{cfg.model} is a BiLSTM student; fine-tune a transformers model instead")
+    resolved = resolve_device(device)
+    model, encoder, datasets = _prepare(cfg, base_dir, data, num_labels)
+    precision = _mixed_precision(resolved, model.config)
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    args = _training_args(cfg, partial, resolved, precision)
+    checkpoint = _open_partial(partial, identity, args)
+    log_dir = Path(log_root) / dataset / "teachers" / out_dir.name
+    trainer = _build_trainer(cfg, model, encoder, datasets, args, log_dir)
+    logger.info(
+        f"fine-tuning {cfg.model} on {len(datasets['train']):,} texts ({num_labels} classes) into {out_dir}"
+    )
+    results = _train(trainer, checkpoint, datasets)
+    info = {
+        "base_model": cfg.model,
+        "dataset": dataset,
+        "identity": identity,
+        "num_labels": num_labels,
+        "id2label": model.config.id2label,
+        "num_examples": {name: len(part) for name, part in datasets.items()},
+        "hyperparameters": {
+            **asdict(cfg),
+            "max_length": encoder.max_length,  # capped by the model's positions
+            "precision": str(precision).removeprefix("torch.") if precision else "float32",
+            "world_size": args.world_size,
+        },
+        **results,
+    }
+    _save(trainer, partial, out_dir, info)
     return out_dir

@@ -5,8 +5,8 @@
   deterministically into train / valid / test.
 - Tokenizers: WordPiece vocabularies of any size trained on the training split, saved to
   ``tokenizer/vocab_size_N/``.
-- Logits cache: the teacher's logits computed once per example and stored next to the teacher, keyed by
-  example id, so that distillation never runs the teacher again.
+- Logits cache file format (``LogitsCache``): the teacher's logits keyed by example id and text hash;
+  ``teacher.teacher_logits`` builds and checks the caches.
 """
 from __future__ import annotations
 
@@ -884,75 +884,3 @@ class LogitsCache:
             raise CacheMismatch(f"{path} is inconsistent: {shapes}")
         meta.pop(CHECKSUM_KEY, None)
         return cls(ids, hashes, logits, meta)
-
-
-def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:
-    """``<teacher>/logits/<dataset>-<split>.safetensors``."""
-    return Path(cache_dir) / f"{dataset}-{split}.safetensors"
-
-
-def teacher_logits(
-    teacher: str,
-    df: pd.DataFrame,
-    dataset: str,
-    split: str,
-    *,
-    teacher_root: str | Path = "teacher_model",
-    device: str = "auto",
-    batch_size: int | None = None,
-    max_length: int = 128,
-    on_mismatch: str = "rebuild",
-) -> torch.Tensor:
-    """Teacher logits for the rows of ``df`` (aligned, float32 ``[N, C]``), from the cache when it is valid.
-
-    The cache records the teacher's weight fingerprint, its max length, the dataset and split; every example
-    is checked by id and text hash. A stale or incomplete cache is rebuilt (``on_mismatch="rebuild"``) or
-    refused with ``CacheMismatch`` (``on_mismatch="error"``). The teacher is loaded only to build the cache.
-    """
-    import teacher as teachers
-
-    model_dir = teachers.resolve_teacher(teacher, teacher_root)
-    path = cache_file(teachers.teacher_cache_dir(teacher, teacher_root), dataset, split)
-    expected = {"teacher_fingerprint": teachers.teacher_fingerprint(model_dir), "max_length": str(max_length)}
-    if path.is_file():
-        try:
-            cache = LogitsCache.load(path)
-            for key, value in expected.items():
-                if cache.meta.get(key) != value:
-                    raise CacheMismatch(f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})")
-            logits = cache.lookup(df)
-            logger.info(f"teacher logits for {dataset}/{split} from cache {path} ({len(df):,} examples)")
-            return logits
-        except CacheMismatch as err:
-            if on_mismatch != "rebuild":
-                raise CacheMismatch(f"stale logits cache {path}: {err}. Delete it or let it be rebuilt.") from None
-            logger.warning(f"stale logits cache {path}: {err}; rebuilding it")
-    logger.info(f"running the teacher {teacher} on {len(df):,} {dataset}/{split} examples (once; cached in {path})")
-    model = teachers.load_teacher(str(model_dir), device=device, max_length=max_length)
-    logits = model.predict_logits(df["text"].tolist(), batch_size=batch_size).float().cpu()
-    if len(logits) != len(df):
-        raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")
-    meta = {
-        "format": CACHE_FORMAT,
-        "teacher": str(teacher),
-        "dataset": dataset,
-        "split": split,
-        "num_examples": str(len(df)),
-        "data_fingerprint": data_fingerprint(df),
-        **expected,
-    }
-    if _is_main_process():
-        LogitsCache(df["id"].tolist(), text_hashes(df["text"]), logits, meta).save(path)
-    _barrier()
-    return logits
-
-
-def _is_main_process() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _barrier() -> None:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

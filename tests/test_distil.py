@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import distil
+import teacher
 import utils
 from conftest import write_nsmc
 from distil import Paths, RunConfig
@@ -107,24 +108,25 @@ def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_te
     splits = utils.load_dataset("nsmc", data_dir=data_dir)
     root = tmp_path / "teachers"
     train = splits["train"]
-    first = utils.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
+    first = teacher.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
     path = tiny_teacher / "logits" / "nsmc-train.safetensors"
     assert path.is_file() and first.shape == (len(train), 2) and count_teacher_runs == [len(train)]
     # Hit: same data, and any subset or reordering of it, without running the teacher.
-    again = utils.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
+    again = teacher.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
     subset = train.sample(50, random_state=0)
-    part = utils.teacher_logits(str(tiny_teacher), subset, "nsmc", "train", teacher_root=root)
+    part = teacher.teacher_logits(str(tiny_teacher), subset, "nsmc", "train", teacher_root=root)
     assert torch.equal(first, again) and torch.equal(part, first[torch.tensor(subset.index.to_numpy())])
     assert count_teacher_runs == [len(train)]
     # A changed text is never looked up misaligned: refused, or rebuilt.
     changed = train.copy()
     changed.loc[3, "text"] = "완전히 다른 리뷰"
     with pytest.raises(utils.CacheMismatch, match="different text"):
-        utils.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, on_mismatch="error")
-    utils.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root)
+        teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root,
+                               on_mismatch="error")
+    teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root)
     assert count_teacher_runs == [len(train), len(train)]
     # Another max length means other logits: rebuilt.
-    utils.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, max_length=16)
+    teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, max_length=16)
     assert len(count_teacher_runs) == 3
 
 
@@ -134,7 +136,7 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
     teacher_dir = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
     valid = utils.load_dataset("nsmc", data_dir=data_dir)["valid"]
-    utils.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
+    teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
     from safetensors.torch import load_file, save_file
 
     weights = load_file(teacher_dir / "model.safetensors")
@@ -142,9 +144,34 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
     weights[name] = weights[name] + 1.0
     save_file(weights, teacher_dir / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(utils.CacheMismatch, match="teacher_fingerprint"):
-        utils.teacher_logits(str(teacher_dir), valid, "nsmc", "valid", on_mismatch="error")
-    utils.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
+        teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid", on_mismatch="error")
+    teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
     assert len(count_teacher_runs) == 2
+
+
+def test_cache_all_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monkeypatch, capsys):
+    import shutil
+
+    teacher_dir = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
+    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    loads: list[str] = []
+    original = teacher.load_teacher
+
+    def counting(*args, **kwargs):
+        loads.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(teacher, "load_teacher", counting)
+    unlabeled = tmp_path / "extra.txt"
+    unlabeled.write_text("정말 최고\n완전 별로\n", encoding="utf-8")
+    logits = teacher.cache_all(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    assert len(loads) == 1  # four caches built, one teacher load
+    sizes = {split: len(df) for split, df in splits.items()}
+    assert {split: len(v) for split, v in logits.items()} == {**sizes, "unlabeled-extra": 2}
+    assert "teacher test accuracy" in capsys.readouterr().out
+    again = teacher.cache_all(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    assert len(loads) == 1 and all(torch.equal(again[k], logits[k]) for k in logits)  # all cached: no load
 
 
 def test_logits_cache_file_round_trip(tmp_path):

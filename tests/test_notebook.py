@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "main.ipynb"
 VOCAB_SIZES = [200, 300]
-TEACHER_DIR = Path("teacher_model") / "tiny-bert-nsmc-nsmc"  # default_teacher_dir(<tiny-bert-nsmc>, "nsmc"), under WORK_DIR
+TEACHER_GLOB = "teacher_model/tiny-bert-nsmc-nsmc-*"  # teacher_dir(): <base name>-<dataset>-<hash8>
 
 
 def kernel_pythonpath() -> str:
@@ -45,8 +45,10 @@ def text_of(nb: nbformat.NotebookNode, cell_id: str | None = None) -> str:
 
 def artefacts(work_dir: Path) -> dict[str, int]:
     """mtime (ns) of everything a rerun must leave alone: the teacher, its logits cache, tokenizers and finished runs."""
-    patterns = [f"{TEACHER_DIR}/teacher.json", f"{TEACHER_DIR}/model.safetensors", f"{TEACHER_DIR}/logits/*.safetensors",
-                "tokenizer/*/training.json", "runs/nsmc/*/metrics.json", "runs/nsmc/*/student/model.safetensors"]
+    teacher_files = ("teacher.json", "model.safetensors", "logits/*.safetensors")
+    patterns = [f"{TEACHER_GLOB}/{name}" for name in teacher_files]
+    patterns += ["tokenizer/*/training.json", "runs/nsmc/*/metrics.json"]
+    patterns += ["runs/nsmc/*/student/model.safetensors"]
     return {str(p.relative_to(work_dir)): p.stat().st_mtime_ns for pattern in patterns for p in sorted(work_dir.glob(pattern))}
 
 
@@ -88,19 +90,26 @@ def test_every_stage_runs_and_writes_its_results(executed):
     assert "overridden:" in out and "device: " in out
     assert f"working directory: {work_dir.resolve()}" in out
 
-    teacher = json.loads((work_dir / TEACHER_DIR / "teacher.json").read_text())
+    [teacher_dir] = [p.relative_to(work_dir) for p in work_dir.glob(TEACHER_GLOB)]  # one teacher
+    assert [p.name for p in (work_dir / "teacher_model").iterdir()] == [teacher_dir.name]
+    teacher = json.loads((work_dir / teacher_dir / "teacher.json").read_text())
     assert teacher["global_step"] == 4 and teacher["dataset"] == "nsmc"
-    assert sorted(p.name for p in (work_dir / TEACHER_DIR / "logits").iterdir()) == [f"nsmc-{s}.safetensors" for s in ("test", "train", "valid")]
+    settings = teacher["identity"]["settings"]
+    assert settings["max_steps"] == 4 and settings["max_length"] == 32
+    # TensorBoard: the teacher's curves under the same root as the students' runs
+    assert list((work_dir / "runs" / "nsmc" / "teachers" / teacher_dir.name).glob("events.out.tfevents.*"))
+    caches = sorted(p.name for p in (work_dir / teacher_dir / "logits").iterdir())
+    assert caches == [f"nsmc-{s}.safetensors" for s in ("test", "train", "valid")]
     assert "running the teacher" in out  # the cache was built on this first run
 
     runs = work_dir / "runs" / "nsmc"
-    distilled = [runs / f"tiny-v{v}-tiny-bert-nsmc-nsmc-a0.5-T2" for v in VOCAB_SIZES]
+    distilled = [runs / f"tiny-v{v}-{teacher_dir.name}-a0.5-T2" for v in VOCAB_SIZES]
     baseline = [runs / f"tiny-v{v}-none-a1" for v in VOCAB_SIZES]
     for run_dir in distilled + baseline:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["epochs_run"] == 2 and metrics["run_dir"] == str(run_dir.relative_to(work_dir))
         assert (run_dir / "student" / "model.safetensors").is_file()
-    assert json.loads((distilled[0] / "metrics.json").read_text())["teacher"] == str(TEACHER_DIR)
+    assert json.loads((distilled[0] / "metrics.json").read_text())["teacher"] == str(teacher_dir)
 
     table = pd.read_csv(runs / "results.csv")
     assert list(table["kind"]) == ["teacher", "distilled", "distilled", "baseline", "baseline"]

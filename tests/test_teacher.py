@@ -213,8 +213,9 @@ def teacher_finetuned(tmp_path_factory):
             root = tmp_path_factory.mktemp(arch)
             base = build_model(arch, root / "base")
             # 24 texts / batch 8 = 3 steps = one epoch: evaluated, checkpointed and reloaded as the best
-            done[arch] = T.finetune_teacher(str(base), splits(24, 8), root / "teacher", batch_size=8, learning_rate=1e-3,
-                                            max_steps=3, device="cpu", extra_info={"dataset": "synthetic"})
+            cfg = T.TeacherConfig(model=str(base), train_batch_size=8, lr=1e-3, max_steps=3)
+            data = splits(24, 8)
+            done[arch] = T.finetune_teacher(cfg, data, "synthetic", root / "teachers", "cpu", log_root=root)
         return done[arch]
 
     return get
@@ -231,8 +232,10 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["dataset"] == "synthetic" and info["global_step"] == 3 and info["num_labels"] == 2
     assert 0.0 <= info["val_accuracy"] <= 1.0 and 0.0 <= info["test_accuracy"] <= 1.0
-    assert not list(out_dir.glob("checkpoint-*")) and not list(out_dir.parent.glob(".*tmp*"))
-    assert list(out_dir.glob("runs/*/events.out.tfevents.*")), "no TensorBoard log"
+    assert [p.name for p in out_dir.parent.iterdir()] == [out_dir.name]  # no partial folder left
+    assert out_dir.name.startswith("base-synthetic-") and len(out_dir.name) == len("base-synthetic-") + 8
+    log_dir = out_dir.parents[1] / "synthetic" / "teachers" / out_dir.name
+    assert list(log_dir.glob("events.out.tfevents.*")), "no TensorBoard log beside the students' runs"
 
     teacher = T.load_teacher(str(out_dir), device="cpu", max_length=128)
     # capped by the 64 learned positions (RoBERTa numbers them from pad_token_id + 1 = 1); XLNet and T5: relative positions
@@ -249,8 +252,9 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
 
 def test_finetuned_teacher_learns(tmp_path):
     base = build_model("bert", tmp_path / "base")
-    out_dir = T.finetune_teacher(str(base), splits(400, 100), tmp_path / "teacher", epochs=6, batch_size=16,
-                                 learning_rate=2e-3, device="cpu", patience=2)
+    cfg = T.TeacherConfig(model=str(base), epochs=6, train_batch_size=16, lr=2e-3, patience=2)
+    data = splits(400, 100)
+    out_dir = T.finetune_teacher(cfg, data, "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path)
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["test_accuracy"] > 0.8 and info["val_accuracy"] > 0.8
     assert info["hyperparameters"]["max_length"] == 64  # capped by the model's positions
@@ -259,43 +263,230 @@ def test_finetuned_teacher_learns(tmp_path):
     assert predicted.tolist() == [1, 0]
 
 
-def test_finished_teacher_is_reused_without_training(teacher_finetuned, monkeypatch):
+def test_finished_teacher_is_reused_only_with_the_same_settings_and_data(teacher_finetuned, monkeypatch):
     out_dir = teacher_finetuned("bert")
+    root, base = out_dir.parent, out_dir.parent.parent / "base"
+    info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
+    assert info["identity"]["base_model"] == {"fingerprint": T.teacher_fingerprint(base)}
+    assert info["identity"]["settings"]["max_steps"] == 3 and info["identity"]["dataset"] == "synthetic"
     stamp = (out_dir / "teacher.json").stat().st_mtime_ns
+    cfg = T.TeacherConfig(model=str(base), train_batch_size=8, lr=1e-3, max_steps=3)
+    assert T.teacher_dir(cfg, splits(24, 8), "synthetic", root) == out_dir
+    # Another setting, other data, another dataset name or another base model: another folder, never this one.
+    flipped = splits(24, 8)["train"].assign(label=lambda d: 1 - d["label"])
+    others = [
+        T.teacher_dir(dataclasses.replace(cfg, max_steps=4), splits(24, 8), "synthetic", root),
+        T.teacher_dir(dataclasses.replace(cfg, max_length=64), splits(24, 8), "synthetic", root),
+        T.teacher_dir(dataclasses.replace(cfg, epochs=2), splits(24, 8), "synthetic", root),
+        T.teacher_dir(cfg, splits(20, 8), "synthetic", root),
+        T.teacher_dir(cfg, {**splits(24, 8), "train": flipped}, "synthetic", root),
+        T.teacher_dir(cfg, splits(24, 8), "nsmc", root),
+        T.teacher_dir(dataclasses.replace(cfg, model=str(out_dir)), splits(24, 8), "synthetic", root),
+    ]
+    assert len({out_dir, *others}) == len(others) + 1
+    # The inference batch size and the test split do not change the teacher.
+    other_test = {**splits(24, 8), "test": reviews(3, 9)}
+    assert T.teacher_dir(dataclasses.replace(cfg, batch_size=7), other_test, "synthetic", root) == out_dir
 
     def no_training(*args, **kwargs):
         raise AssertionError("the Trainer was constructed for a finished teacher")
 
     monkeypatch.setattr(T, "Trainer", no_training)
-    assert T.finetune_teacher("does-not/matter", splits(8, 4), out_dir) == out_dir
+    assert T.finetune_teacher(cfg, splits(24, 8), "synthetic", root, "cpu") == out_dir
     assert (out_dir / "teacher.json").stat().st_mtime_ns == stamp
 
 
+def test_teacher_with_another_recorded_identity_is_refused(teacher_finetuned, tmp_path):
+    import shutil
+
+    source = teacher_finetuned("bert")
+    cfg = T.TeacherConfig(model=str(source.parent.parent / "base"), train_batch_size=8, lr=1e-3, max_steps=3)
+    copy = tmp_path / "teachers" / source.name  # e.g. a folder copied by hand from another run
+    shutil.copytree(source, copy)
+    info = json.loads((copy / "teacher.json").read_text(encoding="utf-8"))
+    info["identity"]["settings"]["epochs"] = 2.0
+    (copy / "teacher.json").write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(T.TeacherMismatch, match=r"settings\.epochs: 2\.0 -> 3\.0.*delete it"):
+        T.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu")
+
+
 def test_finetune_refuses_a_foreign_out_dir_and_bad_data(tmp_path, teacher_finetuned):
-    occupied = tmp_path / "occupied"
+    base = str(teacher_finetuned("bert").parent.parent / "base")
+    cfg = T.TeacherConfig(model=base, train_batch_size=8, max_steps=1)
+    occupied = T.teacher_dir(cfg, splits(8, 4), "synthetic", tmp_path)
     occupied.mkdir()
     (occupied / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="no finished teacher"):
-        T.finetune_teacher("bert", splits(8, 4), occupied)
-    base = str(teacher_finetuned("bert"))
+        T.finetune_teacher(cfg, splits(8, 4), "synthetic", tmp_path)
     with pytest.raises(ValueError, match="'valid'"):
-        T.finetune_teacher(base, {"train": reviews(8, 0)}, tmp_path / "a")
+        T.finetune_teacher(cfg, {"train": reviews(8, 0)}, "synthetic", tmp_path / "a")
     bad = splits(8, 4)
     bad["train"] = bad["train"].assign(label=bad["train"]["label"].astype(float))
     with pytest.raises(ValueError, match="integer classes"):
-        T.finetune_teacher(base, bad, tmp_path / "b")
-    with pytest.raises(ValueError, match="may not set"):
-        T.finetune_teacher(base, splits(8, 4), tmp_path / "c", extra_info={"val_accuracy": 1.0})
+        T.finetune_teacher(cfg, bad, "synthetic", tmp_path / "b")
+    with pytest.raises(ValueError, match="no model to fine-tune"):
+        T.finetune_teacher(T.TeacherConfig(), splits(8, 4), "synthetic", tmp_path / "c")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochs": 0}, "--teacher-epochs must be > 0 unless --teacher-max-steps is set, got 0.0"),
+        ({"epochs": float("nan")}, "--teacher-epochs must be a finite number >= 0"),
+        ({"lr": 0}, r"--teacher-lr must be a number in \(0, 1\], got 0.0"),
+        ({"lr": float("inf")}, "--teacher-lr must be a number in"),
+        ({"train_batch_size": 0}, "--teacher-train-batch-size must be >= 1, got 0"),
+        ({"batch_size": -3}, "--teacher-batch-size must be >= 1"),
+        ({"max_steps": 0}, "--teacher-max-steps must be -1"),
+        ({"max_length": 1}, "--teacher-max-length must be >= 2, got 1"),
+        ({"patience": 0}, "--teacher-patience must be >= 1, got 0"),
+        ({"model": ""}, "--model must name"),
+    ],
+)
+def test_teacher_config_refuses_bad_values(settings, message):
+    with pytest.raises(ValueError, match=message):
+        T.TeacherConfig(**settings)
+
+
+def test_dataset_and_split_names_cannot_leave_their_folder(tmp_path):
+    cfg = T.TeacherConfig(model="org/model")
+    with pytest.raises(ValueError, match=r"dataset '\.\./x' must be a plain name"):
+        T.teacher_dir(cfg, splits(8, 4), "../x", tmp_path)
+    with pytest.raises(ValueError, match="split 'a/b' must be a plain name"):
+        T.cache_file(tmp_path, "nsmc", "a/b")
+    assert T.cache_file(tmp_path, "nsmc", "unlabeled-extra") == tmp_path / "nsmc-unlabeled-extra.safetensors"
+
+
+def test_teacher_config_types_and_metadata():
+    with pytest.raises(TypeError, match="--teacher-train-batch-size must be an integer, got 8.5"):
+        T.TeacherConfig(train_batch_size=8.5)
+    with pytest.raises(TypeError, match="--teacher-epochs must be a number, got '3'"):
+        T.TeacherConfig(epochs="3")
+    cfg = T.TeacherConfig(epochs=0, max_steps=5, train_batch_size=16.0)
+    assert cfg.epochs == 0.0 and isinstance(cfg.train_batch_size, int)
+    assert T.TeacherConfig(epochs=3) == T.TeacherConfig(epochs=3.0)  # one identity for 3 and 3.0
+    for f in dataclasses.fields(T.TeacherConfig):
+        assert f.metadata["help"] and f.metadata["flag"].startswith("--")
+
+
+def test_interrupted_fine_tuning_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, caplog):
+    """Stopped in epoch 2 of 3: the rerun resumes from the epoch-1 checkpoint and finishes the teacher."""
+    from transformers import TrainerCallback
+
+    base = build_model("bert", tmp_path / "base")
+    cfg = T.TeacherConfig(model=str(base), epochs=3, train_batch_size=8, lr=1e-3, patience=5)
+    data = splits(24, 8)  # 3 steps per epoch: checkpoints after steps 3, 6 and 9
+    steps: list[int] = []
+
+    class Disconnect(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps.append(state.global_step)
+            if state.global_step == 5 and interrupt:
+                raise KeyboardInterrupt
+
+    build = T._build_trainer
+
+    def with_disconnect(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.add_callback(Disconnect())
+        return trainer
+
+    monkeypatch.setattr(T, "_build_trainer", with_disconnect)
+    out_dir = T.teacher_dir(cfg, data, "synthetic", tmp_path / "teachers")
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+
+    logs = tmp_path / "runs"
+
+    def finetune() -> Path:
+        return T.finetune_teacher(cfg, data, "synthetic", tmp_path / "teachers", "cpu", log_root=logs)
+
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        finetune()
+    assert steps == [1, 2, 3, 4, 5] and not out_dir.exists()
+    assert [p.name for p in partial.glob("checkpoint-*")] == ["checkpoint-3"]  # survives, under the root
+    (partial / "checkpoint-5").mkdir()  # as if killed while saving a later checkpoint: no trainer_state.json
+    (partial / "checkpoint-5" / "config.json").write_text("{}")
+
+    interrupt, steps[:] = False, []
+    with caplog.at_level("WARNING", logger="distilkobilstm"):
+        assert finetune() == out_dir
+    assert "checkpoint-5: the run was stopped while saving it" in caplog.text
+    assert steps == [4, 5, 6, 7, 8, 9]  # only the steps after the checkpoint
+    info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
+    assert info["resumed_from_step"] == 3 and info["global_step"] == 9 and info["epochs_trained"] == 3
+    assert not partial.exists() and T.weight_files(out_dir)
+    T.load_teacher(str(out_dir), device="cpu").predict_logits(["좋아요"], show_progress=False)
+    # Train curves over one x axis (global step) in one log folder, across the restart.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = tmp_path / "runs" / "synthetic" / "teachers" / out_dir.name
+    steps_logged = set()
+    for events in log_dir.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            steps_logged |= {e.step for e in accumulator.Scalars(tag)} if tag.startswith("eval/") else set()
+    assert {3, 6, 9} <= steps_logged
+
+
+def test_stale_checkpoints_of_another_teacher_are_cleared(tmp_path, caplog):
+    base = build_model("bert", tmp_path / "base")
+    cfg = T.TeacherConfig(model=str(base), train_batch_size=8, lr=1e-3, max_steps=3)
+    out_dir = T.teacher_dir(cfg, splits(24, 8), "synthetic", tmp_path / "teachers")
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    (partial / "checkpoint-2").mkdir(parents=True)
+    (partial / "identity.json").write_text('{"other": 1}')
+    with caplog.at_level("WARNING", logger="distilkobilstm"):
+        T.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu", log_root=tmp_path)
+    assert "clearing" in caplog.text and not partial.exists()
+    assert json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))["resumed_from_step"] is None
 
 
 def test_unlabeled_rows_are_left_out_of_fine_tuning(tmp_path):
     data = splits(24, 8)
     unlabeled = reviews(10, 7).assign(label=-1)
     data["train"] = pd.concat([data["train"], unlabeled], ignore_index=True)
-    out_dir = T.finetune_teacher(str(build_model("bert", tmp_path / "base")), data, tmp_path / "t", batch_size=8, max_steps=1, device="cpu")
+    cfg = T.TeacherConfig(model=str(build_model("bert", tmp_path / "base")), train_batch_size=8, max_steps=1)
+    out_dir = T.finetune_teacher(cfg, data, "synthetic", tmp_path / "t", "cpu", log_root=tmp_path / "runs")
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["num_examples"] == {"train": 24, "valid": 8, "test": 8}
+
+
+DAMAGED_FILES = ["model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"]
+
+
+@pytest.mark.parametrize("damaged", DAMAGED_FILES)
+def test_truncated_teacher_file_is_a_one_line_error(damaged, teacher_finetuned, tmp_path):
+    import shutil
+
+    source = teacher_finetuned("bert")
+    copy = tmp_path / "teacher"
+    shutil.copytree(source, copy)
+    if damaged.endswith(".bin"):  # the older weight format, as some Hub models still ship it
+        state = T.load_teacher(str(copy), device="cpu").model.state_dict()
+        (copy / "model.safetensors").unlink()
+        torch.save(state, copy / damaged)
+    data = (copy / damaged).read_bytes()
+    (copy / damaged).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError) as err:
+        T.load_teacher(str(copy), device="cpu")
+    message = str(err.value)
+    assert message.startswith(f"{copy / damaged} is truncated or corrupt") and "\n" not in message
+    assert message.endswith(f"delete {copy} and fine-tune the teacher again")
+
+
+def test_finished_teacher_with_truncated_weights_is_not_reused(teacher_finetuned, tmp_path):
+    import shutil
+
+    source = teacher_finetuned("bert")
+    cfg = T.TeacherConfig(model=str(source.parent.parent / "base"), train_batch_size=8, lr=1e-3, max_steps=3)
+    copy = tmp_path / "teachers" / source.name
+    shutil.copytree(source, copy)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="model.safetensors is truncated or corrupt"):
+        T.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu")
 
 
 def test_base_model_without_trained_head_is_refused(tmp_path):
@@ -397,9 +588,9 @@ def test_student_directory_teaches(tmp_path):
 
 
 def test_names_and_directories(tmp_path):
-    assert T.short_name("monologg/koelectra-small-v3-discriminator") == "koelectra-small-v3-discriminator"
-    assert T.short_name("/x/teacher_model/kobert-nsmc/") == "kobert-nsmc"
-    assert T.default_teacher_dir("monologg/kobert", "nsmc") == Path("teacher_model/kobert-nsmc")
+    assert T.display_name("monologg/koelectra-small-v3-discriminator") == "koelectra-small-v3-discriminator"
+    assert T.display_name("/x/teacher_model/kobert-nsmc-1a2b3c4d/") == "kobert-nsmc-1a2b3c4d"
+    assert T.display_name("runs/nsmc/large-v3000-none-a1/student") == "large-v3000-none-a1"  # student teacher
     local = tmp_path / "mine"
     local.mkdir()
     assert T.resolve_teacher(str(local)) == local
