@@ -710,3 +710,24 @@ def test_cli_debug_shows_the_traceback(tmp_path, data_dir):
     ]
     debug = subprocess.run([*command, "--debug"], capture_output=True, text=True)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ValueError: epochs" in debug.stderr
+
+
+def test_a_changed_teacher_is_refused_for_reuse(tmp_path, data_dir, tiny_teacher):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    teacher_dir = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
+    paths = paths_for(tmp_path, data_dir)
+    cfg = RunConfig(teacher=str(teacher_dir), alpha=0.5, **{**FAST, "epochs": 1})
+    distil.train_student(cfg, paths, device="cpu")
+    saved = json.loads((Path(paths.out) / "nsmc" / cfg.run_name() / "config.json").read_text())
+    assert len(saved["fingerprints"]["teacher"]) == 64
+    weights = load_file(teacher_dir / "model.safetensors")
+    name = next(k for k in weights if k.startswith("classifier"))
+    save_file(
+        {**weights, name: weights[name] + 1.0}, teacher_dir / "model.safetensors", metadata={"format": "pt"}
+    )
+    with pytest.raises(distil.RunStateError, match=r"other settings \(teacher fingerprint;"):
+        distil.train_student(cfg, paths, device="cpu")
