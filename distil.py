@@ -259,12 +259,7 @@ class RunConfig(DataConfig):
     def run_name(self) -> str:
         """Directory name: readable, e.g. ``base-v3000-koelectra-nsmc-a0.1-T2``, plus ``-h<hash>`` of the
         other settings that differ from their defaults (pooling, dropout, lr, ...): a change is a new run."""
-        cfg = self.student_config()
-        dims = (cfg.embedding_dim, cfg.hidden_dim)
-        parts = [
-            self.size if dims == SIZE_PRESETS[self.size] else f"e{dims[0]}h{dims[1]}",
-            f"v{self.vocab_size}",
-        ]
+        parts = [self.size_label(), f"v{self.vocab_size}"]
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
@@ -277,6 +272,12 @@ class RunConfig(DataConfig):
         if rest:
             parts.append("h" + hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8])
         return "-".join(parts)
+
+    def size_label(self) -> str:
+        """The preset's name, or ``e<embedding>h<hidden>`` when custom dimensions differ from it."""
+        cfg = self.student_config()
+        dims = (cfg.embedding_dim, cfg.hidden_dim)
+        return self.size if dims == SIZE_PRESETS[self.size] else f"e{dims[0]}h{dims[1]}"
 
     def changed_settings(self) -> dict:
         """The settings that differ from their defaults."""
@@ -883,7 +884,7 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
         "dataset": cfg.dataset,
         "teacher": cfg.teacher,
         "vocab_size": cfg.vocab_size,
-        "student_size": cfg.size if cfg.embedding_dim is None and cfg.hidden_dim is None else "custom",
+        "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
         "embedding_dim": model.config.embedding_dim,
         "hidden_dim": model.config.hidden_dim,
         "params": count_parameters(model),
