@@ -67,13 +67,17 @@ INT8_TOLERANCE = 0.002  # an int8 form is kept only within 0.2 accuracy points o
 class Settings:
     """What to measure and how much of it (the command line is generated from these fields)."""
 
-    data_dir: str | None = setting(None, "folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)")
+    data_dir: str | None = setting(
+        None, "folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)"
+    )
     runs: str = setting("runs", "where distil.py wrote its runs")
     out: str = setting("bench_out", "where results go")
     teacher_root: str = setting("teacher_model", "where fine-tuned teachers live")
     threads: int = setting(
-        1, "torch and onnxruntime threads per model (1 is robust on a shared machine; on a quiet one also try "
-        "the number of cores)", bounds="[1, inf)",
+        1,
+        "torch and onnxruntime threads per model (1 is robust on a shared machine; on a quiet one also "
+        "try the number of cores)",
+        bounds="[1, inf)",
     )
     sentences: int = setting(1024, "test sentences timed at batch 64", bounds="[1, inf)")
     latency_sentences: int = setting(256, "of those, timed one by one", bounds="[1, inf)")
@@ -82,7 +86,9 @@ class Settings:
     exported_presets: tuple[str, ...] = setting(
         tuple(SIZE_PRESETS), "presets timed with the ONNX backends too", choices=SIZE_PRESETS
     )
-    tokenizer_texts: int | None = setting(None, "train texts the tokenizers learn from (default: all)", bounds="[1, inf)")
+    tokenizer_texts: int | None = setting(
+        None, "train texts the tokenizers learn from (default: all)", bounds="[1, inf)"
+    )
     student_steps: int = setting(50, "measured distillation steps", bounds="[1, inf)")
     teacher_batches: int = setting(10, "measured teacher batches per teacher", bounds="[1, inf)")
     eval_sentences: int | None = setting(
@@ -94,8 +100,10 @@ class Settings:
         validate_fields(self)
 
 
-QUICK = dict(sentences=128, latency_sentences=32, repeats=3, exported_presets=("base",), tokenizer_texts=20_000,
-             student_steps=10, teacher_batches=2, eval_sentences=2000)
+QUICK = dict(
+    sentences=128, latency_sentences=32, repeats=3, exported_presets=("base",), tokenizer_texts=20_000,
+    student_steps=10, teacher_batches=2, eval_sentences=2000,
+)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a key of the built models
@@ -618,9 +626,11 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     distil.add_arguments(parser, Settings)
-    parser.add_argument("--quick", action="store_true", help="fewer sentences and repeats, ONNX forms of the base student only")
+    quick = "fewer sentences and repeats, ONNX forms of the base student only"
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
 
