@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import os
 import random
 import shutil
@@ -126,8 +127,9 @@ def validate_fields(obj: object) -> None:
         name = f"{f.name} ({meta.get('flag') or '--' + f.name.replace('_', '-')})"
         if value is None and type(None) in typing.get_args(hints[f.name]):
             continue
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        number = {float: numbers.Real, int: numbers.Integral}.get(kind)
+        if number is not None and isinstance(value, number) and not isinstance(value, bool):
+            value = kind(value)  # 1 -> 1.0, numpy scalars -> Python numbers
             object.__setattr__(obj, f.name, value)
         if kind is tuple and isinstance(value, list):
             value = tuple(value)
@@ -249,10 +251,15 @@ class RunConfig(DataConfig):
         self.student_config()  # the model's own checks (e.g. preset and custom sizes)
 
     def student_config(self) -> StudentConfig:
+        """The model's config: the preset, custom dimensions, and every field StudentConfig shares with this
+        one (pooling, fc_dim, dropout, max_length, ...: a new model option needs only the two fields)."""
         dims = {k: getattr(self, k) for k in ("embedding_dim", "hidden_dim") if getattr(self, k) is not None}
-        options = dict(
-            pooling=self.pooling, fc_dim=self.fc_dim, dropout=self.dropout, max_length=self.max_length
-        )
+        shared = {f.name for f in dataclasses.fields(StudentConfig)} & {
+            f.name for f in dataclasses.fields(self)
+        }
+        options = {
+            k: getattr(self, k) for k in shared - {"vocab_size", "embedding_dim", "hidden_dim", "size"}
+        }
         preset = StudentConfig.from_size(self.size, self.vocab_size, **options)
         return dataclasses.replace(preset, size=None, **dims) if dims else preset
 
