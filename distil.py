@@ -1181,9 +1181,8 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     if args.stage == "predict":
         return predict(args.student, args.texts, args.device, args.backend)
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
-    if args.stage in ("student", "run"):
-        # Refuse bad student settings before the teacher stage.
-        student_configs(args, args.teacher or getattr(args, "model", None))
+    # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
+    student_configs(args, getattr(args, "teacher", None) or getattr(args, "model", None))
     splits = load_splits(data, paths)
     for name, df in splits.items():
         print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
@@ -1230,7 +1229,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
 
 
 def student_configs(args: argparse.Namespace, teacher: str | None) -> list[RunConfig]:
-    """The grid the student options describe (every combination of the grid fields' values)."""
+    """The grid the stage's RunConfig options describe (every combination of the grid fields' values)."""
     fields = [f for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)]
     fixed = {f.name: getattr(args, f.name) for f in fields if not f.metadata["grid"]}
     return grid(
