@@ -41,7 +41,9 @@ import pandas as pd
 import torch
 
 import distil
+import teacher as teachers
 import utils
+from distil import setting, validate_fields
 from model import (
     BACKENDS,
     SIZE_PRESETS,
@@ -64,27 +66,45 @@ INT8_TOLERANCE = 0.002  # an int8 form is kept only within 0.2 accuracy points o
 
 @dataclass
 class Settings:
-    """What to measure and how much of it."""
+    """What to measure and how much of it (the command line is generated from these fields)."""
 
-    data_dir: str | None = None
-    runs: str = "runs"
-    out: str = "bench_out"
-    teacher_root: str = "teacher_model"
-    threads: int = 1
-    sentences: int = 1024  # test sentences timed at batch 64
-    latency_sentences: int = 256  # of those, timed one by one
-    repeats: int = 5  # timing repeats for the students (teachers are timed once)
-    presets: tuple[str, ...] = tuple(SIZE_PRESETS)
-    exported_presets: tuple[str, ...] = tuple(SIZE_PRESETS)  # presets timed with the ONNX backends too
-    tokenizer_texts: int | None = None  # train texts the tokenizers learn from (None: all)
-    student_steps: int = 50  # measured distillation steps
-    teacher_batches: int = 10  # measured teacher batches per teacher
-    eval_sentences: int | None = None  # test sentences for the exported forms' accuracy (None: all)
-    seed: int = 0
+    data_dir: str | None = setting(
+        None, "folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)"
+    )
+    runs: str = setting("runs", "where distil.py wrote its runs")
+    out: str = setting("bench_out", "where results go")
+    teacher_root: str = setting("teacher_model", "where fine-tuned teachers live")
+    threads: int = setting(
+        1,
+        "torch and onnxruntime threads per model (1 is robust on a shared machine; on a quiet one also "
+        "try the number of cores)",
+        bounds="[1, inf)",
+    )
+    sentences: int = setting(1024, "test sentences timed at batch 64", bounds="[1, inf)")
+    latency_sentences: int = setting(256, "of those, timed one by one", bounds="[1, inf)")
+    repeats: int = setting(5, "timing repeats for the students (teachers are timed once)", bounds="[1, inf)")
+    presets: tuple[str, ...] = setting(tuple(SIZE_PRESETS), "student presets timed", choices=SIZE_PRESETS)
+    exported_presets: tuple[str, ...] = setting(
+        tuple(SIZE_PRESETS), "presets timed with the ONNX backends too", choices=SIZE_PRESETS
+    )
+    tokenizer_texts: int | None = setting(
+        None, "train texts the tokenizers learn from (default: all)", bounds="[1, inf)"
+    )
+    student_steps: int = setting(50, "measured distillation steps", bounds="[1, inf)")
+    teacher_batches: int = setting(10, "measured teacher batches per teacher", bounds="[1, inf)")
+    eval_sentences: int | None = setting(
+        None, "test sentences for the exported forms' accuracy (default: all)", bounds="[1, inf)"
+    )
+    seed: int = setting(0, "random seed", bounds="[0, 4294967295]")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
-QUICK = dict(sentences=128, latency_sentences=32, repeats=3, exported_presets=("base",), tokenizer_texts=20_000,
-             student_steps=10, teacher_batches=2, eval_sentences=2000)
+QUICK = dict(
+    sentences=128, latency_sentences=32, repeats=3, exported_presets=("base",), tokenizer_texts=20_000,
+    student_steps=10, teacher_batches=2, eval_sentences=2000,
+)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a key of the built models
@@ -430,7 +450,7 @@ def accuracy_table(runs: pd.DataFrame) -> list[dict]:
         first = group.iloc[0]
         row = {
             "model": first["student_size"] if first["student_size"] != "custom" else f"e{first['embedding_dim']}h{first['hidden_dim']}",
-            "teacher": distil.teacher_label(str(first["teacher"])), "alpha": first["alpha"],
+            "teacher": teachers.display_name(str(first["teacher"])), "alpha": first["alpha"],
             "unlabeled": Path(first["unlabeled"]).name if first["unlabeled"] != "none" else "none", "vocab_size": int(first["vocab_size"]),
             "params": int(first["params"]), "dataset": first["dataset"], "n_train": first["n_train"], "seeds": len(group),
         }
@@ -457,7 +477,7 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
             with safe_open(str(weights), framework="pt") as f:
                 params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         if info.get("test_accuracy") is not None and params:
-            found.append({"teacher": distil.teacher_label(name), "test_accuracy": info["test_accuracy"], "params": params})
+            found.append({"teacher": teachers.display_name(name), "test_accuracy": info["test_accuracy"], "params": params})
     return found
 
 
@@ -607,24 +627,33 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)")
-    parser.add_argument("--runs", default="runs", help="where distil.py wrote its runs (default: %(default)s)")
-    parser.add_argument("--out", default="bench_out", help="where results go (default: %(default)s)")
-    parser.add_argument("--teacher-root", default="teacher_model", help="where fine-tuned teachers live (default: %(default)s)")
-    parser.add_argument("--quick", action="store_true", help="fewer sentences and repeats, ONNX forms of the base student only")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch and onnxruntime threads per model (default: %(default)s, robust on a shared machine; "
-                             "on a quiet one also try the number of cores)")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    distil.add_arguments(parser, Settings)
+    quick = "fewer sentences and repeats, ONNX forms of the base student only"
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the options; --quick changes the values that were left at their defaults."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    if args.quick:
+        defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+        values.update({k: v for k, v in QUICK.items() if values[k] == defaults[k]})
+    return Settings(**values)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-    settings = Settings(data_dir=args.data_dir, runs=args.runs, out=args.out, teacher_root=args.teacher_root,
-                        threads=args.threads, **(QUICK if args.quick else {}))
+    try:
+        settings = settings_from_args(args)
+    except ValueError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     return run(settings)
 
 

@@ -1,4 +1,4 @@
-"""Distil a fine-tuned Korean transformer into a tiny BiLSTM: the trainer and the command line.
+"""Distil a fine-tuned Korean transformer into a tiny BiLSTM: settings, the trainer and the command line.
 
     python distil.py download  --dataset nsmc [--data-dir DIR]
     python distil.py tokenizer --dataset nsmc --vocab-size 3000
@@ -8,22 +8,34 @@
     python distil.py run       ... (all stages)
     python distil.py predict   --student runs/nsmc/<run>/student "재밌어요"
 
-Every stage is idempotent: what is already done and valid is reused.
+Every stage is idempotent: what is already done and valid is reused. Read top to bottom: settings (the
+dataclasses below are the single source of every option, its help, choices and allowed range; the CLI and
+the notebook are generated from / checked against them) -> the trainer -> the command line.
+Expected errors are printed as one line (exit code 2: a bad setting, 1: a file or run state); --debug shows
+the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import difflib
+import hashlib
 import itertools
 import json
-import logging
+import math
+import numbers
+import os
 import random
 import shutil
 import sys
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
 import numpy as np
 import pandas as pd
 import torch
@@ -34,103 +46,366 @@ from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+import teacher as teachers
 import utils
-from model import BACKENDS, SIZE_PRESETS, BiLSTMClassifier, Student, StudentConfig, count_parameters, encode, load_student, pad_batch, save_student
+from model import (
+    BACKENDS,
+    POOLINGS,
+    SIZE_PRESETS,
+    BiLSTMClassifier,
+    Student,
+    StudentConfig,
+    count_parameters,
+    encode,
+    load_student,
+    pad_batch,
+    save_student,
+)
 
 logger = utils.logger
 
-
 DEFAULT_ALPHA = 0.1  # Tang et al. weigh the label loss lightly
+KD_LOSSES = ("kl", "mse")
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+
+
+# -------------------------------------------------------------------------------------------------------
+# Settings: dataclass fields carry help, choices, bounds, CLI flag and grid; __post_init__ validates them
+# -------------------------------------------------------------------------------------------------------
+
+
+def setting(
+    default: object,
+    help: str,
+    *,
+    choices: typing.Sequence | None = None,
+    bounds: str | None = None,
+    flag: str | None = None,
+    grid: bool = False,
+) -> typing.Any:
+    """A dataclass field with its metadata. ``bounds`` is an interval: ``"[0, 1)"``, ``"[1, inf)"``."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "bounds": bounds,
+        "flag": flag,
+        "grid": grid,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _base_type(hint: object) -> type:
+    """``int | None`` -> int, ``tuple[str, ...]`` -> tuple, ``str`` -> str."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return tuple
+    return _base_type(args[0]) if origin is not None and args else typing.cast(type, hint)
+
+
+def _in_bounds(value: float, bounds: str) -> bool:
+    low, high = (float(x) for x in bounds[1:-1].split(","))
+    above = value >= low if bounds[0] == "[" else value > low
+    below = value <= high if bounds[-1] == "]" else value < high
+    return above and below
+
+
+def validate_fields(obj: object) -> None:
+    """Check each field of a settings dataclass against its type, choices and bounds (one-line ValueError)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, meta, kind = getattr(obj, f.name), f.metadata, _base_type(hints[f.name])
+        name = f"{f.name} ({meta.get('flag') or '--' + f.name.replace('_', '-')})"
+        if value is None and type(None) in typing.get_args(hints[f.name]):
+            continue
+        number = {float: numbers.Real, int: numbers.Integral}.get(kind)
+        if number is not None and isinstance(value, number) and not isinstance(value, bool):
+            value = kind(value)  # 1 -> 1.0, numpy scalars -> Python numbers
+            object.__setattr__(obj, f.name, value)
+        if kind is tuple and isinstance(value, list):
+            value = tuple(value)
+            object.__setattr__(obj, f.name, value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{name} must be of type {kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        choices = meta.get("choices")
+        items = value if kind is tuple else (value,)
+        if choices and any(item not in choices for item in items):
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        if meta.get("bounds") and not _in_bounds(value, meta["bounds"]):
+            raise ValueError(f"{name} must be in {meta['bounds']}, got {value!r}")
 
 
 @dataclass
-class RunConfig:
-    """Everything that defines one distillation run (saved as the run's config.json)."""
+class DataConfig:
+    """Which examples are used: shared by the teacher stage and every student of a grid."""
 
-    dataset: str = "nsmc"
-    teacher: str | None = None  # fine-tuned HF classifier (dir or hub name) or a student dir; None = baseline
-    vocab_size: int = 3000
-    size: str = "base"  # preset; embedding_dim / hidden_dim override it
-    embedding_dim: int | None = None
-    hidden_dim: int | None = None
-    pooling: str = "last"
-    fc_dim: int = 0
-    dropout: float = 0.2
-    alpha: float | None = None  # weight of the label loss (1 - alpha weighs KD); default 0.1 with a teacher, 1 without
-    temperature: float = 2.0
-    kd_loss: str = "kl"  # "kl" (Hinton, scaled by T^2) or "mse" (Tang et al., on logits)
-    teacher_max_length: int = 128  # tokens per text the teacher saw when its logits were cached
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"  # "adamw" or "adam"
-    scheduler: str = "linear"  # transformers.get_scheduler name: linear, cosine, constant_with_warmup, ...
-    warmup_ratio: float = 0.05
-    grad_clip: float = 1.0
-    patience: int = 3  # epochs without a better validation accuracy before stopping
-    max_length: int = 128
-    max_train: int | None = None
-    unlabeled: str | None = None  # extra text the teacher labels (one review per line)
-    seed: int = 42
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.2
-    skip_bad_rows: bool = False
+    dataset: str = setting("nsmc", "dataset", choices=utils.DATASET_NAMES)
+    max_train: int | None = setting(
+        None, "train on a random subset of this many training examples", bounds="[1, inf)"
+    )
+    valid_fraction: float = setting(0.05, "share of train held out for validation", bounds="(0, 1)")
+    test_fraction: float = setting(
+        0.2, "share held out for test (datasets without a test file)", bounds="(0, 1)"
+    )
+    skip_bad_rows: bool = setting(False, "skip (and count) malformed rows instead of stopping")
 
     def __post_init__(self) -> None:
+        validate_fields(self)
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"valid_fraction + test_fraction must be < 1: {self.valid_fraction} + {self.test_fraction}"
+            )
+
+    def data_config(self) -> DataConfig:
+        """Just the data settings (e.g. of a RunConfig)."""
+        return DataConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataConfig)})
+
+
+# Settings a baseline (alpha = 1) leaves at their defaults: it learns from the labels only.
+KD_FIELDS = ("teacher", "temperature", "kd_loss", "teacher_max_length", "unlabeled")
+
+
+@dataclass
+class RunConfig(DataConfig):
+    """Everything that defines one distillation run (saved in the run's config.json).
+
+    ``alpha`` None means 0.1 with a teacher and 1 (the no-teacher baseline) without. A baseline has no
+    teacher and no distillation settings: passing them with alpha 1 is an error, never silently dropped
+    (``grid`` builds the alpha = 1 points of a grid as baselines explicitly).
+    """
+
+    teacher: str | None = setting(
+        None, "fine-tuned HF sequence-classification model (directory or hub name) or a student directory"
+    )
+    vocab_size: int = setting(
+        3000, "WordPiece vocab size(s); several run a grid", bounds="[50, inf)", grid=True
+    )
+    size: str = setting("base", "student preset(s)", choices=SIZE_PRESETS, grid=True)
+    embedding_dim: int | None = setting(
+        None, "custom embedding size (overrides the preset)", bounds="[1, inf)"
+    )
+    hidden_dim: int | None = setting(
+        None, "custom LSTM hidden size per direction (overrides the preset)", bounds="[1, inf)"
+    )
+    pooling: str = setting("last", "how the BiLSTM states become one vector", choices=POOLINGS)
+    fc_dim: int = setting(0, "width of an extra ReLU layer (0: none)", bounds="[0, inf)")
+    dropout: float = setting(0.2, "dropout before the output layer", bounds="[0, 1)")
+    alpha: float | None = setting(
+        None,
+        "weight of the label loss; 1 trains the no-teacher baseline (default: 0.1 with a teacher, else 1)",
+        bounds="[0, 1]",
+        grid=True,
+    )
+    temperature: float = setting(2.0, "softmax temperature of the KL loss", bounds="(0, inf)", grid=True)
+    kd_loss: str = setting(
+        "kl", "kl (Hinton, x T^2) or mse on logits (Tang et al.)", choices=KD_LOSSES, grid=True
+    )
+    teacher_max_length: int = setting(128, "tokens per text for the teacher", bounds="[1, inf)")
+    epochs: int = setting(10, "training epochs", bounds="[1, inf)")
+    batch_size: int = setting(64, "training batch size", bounds="[1, inf)")
+    lr: float = setting(2e-3, "peak learning rate", bounds="(0, 1]")
+    weight_decay: float = setting(0.01, "weight decay", bounds="[0, 1]")
+    optimizer: str = setting("adamw", "optimizer", choices=OPTIMIZERS)
+    scheduler: str = setting(
+        "linear", "learning-rate schedule (transformers.get_scheduler)", choices=SCHEDULERS
+    )
+    warmup_ratio: float = setting(0.05, "share of the steps spent warming up", bounds="[0, 1)")
+    grad_clip: float = setting(1.0, "max gradient norm (0: off)", bounds="[0, inf)")
+    patience: int = setting(
+        3, "early stopping: epochs without a better validation accuracy", bounds="[1, inf)"
+    )
+    max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
+    unlabeled: str | None = setting(
+        None, "extra text, one review per line, that the teacher labels for the student"
+    )
+    seed: int = setting(42, "random seed(s)", bounds="[0, 4294967295]", grid=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.alpha is None:
             self.alpha = DEFAULT_ALPHA if self.teacher else 1.0
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.alpha == 1.0 and self.unlabeled:
-            raise ValueError("--unlabeled text is learnt from the teacher's logits only: it needs alpha < 1")
+        if self.teacher is not None and not self.teacher.strip():
+            raise ValueError("teacher (--teacher) must be a directory or hub name, got an empty string")
         if self.alpha == 1.0:
-            # The baseline is one run whatever the teacher and distillation settings.
-            self.teacher, self.temperature, self.kd_loss = None, RunConfig.temperature, RunConfig.kd_loss
-        if self.teacher is None and self.alpha != 1.0:
-            raise ValueError("without a teacher only the baseline can be trained: pass --alpha 1 or --teacher")
-        if self.kd_loss not in ("kl", "mse"):
-            raise ValueError(f"kd_loss must be 'kl' or 'mse', got {self.kd_loss!r}")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive")
+            given = [k for k in KD_FIELDS if getattr(self, k) != _default(RunConfig, k)]
+            if given:
+                raise ValueError(
+                    "alpha 1 is the baseline: it has no teacher and no distillation settings; "
+                    f"got {', '.join(given)} (use alpha < 1 to distil, or leave them out)"
+                )
+        elif self.teacher is None:
+            raise ValueError(
+                "without a teacher only the baseline can be trained: pass --alpha 1 or --teacher"
+            )
+        self.student_config()  # the model's own checks (e.g. preset and custom sizes)
 
     def student_config(self) -> StudentConfig:
-        dims = {k: v for k, v in (("embedding_dim", self.embedding_dim), ("hidden_dim", self.hidden_dim)) if v is not None}
-        options = dict(pooling=self.pooling, fc_dim=self.fc_dim, dropout=self.dropout, max_length=self.max_length)
+        """The model's config: the preset, custom dimensions, and every field StudentConfig shares with this
+        one (pooling, fc_dim, dropout, max_length, ...: a new model option needs only the two fields)."""
+        dims = {k: getattr(self, k) for k in ("embedding_dim", "hidden_dim") if getattr(self, k) is not None}
+        shared = {f.name for f in dataclasses.fields(StudentConfig)} & {
+            f.name for f in dataclasses.fields(self)
+        }
+        options = {
+            k: getattr(self, k) for k in shared - {"vocab_size", "embedding_dim", "hidden_dim", "size"}
+        }
         preset = StudentConfig.from_size(self.size, self.vocab_size, **options)
         return dataclasses.replace(preset, size=None, **dims) if dims else preset
 
     def run_name(self) -> str:
-        """Readable directory name, e.g. ``base-v3000-koelectra-nsmc-a0.1-T2``."""
-        cfg = self.student_config()
-        size = self.size if (cfg.embedding_dim, cfg.hidden_dim) == SIZE_PRESETS[self.size] else f"e{cfg.embedding_dim}h{cfg.hidden_dim}"
-        parts = [size, f"v{self.vocab_size}"]
+        """Directory name: readable, e.g. ``base-v3000-koelectra-nsmc-a0.1-T2``, plus ``-h<hash>`` of the
+        other settings that differ from their defaults (pooling, dropout, lr, ...): a change is a new run."""
+        parts = [self.size_label(), f"v{self.vocab_size}"]
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
-            parts += [teacher_label(self.teacher), f"a{self.alpha:g}", f"T{self.temperature:g}"]
+            parts += [teachers.display_name(self.teacher), f"a{self.alpha:g}", f"T{self.temperature:g}"]
             parts += ["mse"] if self.kd_loss == "mse" else []
             parts += [f"u-{Path(self.unlabeled).stem}"] if self.unlabeled else []
         parts += [f"n{self.max_train}"] if self.max_train else []
         parts += [f"s{self.seed}"] if self.seed != 42 else []
+        rest = {k: v for k, v in self.changed_settings().items() if k not in NAMED_FIELDS}
+        if rest:
+            parts.append("h" + hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8])
         return "-".join(parts)
 
+    def size_label(self) -> str:
+        """The preset's name, or ``e<embedding>h<hidden>`` when custom dimensions differ from it."""
+        cfg = self.student_config()
+        dims = (cfg.embedding_dim, cfg.hidden_dim)
+        return self.size if dims == SIZE_PRESETS[self.size] else f"e{dims[0]}h{dims[1]}"
 
-def teacher_label(teacher: str) -> str:
-    """Short name of a teacher for run names: the model's folder or hub name, or the run of a student teacher."""
-    path = Path(teacher.rstrip("/"))
-    return path.parent.name if path.name == "student" and path.parent.name else path.name
+    def changed_settings(self) -> dict:
+        """The settings that differ from their defaults."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != _default(RunConfig, f.name)
+        }
+
+
+# Shown in the readable part of a run's name (the dataset is its parent folder); the rest go into the hash.
+NAMED_FIELDS = {
+    "dataset",
+    "teacher",
+    "vocab_size",
+    "size",
+    "embedding_dim",
+    "hidden_dim",
+    "alpha",
+    "temperature",
+    "kd_loss",
+    "unlabeled",
+    "max_train",
+    "seed",
+}
+
+
+def _default(cls: type, name: str) -> object:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 @dataclass
 class Paths:
     """Where data, tokenizers, teachers and runs live (one working directory, e.g. on Google Drive)."""
 
-    data_dir: str | None = None  # local copies of the dataset files; None = download into data_root
-    data_root: str = "data"
-    tokenizer_root: str = "tokenizer"
-    teacher_root: str = "teacher_model"
-    out: str = "runs"
+    data_dir: str | None = setting(
+        None, "folder with local copies of the dataset files instead of downloading them"
+    )
+    data_root: str = setting("data", "where downloads go")
+    tokenizer_root: str = setting("tokenizer", "where vocabularies go")
+    teacher_root: str = setting("teacher_model", "where teachers and their logits caches go")
+    out: str = setting("runs", "where student runs go")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+def grid(base: RunConfig | dict, **lists: list) -> list[RunConfig]:
+    """Every combination of the listed values (e.g. vocab_size=[2000, 3000], alpha=[0.1, 1]), no repeats.
+
+    A point with alpha = 1 is built as the baseline: no teacher and default distillation settings.
+    """
+    fixed = dataclasses.asdict(base) if isinstance(base, RunConfig) else dict(base)
+    keys = list(lists)
+    configs = {}
+    for values in itertools.product(*(lists[k] for k in keys)):
+        point = {**fixed, **dict(zip(keys, values))}
+        if point.get("alpha") == 1.0:
+            point.update({k: _default(RunConfig, k) for k in KD_FIELDS})
+        cfg = RunConfig(**point)
+        configs.setdefault(json.dumps(dataclasses.asdict(cfg), sort_keys=True), cfg)
+    return list(configs.values())
+
+
+def check_keys(given: typing.Iterable[str], valid: typing.Iterable[str], what: str) -> None:
+    """ValueError for an unknown key, naming the nearest valid one (a typo such as ``patiance``)."""
+    valid = sorted(set(valid))
+    for key in given:
+        if key not in valid:
+            near = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+            raise ValueError(f"unknown {what} {key!r}: {hint}")
+
+
+# Notebook parameters that are not RunConfig/Paths fields: the teacher's fine-tuning settings (until they
+# live in a teacher config dataclass) and the notebook's own switches.
+TEACHER_PARAMS = (
+    "teacher_base_model",
+    "teacher_epochs",
+    "teacher_max_steps",
+    "teacher_batch_size",
+    "teacher_lr",
+)
+
+
+def configs_from_params(
+    params: dict,
+    teacher: str | None = None,
+    alphas: list[float] | None = None,
+    extra_keys: typing.Iterable[str] = (),
+) -> tuple[DataConfig, list[RunConfig]]:
+    """The notebook's PARAMS -> (data settings, one RunConfig per grid point); every key and value checked.
+
+    A list value is a grid axis. ``teacher`` replaces PARAMS' teacher; ``alphas`` replaces PARAMS' alpha
+    (alpha = 1 points are baselines). Keys other than RunConfig / Paths fields, TEACHER_PARAMS and
+    ``extra_keys`` are refused with the nearest valid key.
+    """
+    run_fields = {f.name for f in dataclasses.fields(RunConfig)}
+    check_keys(
+        params,
+        run_fields | {f.name for f in dataclasses.fields(Paths)} | set(TEACHER_PARAMS) | set(extra_keys),
+        "parameter",
+    )
+    values = {k: v for k, v in params.items() if k in run_fields}
+    values["teacher"] = teacher
+    if alphas is not None:
+        values["alpha"] = list(alphas)
+    fixed = {k: v for k, v in values.items() if not isinstance(v, (list, tuple))}
+    axes = {k: list(v) for k, v in values.items() if isinstance(v, (list, tuple))}
+    for key in axes:
+        if not _meta(RunConfig, key).get("grid"):
+            grid_keys = [f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("grid")]
+            raise ValueError(
+                f"parameter {key!r} takes one value, not a list (grid axes: {', '.join(grid_keys)})"
+            )
+    configs = grid(fixed, **axes)
+    return configs[0].data_config(), configs
+
+
+def _meta(cls: type, name: str) -> typing.Mapping:
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -165,8 +440,10 @@ def distillation_loss(
     return alpha * ce + (1 - alpha) * kd, ce, kd
 
 
-def bucket_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[np.ndarray]:
-    """Shuffled batches of similar lengths: shuffle, sort within chunks of ``bucket`` batches, shuffle batches."""
+def bucket_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort in chunks of ``bucket`` batches, shuffle batches."""
     order = rng.permutation(len(lengths))
     chunk = batch_size * bucket
     batches = []
@@ -178,7 +455,13 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 
 @torch.inference_mode()
-def evaluate(model: BiLSTMClassifier, sequences: list[list[int]], labels: np.ndarray, device: torch.device, batch_size: int = 512) -> dict:
+def evaluate(
+    model: BiLSTMClassifier,
+    sequences: list[list[int]],
+    labels: np.ndarray,
+    device: torch.device,
+    batch_size: int = 512,
+) -> dict:
     """Accuracy, macro F1, mean CE loss and confusion matrix on encoded examples."""
     model.eval()
     order = np.argsort([len(s) for s in sequences], kind="stable")
@@ -194,149 +477,359 @@ def evaluate(model: BiLSTMClassifier, sequences: list[list[int]], labels: np.nda
         "accuracy": float(accuracy_score(labels, preds)),
         "f1": float(f1_score(labels, preds, average="macro")),
         "loss": loss / len(sequences),
-        "confusion_matrix": confusion_matrix(labels, preds, labels=list(range(model.config.num_labels))).tolist(),
+        "confusion_matrix": confusion_matrix(
+            labels, preds, labels=list(range(model.config.num_labels))
+        ).tolist(),
     }
 
 
 # -------------------------------------------------------------------------------------------------------
-# Training one student
+# Training one student: open or resume the run -> prepare the data -> fit epochs -> finish
 # -------------------------------------------------------------------------------------------------------
 
 
-def train_student(cfg: RunConfig, paths: Paths = Paths(), device: str = "auto", overwrite: bool = False, log_every: int = 50) -> dict:
+class RunStateError(RuntimeError):
+    """A run folder that cannot be used as it is: other settings or data, in progress, or a corrupt file."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or non-finite weights."""
+
+
+LOCK_NAME = ".lock"  # held (flock) while a process works on the run; released when that process dies
+PID_NAME = ".lock.pid"  # which process holds it, for the error message
+CONFIG_JSON = "config.json"  # written with the first checkpoint: a run that failed before it blocks nothing
+
+
+def train_student(
+    cfg: RunConfig,
+    paths: Paths | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    log_every: int = 50,
+    splits: dict[str, pd.DataFrame] | None = None,
+) -> dict:
     """Train (or resume, or reuse) one student and return its metrics (also saved as metrics.json).
 
-    The run directory holds config.json, checkpoint.pt (for resuming), student/ (best checkpoint by
-    validation accuracy), the TensorBoard events and, once finished, metrics.json.
+    ``splits`` (from ``load_splits``) are loaded here when not given; a grid passes them in once. The run
+    directory holds config.json (the settings plus fingerprints of the data and the teacher), checkpoint.pt
+    (for resuming), tokenizer/, student/ (the best epoch by validation accuracy), the TensorBoard events
+    and, once finished, metrics.json. A run is reused or resumed only when settings and fingerprints match.
     """
-    run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
-    config = dataclasses.asdict(cfg)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if (run_dir / "config.json").is_file():
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        if saved != config:
-            changed = sorted(k for k in config if saved.get(k) != config[k])
-            raise ValueError(f"{run_dir} holds a run with other settings ({', '.join(changed)}); pass --overwrite or --out")
-        if (run_dir / "metrics.json").is_file():
-            logger.info(f"{run_dir} is finished: reusing its metrics (pass --overwrite to train again)")
-            return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    utils.atomic_write_json(run_dir / "config.json", config)
-
+    paths = paths or Paths()
     dev = utils.get_device(device)
-    utils.set_seed(cfg.seed)
-    splits = load_splits(cfg, paths)
-    train = splits["train"]
-    if cfg.unlabeled:
-        train = pd.concat([train, utils.read_unlabeled(cfg.unlabeled)], ignore_index=True)
+    splits = splits if splits is not None else load_splits(cfg, paths)
+    train = training_rows(cfg, splits)
+    identity = run_identity(cfg, paths, splits, train)
+    run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
+    with run_lock(run_dir):
+        finished = open_run(run_dir, cfg, identity, overwrite)
+        if finished is not None:
+            return finished
+        utils.set_seed(cfg.seed)
+        data = prepare(cfg, paths, run_dir, splits, train, dev, device)
+        fit = start_fit(cfg, run_dir, data, dev)
+        record = {**dataclasses.asdict(cfg), "fingerprints": identity}
+        writer = SummaryWriter(str(run_dir), purge_step=fit.global_step() if fit.state["epoch"] else None)
+        try:
+            while fit.state["epoch"] < cfg.epochs and fit.state["bad_epochs"] < cfg.patience:
+                start = time.perf_counter()
+                fit_epoch(cfg, fit, data, writer, log_every)
+                end_epoch(cfg, run_dir, fit, data, writer, start, record)
+            return finish_run(cfg, run_dir, splits, fit.state, dev, writer)
+        finally:
+            writer.close()
 
-    # The run keeps its own copy of the tokenizer so that resuming never meets a retrained vocabulary.
-    if (run_dir / "tokenizer" / "tokenizer.json").is_file():
-        tokenizer = utils.load_tokenizer(run_dir / "tokenizer")
+
+def load_splits(cfg: DataConfig, paths: Paths | None = None) -> dict[str, pd.DataFrame]:
+    """The train/valid/test splits of the data settings (load them once for a whole grid)."""
+    paths = paths or Paths()
+    return utils.load_dataset(
+        cfg.dataset,
+        paths.data_dir,
+        paths.data_root,
+        cfg.valid_fraction,
+        cfg.test_fraction,
+        cfg.skip_bad_rows,
+        cfg.max_train,
+    )
+
+
+def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The training split, plus the unlabeled text (label -1) when the run has some."""
+    if not cfg.unlabeled:
+        return splits["train"]
+    return pd.concat([splits["train"], utils.read_unlabeled(cfg.unlabeled)], ignore_index=True)
+
+
+def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], train: pd.DataFrame) -> dict:
+    """Fingerprints of what a run learns from: its examples (ids and texts of every split, and the unlabeled
+    text) and its teacher's files (config and weights; a student teacher's too). None without a teacher."""
+    digest = hashlib.sha256()
+    for name, df in [*splits.items(), ("train+unlabeled", train)]:
+        digest.update(f"{name}:{utils.data_fingerprint(df)}\n".encode())
+    teacher = None
+    if cfg.teacher is not None:
+        teacher = teachers.teacher_fingerprint(teachers.resolve_teacher(cfg.teacher, paths.teacher_root))
+    return {"data": digest.hexdigest(), "teacher": teacher}
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> typing.Iterator[None]:
+    """Hold the run folder for this process; a second process stops with "run in progress (pid N)".
+
+    An OS file lock (flock) is released by the kernel when its process dies: a stale lock never blocks.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(run_dir / LOCK_NAME, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        pid_file = run_dir / PID_NAME
+        pid = pid_file.read_text(encoding="utf-8").strip() if pid_file.is_file() else "unknown"
+        raise RunStateError(
+            f"{run_dir}: run in progress (pid {pid}); wait for it to finish or stop it"
+        ) from None
+    try:
+        (run_dir / PID_NAME).write_text(str(os.getpid()), encoding="utf-8")
+        yield
+    finally:
+        (run_dir / PID_NAME).unlink(missing_ok=True)
+        lock.release()
+
+
+def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> dict | None:
+    """The finished run's metrics to reuse, or None to train (resuming from checkpoint.pt if there is one).
+
+    Refuses (RunStateError) a run folder whose settings or fingerprints differ. Leftovers of a start that
+    never finished an epoch (no config.json) are removed.
+    """
+    config_path = run_dir / CONFIG_JSON
+    if overwrite or not config_path.is_file():
+        clear_run(run_dir)
+        return None
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunStateError(
+            f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
+        ) from None
+    current = {**dataclasses.asdict(cfg), "fingerprints": identity}
+    changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
+    changed += [
+        f"{k} fingerprint" for k in identity if (saved.get("fingerprints") or {}).get(k) != identity[k]
+    ]
+    if changed:
+        raise RunStateError(
+            f"{run_dir} holds a run with other settings ({', '.join(changed)}; e.g. another --data-dir, "
+            "data or teacher): pass --overwrite to replace it or --out to write elsewhere"
+        )
+    if (run_dir / "metrics.json").is_file():
+        logger.info(f"{run_dir} is finished: reusing its metrics (pass --overwrite to train again)")
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return None
+
+
+def clear_run(run_dir: Path) -> None:
+    """Empty a run folder (but for the lock this process holds)."""
+    for path in run_dir.iterdir():
+        if path.name in (LOCK_NAME, PID_NAME):
+            continue
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+@dataclass
+class Prepared:
+    """A run's encoded data: what every epoch reads."""
+
+    tokenizer: typing.Any
+    train_seqs: list[list[int]]
+    lengths: np.ndarray
+    train_labels: torch.Tensor
+    teacher_train: torch.Tensor | None  # teacher logits aligned with the training rows
+    valid_seqs: list[list[int]]
+    valid_labels: np.ndarray
+
+
+def prepare(
+    cfg: RunConfig,
+    paths: Paths,
+    run_dir: Path,
+    splits: dict,
+    train: pd.DataFrame,
+    dev: torch.device,
+    device: str,
+) -> Prepared:
+    """Tokenizer (the run's own copy, so that resuming never meets a retrained vocabulary), sequences and
+    the cached teacher logits."""
+    tokenizer_dir = run_dir / "tokenizer"
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        try:
+            tokenizer = utils.load_tokenizer(tokenizer_dir)
+        except Exception as err:  # a truncated or foreign file: name it and the remedy
+            raise RunStateError(
+                f"{tokenizer_dir} is corrupt ({type(err).__name__}); pass --overwrite"
+            ) from None
     else:
         tokenizer = utils.get_tokenizer(splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root)
-        tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-
+        utils.atomic_dir(tokenizer_dir, lambda tmp: utils.save_tokenizer_files(tokenizer, tmp))
     teacher_train = None
     if cfg.teacher is not None and cfg.alpha < 1.0:
         teacher_train = teacher_logits_for(cfg, paths, train, device).to(dev)
-
-    student_cfg = cfg.student_config()
-    model = BiLSTMClassifier(student_cfg).to(dev)
-    logger.info(f"student {cfg.run_name()}: {count_parameters(model):,} parameters on {dev}")
     train_seqs = encode(tokenizer, train["text"].tolist(), cfg.max_length)
-    valid_seqs = encode(tokenizer, splits["valid"]["text"].tolist(), cfg.max_length)
-    lengths = np.array([len(s) for s in train_seqs])
-    train_labels = torch.tensor(train["label"].to_numpy(), device=dev)
-
-    steps_per_epoch = -(-len(train_seqs) // cfg.batch_size)
-    optimizer = make_optimizer(cfg, model)
-    total = steps_per_epoch * cfg.epochs
-    scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total)
-    rng = np.random.default_rng(cfg.seed)
-    state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0, "train_seconds": 0.0, "history": []}
-
-    checkpoint = run_dir / "checkpoint.pt"
-    if checkpoint.is_file():
-        state = load_checkpoint(checkpoint, model, optimizer, scheduler, rng)
-        logger.info(f"resuming {run_dir} after epoch {state['epoch']}")
-
-    writer = SummaryWriter(str(run_dir), purge_step=state["epoch"] * steps_per_epoch if state["epoch"] else None)
-    try:
-        while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
-            epoch = state["epoch"] + 1
-            start = time.perf_counter()
-            model.train()
-            sums = torch.zeros(3, device=dev)  # loss, ce, kd summed on the device: no sync per step
-            batches = bucket_batches(lengths, cfg.batch_size, rng)
-            for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False), start=1):
-                ids, lens = pad_batch([train_seqs[i] for i in idx], student_cfg.pad_id)
-                index = torch.as_tensor(idx, device=dev)
-                logits = model(ids.to(dev), lens)
-                target = teacher_train[index] if teacher_train is not None else None
-                loss, ce, kd = distillation_loss(logits, train_labels[index], target, cfg.alpha, cfg.temperature, cfg.kd_loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                sums += torch.stack([loss.detach(), ce.detach(), kd.detach()])
-                if step % log_every == 0 or step == len(batches):
-                    global_step = (epoch - 1) * steps_per_epoch + step
-                    n = log_every if step % log_every == 0 else step % log_every
-                    for name, value in zip(("loss", "ce", "kd"), (sums / n).tolist()):
-                        writer.add_scalar(f"train/{name}", value, global_step)
-                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], global_step)
-                    sums.zero_()
-            state["train_seconds"] += time.perf_counter() - start
-            val = evaluate(model, valid_seqs, splits["valid"]["label"].to_numpy(), dev)
-            for name in ("accuracy", "f1", "loss"):
-                writer.add_scalar(f"valid/{name}", val[name], epoch)
-            writer.flush()
-            state["epoch"] = epoch
-            state["history"].append({"epoch": epoch, "val_accuracy": val["accuracy"], "val_f1": val["f1"], "seconds": time.perf_counter() - start})
-            if val["accuracy"] > state["best_accuracy"]:
-                state.update(best_accuracy=val["accuracy"], best_f1=val["f1"], best_epoch=epoch, bad_epochs=0)
-                save_student(model, tokenizer, run_dir / "student", extra={"run": cfg.run_name(), "epoch": epoch, "val_accuracy": val["accuracy"]})
-            else:
-                state["bad_epochs"] += 1
-            save_checkpoint(checkpoint, model, optimizer, scheduler, rng, state)
-            logger.info(f"epoch {epoch}: val accuracy {val['accuracy']:.4f}, f1 {val['f1']:.4f} ({state['history'][-1]['seconds']:.1f}s)")
-
-        metrics = finish_run(cfg, run_dir, splits, state, dev, writer)
-    finally:
-        writer.close()
-    return metrics
-
-
-def load_splits(cfg: RunConfig, paths: Paths = Paths()) -> dict[str, pd.DataFrame]:
-    """The train/valid/test splits a run uses."""
-    return utils.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, cfg.valid_fraction, cfg.test_fraction, cfg.skip_bad_rows, cfg.max_train)
+    return Prepared(
+        tokenizer=tokenizer,
+        train_seqs=train_seqs,
+        lengths=np.array([len(s) for s in train_seqs]),
+        train_labels=torch.tensor(train["label"].to_numpy(), device=dev),
+        teacher_train=teacher_train,
+        valid_seqs=encode(tokenizer, splits["valid"]["text"].tolist(), cfg.max_length),
+        valid_labels=splits["valid"]["label"].to_numpy(),
+    )
 
 
 def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str) -> torch.Tensor:
-    """Cached teacher logits aligned with the training rows (labelled rows and unlabeled text cached apart)."""
-    import teacher as teachers
-
+    """Cached teacher logits aligned with the training rows (labelled rows and unlabeled text apart)."""
     labelled = train["label"] >= 0
     options = dict(teacher_root=paths.teacher_root, device=device, max_length=cfg.teacher_max_length)
     parts = [teachers.teacher_logits(cfg.teacher, train[labelled], cfg.dataset, "train", **options)]
     if not labelled.all():
-        parts.append(teachers.teacher_logits(cfg.teacher, train[~labelled], cfg.dataset, f"unlabeled-{Path(cfg.unlabeled).stem}", **options))
+        split = f"unlabeled-{Path(cfg.unlabeled).stem}"
+        parts.append(teachers.teacher_logits(cfg.teacher, train[~labelled], cfg.dataset, split, **options))
     return torch.cat(parts)
 
 
+@dataclass
+class Fit:
+    """The model in training, its optimizer, schedule, shuffling RNG and progress (checkpoint.pt)."""
+
+    model: BiLSTMClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: typing.Any
+    rng: np.random.Generator
+    state: dict
+    steps_per_epoch: int
+
+    def global_step(self) -> int:
+        return self.state["epoch"] * self.steps_per_epoch
+
+
+def start_fit(cfg: RunConfig, run_dir: Path, data: Prepared, dev: torch.device) -> Fit:
+    """A fresh model and optimizer, or the state after the last finished epoch from checkpoint.pt."""
+    model = BiLSTMClassifier(cfg.student_config()).to(dev)
+    logger.info(f"student {cfg.run_name()}: {count_parameters(model):,} parameters on {dev}")
+    steps_per_epoch = -(-len(data.train_seqs) // cfg.batch_size)
+    optimizer = make_optimizer(cfg, model)
+    total = steps_per_epoch * cfg.epochs
+    scheduler = get_scheduler(
+        cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total), num_training_steps=total
+    )
+    rng = np.random.default_rng(cfg.seed)
+    state = {
+        "epoch": 0,
+        "best_accuracy": -1.0,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "train_seconds": 0.0,
+        "history": [],
+    }
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, rng)
+        logger.info(f"resuming {run_dir} after epoch {state['epoch']}")
+    return Fit(model, optimizer, scheduler, rng, state, steps_per_epoch)
+
+
+def fit_epoch(cfg: RunConfig, fit: Fit, data: Prepared, writer: SummaryWriter, log_every: int) -> None:
+    """One pass over the training data. Losses are summed on the device (no sync per step) and checked for
+    NaN/Inf at each log interval: a non-finite loss stops training naming the epoch and the first bad step."""
+    epoch, dev = fit.state["epoch"] + 1, data.train_labels.device
+    fit.model.train()
+    sums = torch.zeros(3, device=dev)  # loss, ce, kd since the last log
+    first_bad = torch.zeros((), dtype=torch.long, device=dev)  # first step with a non-finite loss (0: none)
+    batches = bucket_batches(data.lengths, cfg.batch_size, fit.rng)
+    for step, idx in enumerate(
+        tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None), start=1
+    ):
+        ids, lens = pad_batch([data.train_seqs[i] for i in idx], fit.model.config.pad_id)
+        index = torch.as_tensor(idx, device=dev)
+        logits = fit.model(ids.to(dev), lens)
+        target = data.teacher_train[index] if data.teacher_train is not None else None
+        loss, ce, kd = distillation_loss(
+            logits, data.train_labels[index], target, cfg.alpha, cfg.temperature, cfg.kd_loss
+        )
+        fit.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(fit.model.parameters(), cfg.grad_clip)
+        fit.optimizer.step()
+        fit.scheduler.step()
+        sums += torch.stack([loss.detach(), ce.detach(), kd.detach()])
+        first_bad += ((first_bad == 0) & ~torch.isfinite(loss.detach())).long() * step
+        if step % log_every == 0 or step == len(batches):
+            if bad := int(first_bad):
+                raise TrainingDiverged(
+                    f"non-finite loss (NaN/Inf) at epoch {epoch}, step {bad} of {len(batches)}: "
+                    "lower --lr, keep --grad-clip on, or check the data and the teacher's logits"
+                )
+            global_step = fit.global_step() + step
+            n = log_every if step % log_every == 0 else step % log_every
+            for name, value in zip(("loss", "ce", "kd"), (sums / n).tolist()):
+                writer.add_scalar(f"train/{name}", value, global_step)
+            writer.add_scalar("train/lr", fit.scheduler.get_last_lr()[0], global_step)
+            sums.zero_()
+
+
+def end_epoch(
+    cfg: RunConfig, run_dir: Path, fit: Fit, data: Prepared, writer: SummaryWriter, start: float, record: dict
+) -> None:
+    """Validate, keep the best student, write config.json (first epoch) and the checkpoint."""
+    state, epoch = fit.state, fit.state["epoch"] + 1
+    state["train_seconds"] += time.perf_counter() - start
+    val = evaluate(fit.model, data.valid_seqs, data.valid_labels, data.train_labels.device)
+    for name in ("accuracy", "f1", "loss"):
+        writer.add_scalar(f"valid/{name}", val[name], epoch)
+    writer.flush()
+    state["epoch"] = epoch
+    seconds = time.perf_counter() - start
+    state["history"].append(
+        {"epoch": epoch, "val_accuracy": val["accuracy"], "val_f1": val["f1"], "seconds": seconds}
+    )
+    if val["accuracy"] > state["best_accuracy"]:
+        state.update(best_accuracy=val["accuracy"], best_f1=val["f1"], best_epoch=epoch, bad_epochs=0)
+        save_best(
+            fit.model,
+            data.tokenizer,
+            run_dir / "student",
+            {"run": cfg.run_name(), "epoch": epoch, "val_accuracy": val["accuracy"]},
+        )
+    else:
+        state["bad_epochs"] += 1
+    if not (run_dir / CONFIG_JSON).is_file():
+        utils.atomic_write_json(run_dir / CONFIG_JSON, record)
+    save_checkpoint(run_dir / "checkpoint.pt", fit.model, fit.optimizer, fit.scheduler, fit.rng, state)
+    logger.info(f"epoch {epoch}: val accuracy {val['accuracy']:.4f}, f1 {val['f1']:.4f} ({seconds:.1f}s)")
+
+
+def save_best(model: BiLSTMClassifier, tokenizer: typing.Any, directory: Path, extra: dict) -> None:
+    """Save the student, refusing non-finite weights (they would predict NaN)."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingDiverged(
+            f"the student's weights are not finite ({', '.join(bad)}) at epoch {extra.get('epoch')}:"
+            " not saved; lower --lr"
+        )
+    save_student(model, tokenizer, directory, extra=extra)
+
+
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'adamw' or 'adam', got {cfg.optimizer!r}")
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Generator, state: dict) -> None:
-    """Everything needed to resume after the last finished epoch, written atomically."""
+    """Everything needed to resume after the last finished epoch, written atomically (tensors and plain data
+    only: it loads with ``torch.load(weights_only=True)``)."""
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -351,30 +844,50 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Gene
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Generator) -> dict:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    rng.bit_generator.state = payload["rng"]
-    torch.set_rng_state(payload["torch_rng"])
-    if payload["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["cuda_rng"])
-    random.setstate(payload["python_rng"])
-    return payload["state"]
+    """Restore a checkpoint written by ``save_checkpoint``. Never runs code from the file (weights_only):
+    a crafted, truncated or foreign file is a RunStateError naming the file and the remedy."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        rng.bit_generator.state = payload["rng"]
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        random.setstate(payload["python_rng"])
+        return payload["state"]
+    except Exception as err:  # pickle, zip, key and shape errors alike: one line, no code run
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise RunStateError(
+            f"{path} is corrupt or not a checkpoint of this program ({reason}); "
+            "pass --overwrite to train again"
+        ) from None
+
+
+def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typing.Any]:
+    """The run's best student; a missing or corrupt one is a RunStateError naming it and the remedy."""
+    try:
+        return load_student(run_dir / "student", device=dev)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise RunStateError(
+            f"{run_dir / 'student'} is unusable ({reason}); pass --overwrite to train again"
+        ) from None
 
 
 def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: torch.device, writer) -> dict:
     """Evaluate the best checkpoint once on test, write metrics.json and the TensorBoard HParams entry."""
-    model, tokenizer = load_student(run_dir / "student", device=dev)
-    test = evaluate(model, encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length), splits["test"]["label"].to_numpy(), dev)
-    student_cfg = model.config
+    model, tokenizer = load_best(run_dir, dev)
+    test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
+    test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
     metrics = {
         "dataset": cfg.dataset,
         "teacher": cfg.teacher,
         "vocab_size": cfg.vocab_size,
-        "student_size": cfg.size if cfg.embedding_dim is None and cfg.hidden_dim is None else "custom",
-        "embedding_dim": student_cfg.embedding_dim,
-        "hidden_dim": student_cfg.hidden_dim,
+        "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
+        "embedding_dim": model.config.embedding_dim,
+        "hidden_dim": model.config.hidden_dim,
         "params": count_parameters(model),
         "size_bytes": (run_dir / "student" / "model.safetensors").stat().st_size,
         "alpha": cfg.alpha,
@@ -396,200 +909,289 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
         "history": state["history"],
         "run_dir": str(run_dir),
     }
+    write_hparams(writer, cfg, metrics, state["epoch"])
+    utils.atomic_write_json(run_dir / "metrics.json", metrics)
+    logger.info(
+        f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f} "
+        f"(best epoch {state['best_epoch']})"
+    )
+    return metrics
+
+
+HPARAM_FIELDS = (
+    "dataset",
+    "teacher",
+    "vocab_size",
+    "size",
+    "embedding_dim",
+    "hidden_dim",
+    "alpha",
+    "temperature",
+    "kd_loss",
+    "seed",
+    "max_train",
+)
+
+
+def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: int) -> None:
+    """The run's settings and results for TensorBoard's HParams tab, and the test scalars."""
     hparam_dict = {
-        k: (v if v is not None else "none")
-        for k, v in dataclasses.asdict(cfg).items()
-        if k in ("dataset", "teacher", "vocab_size", "size", "embedding_dim", "hidden_dim", "alpha", "temperature", "kd_loss", "seed", "max_train")
+        k: (v if v is not None else "none") for k, v in dataclasses.asdict(cfg).items() if k in HPARAM_FIELDS
     }
     hparam_dict["params"] = metrics["params"]
     metric_dict = {f"hparam/{k}": metrics[k] for k in ("val_accuracy", "test_accuracy", "test_f1")}
     for summary in hparams(hparam_dict, metric_dict):
         writer.file_writer.add_summary(summary)
     for key, value in metric_dict.items():
-        writer.add_scalar(key, value, state["epoch"])
-    writer.add_scalar("test/accuracy", test["accuracy"], state["epoch"])
-    writer.add_scalar("test/f1", test["f1"], state["epoch"])
-    utils.atomic_write_json(run_dir / "metrics.json", metrics)
-    logger.info(f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f} (best epoch {state['best_epoch']})")
-    return metrics
+        writer.add_scalar(key, value, epoch)
+    writer.add_scalar("test/accuracy", metrics["test_accuracy"], epoch)
+    writer.add_scalar("test/f1", metrics["test_f1"], epoch)
 
 
-def grid(base: RunConfig, **lists) -> list[RunConfig]:
-    """Every combination of the listed values (e.g. vocab_size=[2000, 3000], alpha=[0.1, 1.0])."""
-    keys = list(lists)
-    configs = []
-    for values in itertools.product(*(lists[k] for k in keys)):
-        configs.append(dataclasses.replace(base, **dict(zip(keys, values))))
-    unique = {json.dumps(dataclasses.asdict(c), sort_keys=True): c for c in configs}
-    return list(unique.values())
-
-
-# -------------------------------------------------------------------------------------------------------
-# Command line
-# -------------------------------------------------------------------------------------------------------
-
-GRID_FIELDS = ("vocab_size", "size", "alpha", "temperature", "kd_loss", "seed")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="stage", required=True)
-    d = RunConfig()
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", default=d.dataset, choices=utils.DATASET_NAMES, help="dataset (default: %(default)s)")
-        p.add_argument("--data-dir", help="folder with local copies of the dataset files instead of downloading them")
-        p.add_argument("--data-root", default="data", help="where downloads go (default: %(default)s)")
-        p.add_argument("--tokenizer-root", default="tokenizer", help="where vocabularies go (default: %(default)s)")
-        p.add_argument("--teacher-root", default="teacher_model", help="where teachers and their logits caches go (default: %(default)s)")
-        p.add_argument("--out", default="runs", help="where student runs go (default: %(default)s)")
-        p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps")
-        p.add_argument("--max-train", type=int, help="train on a random subset of this many training examples")
-        p.add_argument("--skip-bad-rows", action="store_true", help="skip (and count) malformed rows instead of stopping")
-        p.add_argument("--valid-fraction", type=float, default=d.valid_fraction, help="share of train held out for validation")
-        p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="share held out for test (datasets without a test file)")
-        p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
-
-    def teacher_arg(p: argparse.ArgumentParser, required: bool) -> None:
-        p.add_argument("--teacher", required=required, help="fine-tuned HF sequence-classification model (directory or hub name) or a student directory")
-        p.add_argument("--teacher-max-length", type=int, default=128, help="tokens per text for the teacher (default: %(default)s)")
-        p.add_argument("--teacher-batch-size", type=int, help="teacher inference batch size (default: 256 on GPU, 64 on CPU)")
-        p.add_argument("--unlabeled", help="extra text, one review per line, that the teacher labels for the student")
-
-    def finetune_args(p: argparse.ArgumentParser, required: bool) -> None:
-        p.add_argument("--model" if required else "--finetune", dest="model", required=required,
-                       help="pretrained HF model to fine-tune as the teacher, e.g. monologg/koelectra-small-v3-discriminator")
-        p.add_argument("--teacher-epochs", type=float, default=3, help="teacher fine-tuning epochs (default: %(default)s)")
-        p.add_argument("--teacher-lr", type=float, default=5e-5, help="teacher learning rate (default: %(default)s)")
-        p.add_argument("--teacher-train-batch-size", type=int, default=32, help="teacher fine-tuning batch size (default: %(default)s)")
-        p.add_argument("--teacher-max-steps", type=int, default=-1, help="stop teacher fine-tuning after this many steps")
-
-    def student_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--vocab-size", type=int, nargs="+", default=[d.vocab_size], help="WordPiece vocab size(s); several run a grid")
-        p.add_argument("--size", nargs="+", default=[d.size], choices=["tiny", "mini", "small", "base", "large"], help="student preset(s)")
-        p.add_argument("--embedding-dim", type=int, help="custom embedding size (overrides the preset)")
-        p.add_argument("--hidden-dim", type=int, help="custom LSTM hidden size per direction (overrides the preset)")
-        p.add_argument("--pooling", default=d.pooling, choices=["last", "max", "attention"])
-        p.add_argument("--fc-dim", type=int, default=d.fc_dim, help="width of an extra ReLU layer (0: none)")
-        p.add_argument("--dropout", type=float, default=d.dropout)
-        p.add_argument("--alpha", type=float, nargs="+", default=None,
-                       help="weight of the label loss; 1 trains the no-teacher baseline (default: 0.1 with a teacher, else 1)")
-        p.add_argument("--temperature", type=float, nargs="+", default=[d.temperature], help="softmax temperature of the KL loss")
-        p.add_argument("--kd-loss", nargs="+", default=[d.kd_loss], choices=["kl", "mse"], help="kl (Hinton, x T^2) or mse on logits (Tang et al.)")
-        p.add_argument("--epochs", type=int, default=d.epochs)
-        p.add_argument("--batch-size", type=int, default=d.batch_size)
-        p.add_argument("--lr", type=float, default=d.lr)
-        p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-        p.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "adam"])
-        p.add_argument("--scheduler", default=d.scheduler, help="linear, cosine, constant, constant_with_warmup, ...")
-        p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
-        p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0: off)")
-        p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs")
-        p.add_argument("--max-length", type=int, default=d.max_length, help="tokens kept per text")
-        p.add_argument("--seed", type=int, nargs="+", default=[d.seed])
-        p.add_argument("--overwrite", action="store_true", help="train again even if the run directory is finished")
-
-    p = sub.add_parser("download", help="download (or read) and parse the dataset, print its splits")
-    common(p)
-    p = sub.add_parser("tokenizer", help="train WordPiece tokenizers on the training split")
-    common(p)
-    p.add_argument("--vocab-size", type=int, nargs="+", default=[d.vocab_size])
-    p = sub.add_parser("teacher", help="fine-tune a pretrained HF model as the teacher, then cache its logits")
-    common(p)
-    finetune_args(p, required=True)
-    p.add_argument("--teacher-max-length", type=int, default=128)
-    p.add_argument("--teacher-batch-size", type=int)
-    p.add_argument("--unlabeled", help="extra text, one review per line, to cache teacher logits for")
-    p = sub.add_parser("cache", help="compute the teacher's logits once for train/valid/test (and --unlabeled)")
-    common(p)
-    teacher_arg(p, required=True)
-    p = sub.add_parser("student", help="distil students from the cached logits (a grid for list values)")
-    common(p)
-    teacher_arg(p, required=False)
-    student_args(p)
-    p = sub.add_parser("run", help="all stages: download, tokenizer, [teacher], cache, student")
-    common(p)
-    teacher_arg(p, required=False)
-    finetune_args(p, required=False)
-    student_args(p)
-    p = sub.add_parser("predict", help="classify sentences with a trained student")
-    p.add_argument("--student", required=True, help="student directory (runs/<dataset>/<run>/student)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="torch", choices=BACKENDS, help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)")
-    p.add_argument("texts", nargs="+", help="sentences to classify")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> list[dict] | None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO, format="%(message)s")
-    if args.stage == "predict":
-        student = Student.from_pretrained(args.student, device=args.device, backend=args.backend)
-        for text, proba in zip(args.texts, student.predict_proba(args.texts)):
-            label = int(proba.argmax())
-            print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
-        return None
-
-    paths = Paths(args.data_dir, args.data_root, args.tokenizer_root, args.teacher_root, args.out)
-    data_options = dict(valid_fraction=args.valid_fraction, test_fraction=args.test_fraction, skip_bad_rows=args.skip_bad_rows)
-    splits = utils.load_dataset(args.dataset, paths.data_dir, paths.data_root, max_train=args.max_train, **data_options)
-    for name, df in splits.items():
-        print(f"{args.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
-    if args.stage == "download":
-        return None
-    if args.stage in ("tokenizer", "run"):
-        for vocab_size in args.vocab_size:
-            utils.get_tokenizer(splits["train"], vocab_size, args.dataset, paths.tokenizer_root)
-        if args.stage == "tokenizer":
-            return None
-    teacher = getattr(args, "teacher", None)
-    if getattr(args, "model", None):
-        teacher = str(finetune(
-            args.model, splits, args.dataset, paths, epochs=args.teacher_epochs, train_batch_size=args.teacher_train_batch_size,
-            lr=args.teacher_lr, max_length=args.teacher_max_length, max_steps=args.teacher_max_steps, device=args.device,
-        ))
-    if teacher is not None and args.stage in ("teacher", "cache", "run"):
-        cache_all(teacher, splits, args.dataset, paths, device=args.device, batch_size=args.teacher_batch_size,
-                  max_length=args.teacher_max_length, unlabeled=args.unlabeled)
-    if args.stage in ("teacher", "cache"):
-        return None
-
-    base = RunConfig(
-        dataset=args.dataset, teacher=teacher, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-        pooling=args.pooling, fc_dim=args.fc_dim, dropout=args.dropout, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, optimizer=args.optimizer, scheduler=args.scheduler, warmup_ratio=args.warmup_ratio,
-        grad_clip=args.grad_clip, patience=args.patience, max_length=args.max_length, max_train=args.max_train,
-        unlabeled=args.unlabeled, teacher_max_length=args.teacher_max_length, **data_options,
-    )
-    values = {f: getattr(args, f) for f in GRID_FIELDS}
-    values["alpha"] = values["alpha"] or [base.alpha]
-    configs = grid(base, **values)
-    results = [train_student(cfg, paths, args.device, args.overwrite) for cfg in configs]
-    print(summary_table(results).to_string(index=False))
-    return results
-
-
-def finetune(model: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths = Paths(), *, device: str = "auto",
-             **settings) -> Path:
-    """The ``teacher`` stage: ``teacher.finetune_teacher`` with ``TeacherConfig(model=model, **settings)``."""
-    import teacher as teachers
-
-    cfg = teachers.TeacherConfig(model=model, **settings)
+def finetune(
+    cfg: teachers.TeacherConfig, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths | None = None,
+    device: str = "auto",
+) -> Path:
+    """The ``teacher`` stage: ``teacher.finetune_teacher`` under ``paths`` (logs under the runs root)."""
+    paths = paths or Paths()
     return teachers.finetune_teacher(cfg, splits, dataset, paths.teacher_root, device, log_root=paths.out)
 
 
-def cache_all(teacher: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths = Paths(), **options) -> dict[str, torch.Tensor]:
-    """The ``cache`` stage: ``teacher.cache_all`` under ``paths.teacher_root`` (device, batch_size, max_length, unlabeled)."""
-    import teacher as teachers
-
+def cache_all(
+    teacher: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths | None = None, **options
+) -> dict[str, torch.Tensor]:
+    """The ``cache`` stage: ``teacher.cache_all`` under ``paths.teacher_root`` (device, batch_size,
+    max_length, unlabeled)."""
+    paths = paths or Paths()
     return teachers.cache_all(teacher, splits, dataset, teacher_root=paths.teacher_root, **options)
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:
     """One row per run: the columns a user compares."""
-    columns = ["student_size", "vocab_size", "teacher", "alpha", "temperature", "kd_loss", "seed", "params", "size_bytes",
-               "best_epoch", "val_accuracy", "test_accuracy", "test_f1", "train_seconds"]
+    columns = [
+        "student_size",
+        "vocab_size",
+        "teacher",
+        "alpha",
+        "temperature",
+        "kd_loss",
+        "seed",
+        "params",
+        "size_bytes",
+        "best_epoch",
+        "val_accuracy",
+        "test_accuracy",
+        "test_f1",
+        "train_seconds",
+    ]
     return pd.DataFrame(results)[columns]
+
+
+# -------------------------------------------------------------------------------------------------------
+# Command line: generated from the settings dataclasses
+# -------------------------------------------------------------------------------------------------------
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    only: typing.Iterable[str] | None = None,
+    skip: typing.Iterable[str] = (),
+    required: typing.Iterable[str] = (),
+) -> None:
+    """One option per field of the dataclass ``cls``, from its type and metadata (help, choices, bounds, flag,
+    grid). A grid field or a tuple takes several values; a bool is a switch. The dataclass checks values."""
+    hints, only, skip, required = typing.get_type_hints(cls), only and set(only), set(skip), set(required)
+    for f in dataclasses.fields(cls):
+        if (only is not None and f.name not in only) or f.name in skip:
+            continue
+        meta, hint = f.metadata, hints[f.name]
+        kind = _base_type(hint)
+        notes = [
+            f"in {meta['bounds']}" if meta.get("bounds") else "",
+            "" if f.name in required else "default: %(default)s",
+        ]
+        options: dict = dict(
+            dest=f.name, default=f.default, help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})"
+        )
+        if kind is bool:
+            options["action"] = "store_true"
+        elif kind is tuple or meta.get("grid"):
+            options.update(nargs="+", type=typing.get_args(hint)[0] if kind is tuple else kind)
+            options["default"] = f.default if kind is tuple else [f.default]
+        else:
+            options["type"] = kind
+        if meta.get("choices"):
+            options["choices"] = meta["choices"]
+        if f.name in required:
+            options.update(required=True, default=None)
+        parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **options)
+
+
+def from_args(cls: type, args: argparse.Namespace, **values: object) -> typing.Any:
+    """The dataclass ``cls`` built from the parsed options of its fields (and ``values``)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**given, **values})
+
+
+STAGES = {
+    "download": "download (or read) and parse the dataset, print its splits",
+    "tokenizer": "train WordPiece tokenizers on the training split",
+    "teacher": "fine-tune a pretrained HF model as the teacher, then cache its logits",
+    "cache": "compute the teacher's logits once for train/valid/test (and --unlabeled)",
+    "student": "distil students from the cached logits (a grid for list values)",
+    "run": "all stages: download, tokenizer, [teacher], cache, student",
+}
+DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
+
+
+def finetune_args(p: argparse.ArgumentParser, required: bool) -> None:
+    """The teacher's fine-tuning options, from TeacherConfig (its max length is --teacher-max-length and its
+    inference batch --teacher-batch-size, added with the stage's other teacher options)."""
+    p.add_argument(
+        "--model" if required else "--finetune",
+        dest="model",
+        required=required,
+        help="pretrained HF model to fine-tune as teacher (e.g. monologg/koelectra-small-v3-discriminator)",
+    )
+    add_arguments(p, teachers.TeacherConfig, skip=("model", "max_length", "batch_size"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for stage, help in STAGES.items():
+        p = sub.add_parser(stage, help=help)
+        add_arguments(p, Paths)
+        add_arguments(p, DataConfig)
+        common_args(p)
+        if stage == "tokenizer":
+            add_arguments(p, RunConfig, only=["vocab_size"])
+        if stage in ("teacher", "run"):
+            finetune_args(p, required=stage == "teacher")
+        if stage == "teacher":
+            add_arguments(p, RunConfig, only=["teacher_max_length", "unlabeled"])
+        if stage == "cache":
+            add_arguments(
+                p, RunConfig, only=["teacher", "teacher_max_length", "unlabeled"], required=["teacher"]
+            )
+        if stage in ("student", "run"):
+            add_arguments(p, RunConfig, skip=DATA_FIELDS)
+            p.add_argument(
+                "--overwrite", action="store_true", help="train again even if the run directory is finished"
+            )
+        if stage != "tokenizer" and stage != "download":
+            p.add_argument(
+                "--teacher-batch-size",
+                type=int,
+                help="teacher inference batch size (default: 256 on GPU, 64 on CPU)",
+            )
+    p = sub.add_parser("predict", help="classify sentences with a trained student")
+    p.add_argument("--student", required=True, help="student directory (runs/<dataset>/<run>/student)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)",
+    )
+    common_args(p, device="cpu")
+    p.add_argument("texts", nargs="+", help="sentences to classify")
+    return parser
+
+
+def common_args(p: argparse.ArgumentParser, device: str = "auto") -> None:
+    p.add_argument(
+        "--device",
+        default=device,
+        help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps (default: %(default)s)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def main(argv: list[str] | None = None) -> list[dict] | None:
+    """The command line. Expected errors are one line on stderr, exit code 2 for a bad setting and 1 for a
+    file or run state (--debug: the traceback)."""
+    args = build_parser().parse_args(argv)
+    utils.setup_logging(args.quiet)
+    try:
+        return run_stage(args)
+    except (ValueError, OSError, utils.CacheMismatch, RunStateError, TrainingDiverged) as err:
+        if args.debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        bad_setting = isinstance(err, ValueError) and not isinstance(err, utils.DataFormatError)
+        raise SystemExit(2 if bad_setting else 1) from None
+
+
+def run_stage(args: argparse.Namespace) -> list[dict] | None:
+    """Run the chosen stage (and the ones before it); every setting is checked before any work starts."""
+    utils.get_device(args.device)
+    if args.stage == "predict":
+        return predict(args.student, args.texts, args.device, args.backend)
+    paths, data = from_args(Paths, args), from_args(DataConfig, args)
+    # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
+    student_configs(args, getattr(args, "teacher", None) or getattr(args, "model", None))
+    splits = load_splits(data, paths)
+    for name, df in splits.items():
+        print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
+    if args.stage in ("tokenizer", "run"):
+        for vocab_size in args.vocab_size:
+            utils.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
+    if args.stage in ("download", "tokenizer"):
+        return None
+    teacher = getattr(args, "teacher", None)
+    if getattr(args, "model", None):
+        teacher = str(finetune(teacher_config(args), splits, data.dataset, paths, args.device))
+    if teacher is not None and args.stage in ("teacher", "cache", "run"):
+        cache_all(
+            teacher,
+            splits,
+            data.dataset,
+            paths,
+            device=args.device,
+            batch_size=args.teacher_batch_size,
+            max_length=args.teacher_max_length,
+            unlabeled=args.unlabeled,
+        )
+    if args.stage in ("teacher", "cache"):
+        return None
+    results = [
+        train_student(cfg, paths, args.device, args.overwrite, splits=splits)
+        for cfg in student_configs(args, teacher)
+    ]
+    print(summary_table(results).to_string(index=False))
+    return results
+
+
+def teacher_config(args: argparse.Namespace) -> teachers.TeacherConfig:
+    """The TeacherConfig the stage's options describe."""
+    fields = {f.name for f in dataclasses.fields(teachers.TeacherConfig)} - {"model", "max_length", "batch_size"}
+    values = {name: getattr(args, name) for name in fields}
+    return teachers.TeacherConfig(
+        model=args.model, max_length=args.teacher_max_length, batch_size=args.teacher_batch_size, **values
+    )
+
+
+def student_configs(args: argparse.Namespace, teacher: str | None) -> list[RunConfig]:
+    """The grid the stage's RunConfig options describe (every combination of the grid fields' values)."""
+    fields = [f for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)]
+    fixed = {f.name: getattr(args, f.name) for f in fields if not f.metadata["grid"]}
+    return grid(
+        {**fixed, "teacher": teacher}, **{f.name: getattr(args, f.name) for f in fields if f.metadata["grid"]}
+    )
+
+
+def predict(student_dir: str, texts: list[str], device: str, backend: str) -> None:
+    """Print ``label<TAB>probability<TAB>text`` for each text."""
+    student = Student.from_pretrained(student_dir, device=device, backend=backend)
+    for text, proba in zip(texts, student.predict_proba(texts)):
+        label = int(proba.argmax())
+        print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
 
 
 if __name__ == "__main__":

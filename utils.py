@@ -40,15 +40,34 @@ logger = logging.getLogger("distilkobilstm")
 # ---------------------------------------------------------------------------------------------------------
 
 
-def get_device(name: str = "auto") -> torch.device:
-    """Resolve ``auto`` to CUDA when present, else Apple MPS, else CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+def get_device(name: str | torch.device = "auto") -> torch.device:
+    """The one device resolver: ``auto`` is CUDA when present, else Apple MPS, else CPU; an explicit device
+    must exist here (ValueError naming it and the fix otherwise)."""
+    if str(name) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: torch sees no CUDA GPU on this machine; use --device auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r}: Apple MPS is not available here; use --device auto or cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def setup_logging(quiet: bool = False) -> None:
+    """Show this project's log messages (INFO, or WARNING only when ``quiet``) as plain lines on stderr."""
+    logging.basicConfig(format="%(message)s")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def set_seed(seed: int) -> None:

@@ -1,9 +1,9 @@
 """Teacher-logits cache, losses, the distillation trainer and the command line."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,13 @@ FAST = dict(epochs=3, batch_size=32, size="tiny", vocab_size=300, lr=1e-2, warmu
 
 
 def paths_for(tmp_path: Path, data_dir: Path, teacher_root: Path | None = None) -> Paths:
-    return Paths(str(data_dir), str(tmp_path / "data"), str(tmp_path / "tokenizer"), str(teacher_root or tmp_path / "teachers"), str(tmp_path / "runs"))
+    return Paths(
+        str(data_dir),
+        str(tmp_path / "data"),
+        str(tmp_path / "tokenizer"),
+        str(teacher_root or tmp_path / "teachers"),
+        str(tmp_path / "runs"),
+    )
 
 
 @pytest.fixture
@@ -47,7 +53,7 @@ def test_alpha_one_is_plain_cross_entropy():
     torch.manual_seed(0)
     s, t, y = torch.randn(8, 2), torch.randn(8, 2), torch.randint(0, 2, (8,))
     total, ce, kd = distil.distillation_loss(s, y, t, alpha=1.0)
-    assert torch.allclose(total, F.cross_entropy(s, y)) and kd.item() == 0.0
+    assert torch.allclose(total, F.cross_entropy(s, y)) and torch.allclose(ce, total) and kd.item() == 0.0
 
 
 def test_kl_loss_is_hinton_with_t_squared():
@@ -57,7 +63,7 @@ def test_kl_loss_is_hinton_with_t_squared():
     p_t = torch.softmax(t / T, -1)
     kl = (p_t * (torch.log(p_t) - torch.log_softmax(s / T, -1))).sum(-1).mean() * T**2
     total, ce, kd = distil.distillation_loss(s, y, t, alpha=alpha, temperature=T, kd_loss="kl")
-    assert torch.allclose(kd, kl, atol=1e-6)
+    assert torch.allclose(kd, kl, atol=1e-6) and torch.allclose(ce, F.cross_entropy(s, y))
     assert torch.allclose(total, alpha * F.cross_entropy(s, y) + (1 - alpha) * kl, atol=1e-6)
     # Same distributions: no KD loss.
     assert distil.distillation_loss(t, y, t.clone(), alpha=0.0)[0].abs().item() < 1e-6
@@ -89,16 +95,152 @@ def test_run_config_validates_and_names_runs():
         RunConfig(teacher=None, alpha=0.5)
     with pytest.raises(ValueError, match="kd_loss"):
         RunConfig(teacher="t", kd_loss="l1")
-    assert RunConfig(teacher="teacher_model/koelectra-nsmc", alpha=0.1, temperature=2).run_name() == "base-v3000-koelectra-nsmc-a0.1-T2"
-    baseline = RunConfig(teacher="x", alpha=1.0, temperature=5)
-    assert baseline.teacher is None and baseline.run_name() == "base-v3000-none-a1"
+    cfg = RunConfig(teacher="teacher_model/koelectra-nsmc", alpha=0.1, temperature=2)
+    assert cfg.run_name() == "base-v3000-koelectra-nsmc-a0.1-T2"
+    assert RunConfig(alpha=1.0).run_name() == "base-v3000-none-a1"
     assert RunConfig(alpha=1.0, size="tiny", hidden_dim=40, seed=7).run_name() == "e8h40-v3000-none-a1-s7"
+    assert RunConfig().alpha == 1.0 and RunConfig(teacher="t").alpha == distil.DEFAULT_ALPHA
+
+
+def test_a_baseline_has_no_teacher_and_the_grid_builds_baselines_explicitly():
+    for extra in (dict(teacher="x"), dict(temperature=5.0), dict(kd_loss="mse"), dict(teacher_max_length=64)):
+        with pytest.raises(ValueError, match="alpha 1 is the baseline.*" + next(iter(extra))):
+            RunConfig(alpha=1.0, **extra)
+    configs = distil.grid(RunConfig(teacher="t", temperature=5.0, kd_loss="mse"), alpha=[0.1, 1.0])
+    distilled, baseline = configs
+    assert (distilled.teacher, distilled.temperature, distilled.kd_loss) == ("t", 5.0, "mse")
+    assert baseline == RunConfig(alpha=1.0)  # no teacher, default distillation settings
+    # Two temperatures share one baseline.
+    assert len(distil.grid(RunConfig(teacher="t"), alpha=[0.1, 1.0], temperature=[2.0, 5.0])) == 3
 
 
 def test_grid_runs_every_combination():
     configs = distil.grid(RunConfig(teacher="t"), vocab_size=[2000, 3000], alpha=[0.1, 0.5, 1.0], seed=[1])
     assert len(configs) == 6
-    assert {(c.vocab_size, c.alpha) for c in configs} == {(v, a) for v in (2000, 3000) for a in (0.1, 0.5, 1.0)}
+    assert {(c.vocab_size, c.alpha) for c in configs} == {
+        (v, a) for v in (2000, 3000) for a in (0.1, 0.5, 1.0)
+    }
+
+
+BAD_VALUES = [
+    ("batch_size", 0, "[1, inf)"),
+    ("batch_size", -3, "[1, inf)"),
+    ("batch_size", 2.5, "type int"),
+    ("batch_size", True, "type int"),
+    ("max_train", 0, "[1, inf)"),
+    ("grad_clip", -1.0, "[0, inf)"),
+    ("temperature", float("nan"), "finite"),
+    ("temperature", float("inf"), "finite"),
+    ("temperature", 0.0, "(0, inf)"),
+    ("lr", 0.0, "(0, 1]"),
+    ("lr", -1e-3, "(0, 1]"),
+    ("lr", 5.0, "(0, 1]"),
+    ("epochs", 0, "[1, inf)"),
+    ("patience", 0, "[1, inf)"),
+    ("warmup_ratio", 1.0, "[0, 1)"),
+    ("warmup_ratio", -0.1, "[0, 1)"),
+    ("valid_fraction", 0.0, "(0, 1)"),
+    ("test_fraction", 1.0, "(0, 1)"),
+    ("dropout", 1.0, "[0, 1)"),
+    ("vocab_size", 10, "[50, inf)"),
+    ("embedding_dim", 0, "[1, inf)"),
+    ("seed", -1, "[0, 4294967295]"),
+    ("dataset", "../../x", "one of nsmc"),
+    ("size", "huge", "one of tiny"),
+    ("pooling", "mean", "one of last"),
+    ("optimizer", "sgd", "one of adamw"),
+    ("scheduler", "warmup", "one of linear"),
+]
+
+
+@pytest.mark.parametrize("name, value, allowed", BAD_VALUES)
+def test_every_bad_value_is_refused_in_one_line_with_the_allowed_range(name, value, allowed):
+    with pytest.raises(ValueError) as err:
+        RunConfig(alpha=1.0, **{name: value})
+    message = str(err.value)
+    assert (
+        "\n" not in message
+        and name in message
+        and allowed in message
+        and "--" + name.replace("_", "-") in message
+    )
+
+
+def test_fractions_must_leave_training_data():
+    with pytest.raises(ValueError, match="valid_fraction \\+ test_fraction must be < 1"):
+        distil.DataConfig(valid_fraction=0.5, test_fraction=0.6)
+
+
+def test_a_bad_dataset_name_writes_nothing(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="dataset"):
+        distil.train_student(
+            RunConfig(alpha=1.0, dataset="../../x"), paths_for(tmp_path, data_dir), device="cpu"
+        )
+    assert not any(tmp_path.rglob("config.json"))
+
+
+def test_device_is_checked():
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            utils.get_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        utils.get_device("gpu0")
+    assert utils.get_device("cpu").type == "cpu"
+
+
+def test_runs_differing_in_any_setting_get_their_own_folder():
+    base = RunConfig(teacher="t", **FAST)
+    names = {distil.grid(base, pooling=[p])[0].run_name() for p in ("last", "max", "attention")} | {
+        dataclasses.replace(base, dropout=d).run_name() for d in (0.1, 0.3)
+    }
+    assert len(names) == 5
+    assert all(name.startswith("tiny-v300-t-a0.1-T2-h") for name in names)
+    # The hash covers only settings that differ from their defaults: stable; default runs keep short names.
+    assert (
+        dataclasses.replace(base, pooling="max").run_name()
+        == dataclasses.replace(base, pooling="max").run_name()
+    )
+    assert "-h" not in RunConfig(teacher="t").run_name()
+
+
+def test_notebook_params_are_checked_against_the_fields():
+    params = {
+        "dataset": "nsmc",
+        "data_dir": None,
+        "vocab_size": [200, 300],
+        "size": "tiny",
+        "alpha": [0.5, 1.0],
+        "epochs": 2,
+        "teacher_base_model": None,
+        "baseline": True,
+    }
+    data, configs = distil.configs_from_params(params, teacher="t", extra_keys=["baseline"])
+    assert data == distil.DataConfig() and len(configs) == 4
+    assert {(c.vocab_size, c.alpha, c.teacher) for c in configs} == {
+        (v, a, "t" if a < 1 else None) for v in (200, 300) for a in (0.5, 1.0)
+    }
+    _, baselines = distil.configs_from_params(params, alphas=[1.0], extra_keys=["baseline"])
+    assert [c.teacher for c in baselines] == [None, None]
+    for typo, near in (("patiance", "patience"), ("vocab_sise", "vocab_size")):
+        with pytest.raises(ValueError, match=f"unknown parameter '{typo}': did you mean '{near}'"):
+            distil.configs_from_params({**params, typo: 3}, extra_keys=["baseline"])
+    with pytest.raises(ValueError, match="'lr' takes one value"):
+        distil.configs_from_params({**params, "lr": [0.1, 0.2]}, teacher="t", extra_keys=["baseline"])
+    with pytest.raises(ValueError, match="epochs"):
+        distil.configs_from_params({**params, "epochs": 0}, teacher="t", extra_keys=["baseline"])
+
+
+def test_cli_options_are_generated_from_the_fields():
+    parser = distil.build_parser()
+    args = parser.parse_args(["student", "--teacher", "t", "--alpha", "0.1", "1", "--pooling", "max"])
+    for f in dataclasses.fields(RunConfig):
+        assert hasattr(args, f.name), f.name  # every setting has its option
+    configs = distil.student_configs(args, "t")
+    assert [(c.alpha, c.teacher, c.pooling) for c in configs] == [(0.1, "t", "max"), (1.0, None, "max")]
+    help_text = parser._subparsers._group_actions[0].choices["student"].format_help()
+    assert "[0, 1)" in help_text and "{tiny,mini,small,base,large}" in help_text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["student", "--size", "huge"])
 
 
 # --- logits cache -----------------------------------------------------------------------------------------
@@ -121,8 +263,9 @@ def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_te
     changed = train.copy()
     changed.loc[3, "text"] = "완전히 다른 리뷰"
     with pytest.raises(utils.CacheMismatch, match="different text"):
-        teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root,
-                               on_mismatch="error")
+        teacher.teacher_logits(
+            str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, on_mismatch="error"
+        )
     teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root)
     assert count_teacher_runs == [len(train), len(train)]
     # Another max length means other logits: rebuilt.
@@ -175,10 +318,19 @@ def test_cache_all_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monk
 
 
 def test_logits_cache_file_round_trip(tmp_path):
-    cache = utils.LogitsCache(["a", "나", "c-3"], utils.text_hashes(["x", "y", "z"]), torch.randn(3, 2), {"format": utils.CACHE_FORMAT})
+    cache = utils.LogitsCache(
+        ["a", "나", "c-3"],
+        utils.text_hashes(["x", "y", "z"]),
+        torch.randn(3, 2),
+        {"format": utils.CACHE_FORMAT},
+    )
     cache.save(tmp_path / "c.safetensors")
     loaded = utils.LogitsCache.load(tmp_path / "c.safetensors")
-    assert loaded.ids == cache.ids and torch.equal(loaded.logits, cache.logits) and torch.equal(loaded.hashes, cache.hashes)
+    assert (
+        loaded.ids == cache.ids
+        and torch.equal(loaded.logits, cache.logits)
+        and torch.equal(loaded.hashes, cache.hashes)
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
 
 
@@ -189,30 +341,63 @@ def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
     paths = paths_for(tmp_path, data_dir)
     cfg = RunConfig(alpha=1.0, **FAST)
     metrics = distil.train_student(cfg, paths, device="cpu")
-    run_dir = Path(paths.out) / "nsmc" / "tiny-v300-none-a1"
+    run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
+    assert cfg.run_name().startswith("tiny-v300-none-a1-h") and metrics["run_dir"] == str(run_dir)
     assert metrics["test_accuracy"] > 0.8 and metrics["test_f1"] > 0.8
-    required = {"dataset", "teacher", "vocab_size", "student_size", "params", "size_bytes", "alpha", "temperature", "kd_loss",
-                "epochs_run", "best_epoch", "val_accuracy", "test_accuracy", "test_f1", "train_seconds"}
+    required = {
+        "dataset",
+        "teacher",
+        "vocab_size",
+        "student_size",
+        "params",
+        "size_bytes",
+        "alpha",
+        "temperature",
+        "kd_loss",
+        "epochs_run",
+        "best_epoch",
+        "val_accuracy",
+        "test_accuracy",
+        "test_f1",
+        "train_seconds",
+    }
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert required <= set(saved) and saved["params"] > 0 and saved["epochs_run"] == 3
     assert (run_dir / "student" / "model.safetensors").stat().st_size == saved["size_bytes"]
-    assert json.loads((run_dir / "config.json").read_text()) == dataclasses.asdict(cfg)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert {k: v for k, v in config.items() if k != "fingerprints"} == dataclasses.asdict(cfg)
+    assert len(config["fingerprints"]["data"]) == 64 and config["fingerprints"]["teacher"] is None
+    assert not (run_dir / distil.PID_NAME).exists()  # the lock is released
     # Finished: a second call reuses it; other settings in the same directory are refused.
     assert distil.train_student(cfg, paths, device="cpu") == saved
-    with pytest.raises(ValueError, match="other settings .*lr"):
-        distil.train_student(dataclasses.replace(cfg, lr=0.5), paths, device="cpu")
+    config["lr"] = 0.5
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(distil.RunStateError, match="other settings \\(lr;.*--overwrite"):
+        distil.train_student(cfg, paths, device="cpu")
 
 
 def test_tensorboard_tags_and_hparams(tmp_path, data_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     paths = paths_for(tmp_path, data_dir)
-    metrics = distil.train_student(RunConfig(alpha=1.0, **{**FAST, "epochs": 1}), paths, device="cpu", log_every=5)
+    metrics = distil.train_student(
+        RunConfig(alpha=1.0, **{**FAST, "epochs": 1}), paths, device="cpu", log_every=5
+    )
     events = EventAccumulator(metrics["run_dir"])
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/ce", "train/kd", "train/lr", "valid/accuracy", "valid/f1", "hparam/test_accuracy"} <= tags
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(events.PluginTagToContent("hparams"))
+    assert {
+        "train/loss",
+        "train/ce",
+        "train/kd",
+        "train/lr",
+        "valid/accuracy",
+        "valid/f1",
+        "hparam/test_accuracy",
+    } <= tags
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(
+        events.PluginTagToContent("hparams")
+    )
 
 
 def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
@@ -234,7 +419,7 @@ def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
         distil.train_student(cfg, paths, device="cpu")
     monkeypatch.setattr(distil, "evaluate", original)
     run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["epoch"] == 1
     resumed = distil.train_student(cfg, paths, device="cpu")
     assert resumed["epochs_run"] == 3
     assert [h["val_accuracy"] for h in resumed["history"]] == [h["val_accuracy"] for h in straight["history"]]
@@ -247,27 +432,71 @@ def test_distillation_reuses_cache_across_vocab_sizes(tmp_path, data_dir, tiny_t
     first = distil.train_student(base, paths, device="cpu")
     assert count_teacher_runs and first["teacher"] == str(tiny_teacher)
     runs = len(count_teacher_runs)
-    second = distil.train_student(dataclasses.replace(base, vocab_size=200, size="mini", kd_loss="mse"), paths, device="cpu")
+    second = distil.train_student(
+        dataclasses.replace(base, vocab_size=200, size="mini", kd_loss="mse"), paths, device="cpu"
+    )
     assert len(count_teacher_runs) == runs  # new vocab size, size and loss: the teacher did not run again
     assert second["vocab_size"] == 200 and second["kd_loss"] == "mse"
 
 
 def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, capsys):
-    common = ["--dataset", "nsmc", "--data-dir", str(data_dir), "--data-root", str(tmp_path / "data"), "--tokenizer-root",
-              str(tmp_path / "tok"), "--teacher-root", str(tmp_path / "teachers"), "--out", str(tmp_path / "runs"), "--device", "cpu", "-q"]
-    fast = ["--vocab-size", "300", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--warmup-ratio", "0"]
+    common = [
+        "--dataset",
+        "nsmc",
+        "--data-dir",
+        str(data_dir),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--tokenizer-root",
+        str(tmp_path / "tok"),
+        "--teacher-root",
+        str(tmp_path / "teachers"),
+        "--out",
+        str(tmp_path / "runs"),
+        "--device",
+        "cpu",
+        "-q",
+    ]
+    fast = [
+        "--vocab-size",
+        "300",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01",
+        "--warmup-ratio",
+        "0",
+    ]
     [big] = distil.main(["run", *common, *fast, "--size", "small", "--alpha", "1"])
     assert big["test_accuracy"] > 0.8
     teacher_dir = Path(big["run_dir"]) / "student"
     distil.main(["cache", *common, "--teacher", str(teacher_dir)])
-    assert sorted(p.name for p in (teacher_dir / "logits").iterdir()) == ["nsmc-test.safetensors", "nsmc-train.safetensors", "nsmc-valid.safetensors"]
-    results = distil.main(["student", *common, *fast, "--size", "tiny", "--teacher", str(teacher_dir), "--alpha", "0.1", "1"])
+    assert sorted(p.name for p in (teacher_dir / "logits").iterdir()) == [
+        "nsmc-test.safetensors",
+        "nsmc-train.safetensors",
+        "nsmc-valid.safetensors",
+    ]
+    results = distil.main(
+        ["student", *common, *fast, "--size", "tiny", "--teacher", str(teacher_dir), "--alpha", "0.1", "1"]
+    )
     assert {r["alpha"] for r in results} == {0.1, 1.0}
     assert all(r["test_accuracy"] > 0.8 for r in results)
     out = capsys.readouterr().out
     assert "test_accuracy" in out and "teacher test accuracy" in out
     for backend in ("torch", "onnx-int8"):
-        distil.main(["predict", "--student", str(Path(results[0]["run_dir"]) / "student"), "--backend", backend, "정말 최고 명작", "최악 노잼"])
+        distil.main(
+            [
+                "predict",
+                "--student",
+                str(Path(results[0]["run_dir"]) / "student"),
+                "--backend",
+                backend,
+                "정말 최고 명작",
+                "최악 노잼",
+            ]
+        )
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[0].startswith("positive") and lines[1].startswith("negative")
 
@@ -291,5 +520,240 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
     assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
     assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
-    with pytest.raises(ValueError, match="needs alpha < 1"):
+    with pytest.raises(ValueError, match="baseline.*teacher, unlabeled"):
         RunConfig(teacher=str(tiny_teacher), alpha=1.0, unlabeled=str(unlabeled))
+
+
+# --- run identity, run state and errors -------------------------------------------------------------------
+
+ONE_EPOCH = RunConfig(alpha=1.0, **{**FAST, "epochs": 2, "patience": 10})
+
+
+def interrupt_after_first_epoch(cfg: RunConfig, paths: Paths, monkeypatch) -> Path:
+    """A half-done run: the validation of epoch 2 is interrupted, so checkpoint.pt holds epoch 1."""
+    original = distil.evaluate
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(distil, "evaluate", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            distil.train_student(cfg, paths, device="cpu")
+    run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "metrics.json").exists()
+    return run_dir
+
+
+def test_other_data_is_refused_for_reuse_and_for_resume(tmp_path, data_dir, monkeypatch):
+    other = write_nsmc(tmp_path / "other", seed=5)
+    paths = paths_for(tmp_path, data_dir)
+    other_paths = dataclasses.replace(paths, data_dir=str(other))
+    cfg = dataclasses.replace(ONE_EPOCH, epochs=1)
+    distil.train_student(cfg, paths, device="cpu")
+    with pytest.raises(
+        distil.RunStateError, match="other settings \\(data fingerprint;.*--overwrite .*--out"
+    ):
+        distil.train_student(cfg, other_paths, device="cpu")  # finished run, other --data-dir
+
+    half_done = dataclasses.replace(cfg, epochs=2)
+    interrupt_after_first_epoch(half_done, paths, monkeypatch)
+    with pytest.raises(distil.RunStateError, match="data fingerprint"):
+        distil.train_student(half_done, other_paths, device="cpu")  # half-done run, other --data-dir
+    fresh = distil.train_student(half_done, other_paths, device="cpu", overwrite=True)
+    assert fresh["epochs_run"] == 2
+
+
+def test_a_run_that_failed_before_its_first_epoch_blocks_nothing(tmp_path, data_dir, monkeypatch):
+    paths = paths_for(tmp_path, data_dir)
+    cfg = dataclasses.replace(ONE_EPOCH, epochs=1)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        distil.train_student(
+            dataclasses.replace(cfg, teacher="t", alpha=0.5, unlabeled=str(tmp_path / "missing.txt")),
+            paths,
+            device="cpu",
+        )
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(distil, "evaluate", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        distil.train_student(cfg, paths, device="cpu")
+    assert not any(Path(paths.out).rglob("config.json"))
+    monkeypatch.undo()
+    # The corrected command (here: the same one) trains from scratch, not stopped by a stale config.json.
+    assert distil.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
+
+
+def test_nan_loss_stops_training_naming_the_step(tmp_path, data_dir, monkeypatch):
+    paths = paths_for(tmp_path, data_dir)
+    original = distil.distillation_loss
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        total, ce, kd = original(*args, **kwargs)
+        return (total * float("nan"), ce, kd) if len(calls) == 7 else (total, ce, kd)
+
+    monkeypatch.setattr(distil, "distillation_loss", poisoned)
+    with pytest.raises(distil.TrainingDiverged, match="non-finite loss .* at epoch 1, step 7 of"):
+        distil.train_student(ONE_EPOCH, paths, device="cpu", log_every=5)
+    run_dir = Path(paths.out) / "nsmc" / ONE_EPOCH.run_name()
+    assert len(calls) == 10  # found at the next log interval, without a sync per step
+    assert not (run_dir / "student").exists() and not (run_dir / "config.json").exists()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    tokenizer = utils.train_tokenizer(["좋아요 최고", "별로 최악"] * 20, 100, tmp_path / "tok")
+    model = distil.BiLSTMClassifier(RunConfig(alpha=1.0, size="tiny", vocab_size=100).student_config())
+    with torch.no_grad():
+        model.embedding.weight[3, 0] = float("inf")
+    with pytest.raises(distil.TrainingDiverged, match="not finite .*embedding"):
+        distil.save_best(model, tokenizer, tmp_path / "student", {"epoch": 1})
+    assert not (tmp_path / "student").exists()
+
+
+class Payload:
+    """A pickle that would create a marker file when unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_crafted_and_truncated_checkpoints_are_refused_without_running_code(tmp_path, data_dir, monkeypatch):
+    paths = paths_for(tmp_path, data_dir)
+    run_dir = interrupt_after_first_epoch(ONE_EPOCH, paths, monkeypatch)
+    checkpoint = run_dir / "checkpoint.pt"
+    good = checkpoint.read_bytes()
+    marker = tmp_path / "pwned"
+    torch.save({"state": Payload(marker)}, checkpoint)
+    with pytest.raises(distil.RunStateError) as err:
+        distil.train_student(ONE_EPOCH, paths, device="cpu")
+    assert not marker.exists()
+    message = str(err.value)
+    assert "\n" not in message and str(checkpoint) in message and "--overwrite" in message
+    checkpoint.write_bytes(good[: len(good) // 2])
+    with pytest.raises(distil.RunStateError, match="checkpoint.pt is corrupt .*--overwrite"):
+        distil.train_student(ONE_EPOCH, paths, device="cpu")
+    checkpoint.write_bytes(good)
+    assert distil.train_student(ONE_EPOCH, paths, device="cpu")["epochs_run"] == 2  # the real one resumes
+    weights = run_dir / "student" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(distil.RunStateError, match="student is unusable .*--overwrite"):
+        distil.load_best(run_dir, torch.device("cpu"))
+
+
+LOCK_HOLDER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import distil
+from pathlib import Path
+with distil.run_lock(Path(sys.argv[2])):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_on_the_same_run_is_refused_and_stale_locks_do_not_block(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    paths = paths_for(tmp_path, data_dir)
+    cfg = dataclasses.replace(ONE_EPOCH, epochs=1)
+    run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
+    root = str(Path(distil.__file__).parent)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, root, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(distil.RunStateError, match=f"run in progress \\(pid {holder.pid}\\)"):
+            distil.train_student(cfg, paths, device="cpu")
+    finally:
+        holder.kill()  # dies holding the lock: the kernel releases it
+        holder.wait()
+    assert distil.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
+
+
+def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
+    return [
+        "--data-dir",
+        str(data_dir),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--tokenizer-root",
+        str(tmp_path / "tok"),
+        "--out",
+        str(tmp_path / "runs"),
+        "--device",
+        "cpu",
+        "-q",
+    ]
+
+
+@pytest.mark.parametrize(
+    "option, code, expected",
+    [
+        (["--batch-size", "0"], 2, "batch_size (--batch-size) must be in [1, inf), got 0"),
+        (["--lr", "nan"], 2, "lr (--lr) must be a finite number"),
+        (["--alpha", "0.5"], 2, "without a teacher only the baseline"),
+        (["--device", "gpu"], 2, "unknown device 'gpu'"),
+        (["--data-dir", "/nonexistent"], 1, "/nonexistent/ratings_train.txt not found"),
+    ],
+)
+def test_cli_errors_are_one_line_with_an_exit_code(tmp_path, data_dir, capsys, option, code, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        distil.main(["student", *cli_common(tmp_path, data_dir), *option])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err and "Traceback" not in err
+    assert not any(tmp_path.rglob("config.json"))
+
+
+def test_cli_debug_shows_the_traceback(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        str(Path(distil.__file__)),
+        "student",
+        *cli_common(tmp_path, data_dir),
+        "--epochs",
+        "0",
+    ]
+    plain = subprocess.run(command, capture_output=True, text=True)
+    assert plain.returncode == 2 and plain.stderr.strip().splitlines() == [
+        "error: epochs (--epochs) must be in [1, inf), got 0"
+    ]
+    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ValueError: epochs" in debug.stderr
+
+
+def test_a_changed_teacher_is_refused_for_reuse(tmp_path, data_dir, tiny_teacher):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    teacher_dir = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
+    paths = paths_for(tmp_path, data_dir)
+    cfg = RunConfig(teacher=str(teacher_dir), alpha=0.5, **{**FAST, "epochs": 1})
+    distil.train_student(cfg, paths, device="cpu")
+    saved = json.loads((Path(paths.out) / "nsmc" / cfg.run_name() / "config.json").read_text())
+    assert len(saved["fingerprints"]["teacher"]) == 64
+    weights = load_file(teacher_dir / "model.safetensors")
+    name = next(k for k in weights if k.startswith("classifier"))
+    save_file(
+        {**weights, name: weights[name] + 1.0}, teacher_dir / "model.safetensors", metadata={"format": "pt"}
+    )
+    with pytest.raises(distil.RunStateError, match=r"other settings \(teacher fingerprint;"):
+        distil.train_student(cfg, paths, device="cpu")

@@ -103,8 +103,10 @@ def test_every_stage_runs_and_writes_its_results(executed):
     assert "running the teacher" in out  # the cache was built on this first run
 
     runs = work_dir / "runs" / "nsmc"
-    distilled = [runs / f"tiny-v{v}-{teacher_dir.name}-a0.5-T2" for v in VOCAB_SIZES]
-    baseline = [runs / f"tiny-v{v}-none-a1" for v in VOCAB_SIZES]
+    # Readable name plus a hash of the other non-default settings (epochs, lr, ...): one folder per run.
+    [distilled, baseline] = [[p for v in VOCAB_SIZES for p in runs.glob(f"tiny-v{v}-{name}-h*")]
+                             for name in (f"{teacher_dir.name}-a0.5-T2", "none-a1")]
+    assert len(distilled) == len(baseline) == len(VOCAB_SIZES)
     for run_dir in distilled + baseline:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["epochs_run"] == 2 and metrics["run_dir"] == str(run_dir.relative_to(work_dir))
@@ -146,7 +148,7 @@ def test_unknown_parameter_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DISTILKO_PARAMS", json.dumps({"vocab_sise": [2000]}))
     monkeypatch.setenv("PYTHONPATH", kernel_pythonpath())
-    with pytest.raises(CellExecutionError, match="unknown parameters \\['vocab_sise'\\]"):
+    with pytest.raises(CellExecutionError, match="unknown parameter 'vocab_sise': did you mean 'vocab_size'"):
         execute(tmp_path)
 
 

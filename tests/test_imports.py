@@ -1,0 +1,56 @@
+"""Imports run one way: utils <- model <- teacher <- distil <- (bench, serve, notebook, ...).
+
+Each module is imported in a fresh interpreter, lowest first, and may load only the project modules to its
+left; and no project module imports (at the top or inside a function) a module to its right.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAIN = ["utils", "model", "teacher", "distil"]  # each may import only the modules before it
+PROJECT = sorted(p.stem for p in ROOT.glob("*.py"))
+TOP = [m for m in PROJECT if m not in CHAIN]  # bench, serve, ...: may import the chain, the chain not them
+
+
+def allowed(module: str) -> set[str]:
+    return set(CHAIN[: CHAIN.index(module)]) if module in CHAIN else set(CHAIN)
+
+
+def imported_names(module: str) -> set[str]:
+    """Project modules that ``module``'s source imports anywhere (top level or inside functions)."""
+    tree = ast.parse((ROOT / f"{module}.py").read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names & set(PROJECT) - {module}
+
+
+@pytest.mark.parametrize("module", [*CHAIN, *TOP])
+def test_fresh_import_loads_only_modules_to_the_left(module):
+    code = f"import sys, json; import {module}; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    # An import cycle fails here (a partially initialised module).
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = set(json.loads(result.stdout.strip().splitlines()[-1])) & set(PROJECT) - {module}
+    assert loaded <= allowed(module), f"importing {module} loaded {sorted(loaded - allowed(module))}"
+
+
+@pytest.mark.parametrize("module", [*CHAIN, *TOP])
+def test_no_import_points_the_wrong_way(module):
+    wrong = imported_names(module) - allowed(module)
+    if module in TOP:  # modules outside the chain may use each other, but not in a circle
+        wrong = {other for other in wrong if module in imported_names(other)}
+    assert not wrong, f"{module}.py imports {sorted(wrong)} (allowed: {sorted(allowed(module))})"
