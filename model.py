@@ -629,8 +629,8 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
 
 # {repo_id or name}
 
-A small Korean sentiment classifier made with DistilKoBiLSTM (knowledge distillation of Korean transformers into
-BiLSTMs, after gyunggyung/DistilKoBiLSTM). Run name: `{name}`.
+A small Korean sentiment classifier made with DistilKoBiLSTM (knowledge distillation of Korean
+transformers into BiLSTMs, after gyunggyung/DistilKoBiLSTM). Run name: `{name}`.
 
 | | |
 |---|---|
