@@ -58,12 +58,17 @@ class ServeConfig:
     max_texts: int = field(default=256, metadata={"help": "most texts in one request"})
     max_chars: int = field(default=2000, metadata={"help": "most characters in one text"})
     max_body_bytes: int = field(default=1_000_000, metadata={"help": "largest request body in bytes"})
+    log_level: str = field(default="info", metadata={
+        "help": "uvicorn's log level (info logs one line per request: method, path, status)",
+        "choices": ("debug", "info", "warning", "error")})
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be one of debug, info, warning, error, got {self.log_level!r}")
         if not 0 <= self.batch_window_ms <= 1000:
             raise ValueError(f"batch_window_ms must be in [0, 1000], got {self.batch_window_ms}")
         for name in ("workers", "threads", "max_batch", "max_texts", "max_chars", "max_body_bytes"):
@@ -377,14 +382,14 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.workers == 1:
         student, source = load(cfg)
         print(f"serving {source} ({cfg.backend}) on http://{cfg.host}:{cfg.port}/", flush=True)
-        uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port)
+        uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
         return
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
     print(f"serving {cfg.student or default_student()} ({cfg.backend}) with {cfg.workers} workers on "
           f"http://{cfg.host}:{cfg.port}/", flush=True)
     # a worker answers the supervisor's health checks only once torch & co. are imported: slow on a busy machine
     uvicorn.run("serve:app_from_env", factory=True, host=cfg.host, port=cfg.port, workers=cfg.workers,
-                app_dir=str(ROOT), timeout_worker_healthcheck=WORKER_START_TIMEOUT_S)
+                app_dir=str(ROOT), timeout_worker_healthcheck=WORKER_START_TIMEOUT_S, log_level=cfg.log_level)
 
 
 PAGE = """<!doctype html>
