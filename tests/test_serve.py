@@ -270,28 +270,30 @@ def test_demo_page_in_a_real_browser(tmp_path):
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM is not None, "chromium is missing: .ci/run installs it with apt-get"
-    sentence = "배우들 연기가 정말 최고였고 스토리도 감동적이에요"
+    sentences = ["배우들 연기가 정말 최고였고 스토리도 감동적이에요", "돈 아깝고 지루해서 중간에 나왔습니다"]
     server = serve.start_in_background()  # the bundled default student, as a new user gets it
     try:
-        expected = httpx.post(server.url + "/predict", json={"text": sentence}, timeout=10).json()["predictions"][0]
+        expected = httpx.post(server.url + "/predict", json={"texts": sentences}, timeout=10).json()["predictions"]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
             page = browser.new_page(viewport={"width": 820, "height": 640})
             page.goto(server.url + "/")
             page.wait_for_selector("#card tr")  # the model card arrived
-            page.fill("#input", sentence)
+            page.fill("#input", "\n".join(sentences))
             page.click("#submit")
-            page.wait_for_selector("#results .result .prob")
-            label, prob = page.inner_text("#results .label"), page.inner_text("#results .prob")
+            page.wait_for_selector("#results .result:nth-child(2) .prob")
+            labels = page.locator("#results .label").all_inner_texts()
+            probs = page.locator("#results .prob").all_inner_texts()
             card = page.inner_text("#card")
             shot = tmp_path / "serve_demo.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
     finally:
         server.stop()
-    assert expected["label"] == "positive"  # a clearly positive review, classified by the bundled student
-    assert label == f"긍정 {expected['label']}"
-    assert prob == f"{100 * expected['probabilities'][expected['label']]:.1f}%"
+    # a clearly positive and a clearly negative review, classified by the bundled student
+    assert [p["label"] for p in expected] == ["positive", "negative"]
+    assert labels == ["긍정 positive", "부정 negative"]
+    assert probs == [f"{100 * p['probabilities'][p['label']]:.1f}%" for p in expected]
     assert "test accuracy" in card and "%" in card
     assert shot.stat().st_size > 10_000
     if os.environ.get("DISTILKO_SCREENSHOT"):  # e.g. results/serve_demo.png for the README
