@@ -428,3 +428,51 @@ def test_push_to_hub_uploads_the_shareable_folder(student, tmp_path):
     assert 'Student.from_pretrained("someone/distilko-tiny", backend="onnx-int8")' in card
     again = Student.from_pretrained(tmp_path / "uploaded", backend="onnx")
     assert np.allclose(again.predict_proba(["좋아요"]), student.predict_proba(["좋아요"]), atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# the load test (bench.py serve) and the timing statistics
+
+
+def test_spread_and_busy_or_unstable_warnings():
+    import bench
+
+    assert bench.spread_pct([100.0, 110.0, 90.0]) == pytest.approx(20.0)
+    assert bench.spread_pct([5.0]) == 0.0
+    assert bench.timing_warning(0.0, 0.1, [1.0, 2.0]) == ""
+    cpus = len(os.sched_getaffinity(0))
+    assert bench.timing_warning(cpus, 0.1, [1.0]).startswith("BUSY")
+    assert "UNSTABLE: repeats differ by 25%" in bench.timing_warning(0.0, 0.0, [25.0])
+
+
+def test_serving_targets_compare_with_the_health_ceiling():
+    import bench
+
+    passes = [{"requests": 100, "errors": 0, "seconds": 0.5, "latencies": [0.01] * 90 + [0.2] * 10},
+              {"requests": 100, "errors": 1, "seconds": 1.0, "latencies": [0.02] * 90 + [0.1] * 10}]
+    row = bench.scenario_row("single", 1, 64, passes)
+    assert row["req_per_s"] == pytest.approx(150) and row["req_per_s_spread_pct"] == pytest.approx(100 * 100 / 150)
+    assert row["requests"] == 200 and row["errors"] == 1 and row["sentences_per_s"] == row["req_per_s"]
+    assert row["p50_ms"] == pytest.approx(15) and row["p99_ms"] == pytest.approx(150)
+    health = {"window_ms": 2.0, "scenario": "health", "concurrency": 64, "req_per_s": 250.0}
+    batch = {"window_ms": 2.0, "scenario": "batch64", "concurrency": 4, "sentences_per_s": 6000.0}
+    targets = bench.serve_targets([health, {"window_ms": 2.0, **row}, batch])
+    assert [t["met"] for t in targets] == [False, True]  # 150 / 250 = 60 % of the ceiling, but p99 > 50 ms
+    assert "60% of 250 req/s" in targets[0]["value"]
+
+
+def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
+    import bench
+
+    load = bench.LoadTest(student=str(run_dir / "student"), backend="onnx", windows_ms=(2.0,), requests=24,
+                          time_cap_s=5, repeats=2, out=str(tmp_path),
+                          scenarios=(("health", 0, 4), ("single", 1, 4), ("batch64", 64, 2)))
+    results = bench.serve_load_test(load)
+    rows = {row["scenario"]: row for row in results["rows"]}
+    assert set(rows) == {"health", "single", "batch64"} and all(r["errors"] == 0 for r in rows.values())
+    assert rows["single"]["requests"] == 48 and rows["batch64"]["requests"] == 12  # a quarter for 64-text requests
+    assert rows["batch64"]["sentences_per_s"] == pytest.approx(64 * rows["batch64"]["req_per_s"])
+    assert 0 < rows["single"]["p50_ms"] <= rows["single"]["p99_ms"]
+    assert json.loads((tmp_path / "serve_results.json").read_text())["rows"] == results["rows"]
+    with pytest.raises(SystemExit, match="requests and repeats must be >= 1"):
+        bench.main(["serve", "--requests", "0"])
