@@ -110,7 +110,7 @@ class Predictor:
 
     def __init__(self, student: Student, window_s: float, max_batch: int):
         self.student, self.window_s, self.max_batch = student, window_s, max_batch
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._pool: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -122,12 +122,13 @@ class Predictor:
             if len(texts) == 1:
                 return [{"error": f"no prediction for this text: {err}"}]
             return [row for text in texts for row in self.classify([text])]
-        labels = self.student.labels
-        return [{"label": labels[int(p.argmax())], "label_id": int(p.argmax()),
-                 "probabilities": {name: round(float(x), 6) for name, x in zip(labels, p)}}
-                for p in probabilities]
+        labels, ids = self.student.labels, probabilities.argmax(axis=1).tolist()
+        rows = probabilities.astype("float64").round(6).tolist()
+        return [{"label": labels[i], "label_id": i, "probabilities": dict(zip(labels, row))}
+                for i, row in zip(ids, rows)]
 
     async def start(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
         if self.window_s > 0:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._batch_loop())
@@ -135,6 +136,7 @@ class Predictor:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            self._task = self._queue = None
         self._pool.shutdown(wait=False)
 
     async def predict(self, texts: list[str]) -> list[dict]:
@@ -387,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
     print(f"serving {cfg.student or default_student()} ({cfg.backend}) with {cfg.workers} workers on "
           f"http://{cfg.host}:{cfg.port}/", flush=True)
-    # a worker answers the supervisor's health checks only once torch & co. are imported: slow on a busy machine
+    # workers answer the supervisor's health checks only once torch & co. are imported (slow when busy)
     uvicorn.run("serve:app_from_env", factory=True, host=cfg.host, port=cfg.port, workers=cfg.workers,
                 app_dir=str(ROOT), timeout_worker_healthcheck=WORKER_START_TIMEOUT_S, log_level=cfg.log_level)
 
