@@ -81,6 +81,13 @@ def test_health_model_card_page_and_docs(student):
         assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
+def test_app_serves_again_after_a_restart(student):
+    client = make_client(student)
+    for _ in range(2):  # lifespan: start, stop, start again (the model thread is recreated)
+        with client:
+            assert client.post("/predict", json={"text": "좋아요"}).status_code == 200
+
+
 def test_predict_answers_every_text_in_order(student):
     texts = ["정말 재밌어요 최고", "시간 아까움 최악", "그냥 그랬어요", "명작 감동"]
     expected = student.predict_proba(texts)
