@@ -504,6 +504,8 @@ class Student:
 
 METRICS_NAME = "metrics.json"
 CARD_NAME = "README.md"
+# the ready-to-use students committed with the project, best first (the default of serve.py)
+BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in ("nsmc-base", "nsmc-tiny"))
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 
 
@@ -524,6 +526,17 @@ def resolve_student_dir(name_or_path: str | Path, revision: str | None = None) -
             f"failed ({type(err).__name__}: {first_line}); give an existing folder or a Hub repository id "
             "(with network access, or already in the Hub cache when HF_HUB_OFFLINE=1)"
         ) from err
+
+
+def bundled_student() -> Path:
+    """The best bundled student folder in models/ (nsmc-base, else nsmc-tiny)."""
+    for path in BUNDLED_STUDENTS:
+        if is_student_dir(path):
+            return path
+    raise FileNotFoundError(
+        f"no bundled student in {BUNDLED_STUDENTS[0].parent} (nsmc-base or nsmc-tiny); pass a student folder "
+        "such as runs/<dataset>/<run>/student (train one with `python distil.py run ...`)"
+    )
 
 
 def read_student_info(directory: str | Path) -> tuple[dict | None, dict | None]:

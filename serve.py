@@ -33,10 +33,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from model import BACKENDS, Student, count_parameters, is_student_dir, student_name
+from model import BACKENDS, Student, bundled_student, count_parameters, student_name
 
 ROOT = Path(__file__).resolve().parent
-BUNDLED = (ROOT / "models" / "nsmc-base", ROOT / "models" / "nsmc-tiny")  # the default student, first found
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
 WORKER_START_TIMEOUT_S = 180
 
@@ -74,17 +73,6 @@ class ServeConfig:
         for name in ("workers", "threads", "max_batch", "max_texts", "max_chars", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-def default_student() -> str:
-    """The bundled student folder to serve when none is given."""
-    for path in BUNDLED:
-        if is_student_dir(path):
-            return str(path)
-    raise FileNotFoundError(
-        f"no student given and no bundled one in {ROOT / 'models'} (nsmc-base or nsmc-tiny); "
-        "pass --student runs/<dataset>/<run>/student (train one with `python distil.py run ...`)"
-    )
 
 
 def model_info(student: Student, source: str) -> dict:
@@ -299,7 +287,7 @@ def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
 
 def load(cfg: ServeConfig) -> tuple[Student, str]:
     """The student cfg names (or the bundled default) on cfg.backend, and where it came from."""
-    source = cfg.student or default_student()
+    source = cfg.student or str(bundled_student())
     return Student.from_pretrained(source, backend=cfg.backend, threads=cfg.threads), source
 
 
@@ -387,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
         return
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
-    print(f"serving {cfg.student or default_student()} ({cfg.backend}) with {cfg.workers} workers on "
+    print(f"serving {cfg.student or bundled_student()} ({cfg.backend}) with {cfg.workers} workers on "
           f"http://{cfg.host}:{cfg.port}/", flush=True)
     # workers answer the supervisor's health checks only once torch & co. are imported (slow when busy)
     uvicorn.run("serve:app_from_env", factory=True, host=cfg.host, port=cfg.port, workers=cfg.workers,

@@ -27,6 +27,7 @@ from model import (
     BiLSTMClassifier,
     Student,
     StudentConfig,
+    bundled_student,
     package_student,
     save_student,
 )
@@ -76,7 +77,7 @@ def test_health_model_card_page_and_docs(student):
         assert card["backend"] == "onnx" and card["labels"] == ["negative", "positive"]
         page = client.get("/")
         assert page.status_code == 200 and "한국어 감성 분석" in page.text
-        assert "http://" not in page.text.replace("http://www.w3.org", "") and "https://" not in page.text  # no CDN
+        assert "http://" not in page.text and "https://" not in page.text  # no CDN: the app serves everything
         assert client.get("/docs").status_code == 200
         assert "/predict" in client.get("/openapi.json").json()["paths"]
 
@@ -243,12 +244,13 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120.0) -
 
 def test_command_line_with_two_workers(run_dir):
     port = free_port()
-    command = [sys.executable, str(ROOT / "serve.py"), "--student", str(run_dir / "student"), "--backend", "torch",
-               "--port", str(port), "--workers", "2"]
+    command = [sys.executable, str(ROOT / "serve.py"), "--student", str(run_dir / "student"),
+               "--backend", "torch", "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process)
-        response = httpx.post(f"http://127.0.0.1:{port}/predict", json={"texts": ["정말 재밌어요", "최악"]}, timeout=10)
+        url = f"http://127.0.0.1:{port}"
+        response = httpx.post(url + "/predict", json={"texts": ["정말 재밌어요", "최악"]}, timeout=10)
         assert response.status_code == 200 and len(response.json()["predictions"]) == 2
         assert httpx.get(f"http://127.0.0.1:{port}/model", timeout=10).json()["backend"] == "torch"
     finally:
@@ -280,7 +282,8 @@ def test_demo_page_in_a_real_browser(tmp_path):
     sentences = ["배우들 연기가 정말 최고였고 스토리도 감동적이에요", "돈 아깝고 지루해서 중간에 나왔습니다"]
     server = serve.start_in_background()  # the bundled default student, as a new user gets it
     try:
-        expected = httpx.post(server.url + "/predict", json={"texts": sentences}, timeout=10).json()["predictions"]
+        response = httpx.post(server.url + "/predict", json={"texts": sentences}, timeout=10)
+        expected = response.json()["predictions"]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
             page = browser.new_page(viewport={"width": 820, "height": 640})
@@ -313,7 +316,8 @@ def test_demo_page_in_a_real_browser(tmp_path):
 
 def test_bundled_students_exist_and_serve_by_default():
     assert [p.name for p in BUNDLES if p.name in ("nsmc-base", "nsmc-tiny")], "models/ has no bundled student"
-    assert Path(serve.default_student()) in BUNDLES
+    assert bundled_student() in BUNDLES
+    assert serve.load(serve.ServeConfig(backend="torch"))[1] == str(bundled_student())
     assert SAMPLE.is_file()
 
 
@@ -329,10 +333,11 @@ def test_bundled_student_matches_its_test_accuracy_on_every_backend(bundle):
         student = Student.from_pretrained(bundle, backend=backend)
         predictions[backend] = np.array(student.predict(sample["text"].tolist()))
         accuracy = float((predictions[backend] == labels).mean())
-        assert abs(accuracy - metrics["test_accuracy"]) < tolerance, (backend, accuracy, metrics["test_accuracy"])
+        assert abs(accuracy - metrics["test_accuracy"]) < tolerance, (backend, accuracy, tolerance)
     assert (predictions["onnx"] == predictions["torch"]).all()
     assert (predictions["onnx-int8"] == predictions["torch"]).mean() > 0.99
-    assert (bundle / "README.md").read_text(encoding="utf-8").count(f"{100 * metrics['test_accuracy']:.2f} %") == 1
+    card = (bundle / "README.md").read_text(encoding="utf-8")
+    assert card.count(f"{100 * metrics['test_accuracy']:.2f} %") == 1
 
 
 # -----------------------------------------------------------------------------
@@ -343,10 +348,11 @@ def test_save_pretrained_writes_a_loadable_folder_with_a_card(student, tmp_path)
     from transformers import AutoTokenizer
 
     folder = student.save_pretrained(tmp_path / "shared")
-    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "onnx",
-                                                  "vocab.txt", "metrics.json", "README.md"}
+    names = {"config.json", "model.safetensors", "tokenizer.json", "onnx", "vocab.txt", "metrics.json", "README.md"}
+    assert {p.name for p in folder.iterdir()} >= names
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert card.startswith("---\n") and "language: ko" in card and "81.23 %" in card and "tiny-v300-none-a1" in card
+    assert card.startswith("---\n") and "language: ko" in card
+    assert "81.23 %" in card and "tiny-v300-none-a1" in card
     assert "trained on the labels only" in card
     again = Student.from_pretrained(folder, backend="onnx")
     texts = ["정말 재밌어요", "시간 아까움"]
@@ -372,7 +378,7 @@ def test_package_student_from_a_run_and_refuses_unfinished_runs(run_dir, tmp_pat
 
 
 def fill_hub_cache(cache: Path, repo_id: str, folder: Path, revision: str = "a" * 40) -> None:
-    """The real Hub cache layout: blobs/<hash>, snapshots/<revision>/<file> -> ../../blobs/<hash>, refs/main."""
+    """The real Hub cache layout: blobs/<hash>, snapshots/<rev>/<file> -> ../../blobs/<hash>, refs/main."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
@@ -388,7 +394,8 @@ def fill_hub_cache(cache: Path, repo_id: str, folder: Path, revision: str = "a" 
 def run_offline(code: str, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-c", code]
-    return subprocess.run(command, check=False, cwd=cache, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, check=False, cwd=cache, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_from_pretrained_hub_id_loads_from_the_local_hub_cache_offline(student, tmp_path):
@@ -411,7 +418,7 @@ def test_from_pretrained_hub_id_loads_from_the_local_hub_cache_offline(student, 
 
 
 class FakeHfApi:
-    """Records what push_to_hub asks of huggingface_hub.HfApi; no network (only the call arguments are tested)."""
+    """Records what push_to_hub asks of huggingface_hub.HfApi; no network (tests the call arguments only)."""
 
     def __init__(self, keep: Path):
         self.keep, self.calls = keep, []
@@ -458,7 +465,8 @@ def test_serving_targets_compare_with_the_health_ceiling():
     passes = [{"requests": 100, "errors": 0, "seconds": 0.5, "latencies": [0.01] * 90 + [0.2] * 10},
               {"requests": 100, "errors": 1, "seconds": 1.0, "latencies": [0.02] * 90 + [0.1] * 10}]
     row = bench.scenario_row("single", 1, 64, passes)
-    assert row["req_per_s"] == pytest.approx(150) and row["req_per_s_spread_pct"] == pytest.approx(100 * 100 / 150)
+    assert row["req_per_s"] == pytest.approx(150)
+    assert row["req_per_s_spread_pct"] == pytest.approx(100 * 100 / 150)
     assert row["requests"] == 200 and row["errors"] == 1 and row["sentences_per_s"] == row["req_per_s"]
     assert row["p50_ms"] == pytest.approx(15) and row["p99_ms"] == pytest.approx(150)
     health = {"window_ms": 2.0, "scenario": "health", "concurrency": 64, "req_per_s": 250.0}
@@ -477,7 +485,8 @@ def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
     results = bench.serve_load_test(load)
     rows = {row["scenario"]: row for row in results["rows"]}
     assert set(rows) == {"health", "single", "batch64"} and all(r["errors"] == 0 for r in rows.values())
-    assert rows["single"]["requests"] == 48 and rows["batch64"]["requests"] == 12  # a quarter for 64-text requests
+    assert rows["single"]["requests"] == 48
+    assert rows["batch64"]["requests"] == 12  # a quarter as many 64-text requests
     assert rows["batch64"]["sentences_per_s"] == pytest.approx(64 * rows["batch64"]["req_per_s"])
     assert 0 < rows["single"]["p50_ms"] <= rows["single"]["p99_ms"]
     assert json.loads((tmp_path / "serve_results.json").read_text())["rows"] == results["rows"]
