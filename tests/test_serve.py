@@ -348,7 +348,8 @@ def test_save_pretrained_writes_a_loadable_folder_with_a_card(student, tmp_path)
     from transformers import AutoTokenizer
 
     folder = student.save_pretrained(tmp_path / "shared")
-    names = {"config.json", "model.safetensors", "tokenizer.json", "onnx", "vocab.txt", "metrics.json", "README.md"}
+    names = {"config.json", "model.safetensors", "tokenizer.json", "onnx", "vocab.txt", "metrics.json",
+             "README.md"}
     assert {p.name for p in folder.iterdir()} >= names
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\n") and "language: ko" in card
