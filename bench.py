@@ -12,6 +12,12 @@ Sections, each printed as a table and saved in <out>/bench_results.json:
 4. accuracy the runs in --runs (from `python distil.py student ...`), mean ± std over seeds, and the
             accuracy of their exported forms (ONNX, ONNX int8) on the NSMC test set.
 5. plot     test accuracy against parameters (<out>/accuracy_vs_params.png).
+6. serving  `python bench.py serve [--student DIR]`: a bounded load test of serve.py on 127.0.0.1 (requests/s,
+            sentences/s, p50/p99 latency for single sentences at concurrency 1/16/64, 64-text requests and
+            GET /health as the ceiling), with and without micro-batching (<out>/serve_results.json).
+
+Every timing is the median over repeats with its spread; rows measured while the machine was busy (load
+average above half the CPUs) or whose repeats disagree are flagged in a "warning" column.
 
 Batch 64 means one call per 64 consecutive sample sentences (each call sorts and pads its own), batch 1 one
 call per sentence. Every model runs with --threads threads (default 1); speed ratios compare numbers
@@ -21,6 +27,7 @@ prints the CPU, versions and load average.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import gc
 import json
@@ -28,7 +35,9 @@ import math
 import os
 import platform
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -217,28 +226,57 @@ def load_tokenizers(train: pd.DataFrame, root: Path):
 
 
 def time_calls(call: Callable[[list], object], items: list, latency_items: int, repeats: int) -> dict:
-    """Batch-1 latency (call per item) and batch-64 throughput (call per 64 items) over the same items."""
+    """Batch-1 latency (call per item) and batch-64 throughput (call per 64 items) over the same items.
+
+    Each figure is the median over `repeats` passes, with its spread ((max - min) / median over the passes,
+    in percent): a spread of more than a few percent means the machine was not quiet enough to trust it.
+    """
     call(items[:BATCH])
     call(items[:1])
     gc.collect()
-    latencies = []
+    latencies, pass_medians = [], []
     for _ in range(repeats):
+        current = []
         for item in items[:latency_items]:
             start = time.perf_counter()
             call([item])
-            latencies.append(time.perf_counter() - start)
-    batched = []
+            current.append(time.perf_counter() - start)
+        latencies += current
+        pass_medians.append(statistics.median(current))
+    throughputs = []
     for _ in range(repeats):
         start = time.perf_counter()
         for i in range(0, len(items), BATCH):
             call(items[i : i + BATCH])
-        batched.append(time.perf_counter() - start)
+        throughputs.append(len(items) / (time.perf_counter() - start))
     return {
         "batch1_median_ms": 1e3 * statistics.median(latencies),
+        "batch1_median_ms_spread_pct": spread_pct(pass_medians),
         "batch1_p90_ms": 1e3 * float(np.percentile(latencies, 90)),
         "batch1_per_s": len(latencies) / sum(latencies),
-        "batch64_per_s": len(items) / statistics.median(batched),
+        "batch64_per_s": statistics.median(throughputs),
+        "batch64_per_s_spread_pct": spread_pct(throughputs),
     }
+
+
+def spread_pct(values: Sequence[float]) -> float:
+    """(max - min) / median of repeated measurements, in percent (0 for a single one)."""
+    return 100 * (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
+
+
+SPREAD_WARNING_PCT = 10.0  # a timing whose repeats differ by more than this is flagged in the tables
+
+
+def timing_warning(load_before: float, load_after: float, spreads: Sequence[float]) -> str:
+    """'' for a trustworthy timing, else why not: the machine was busy (1-minute load average above half the
+    available CPUs, before or after) or the repeats disagree by more than SPREAD_WARNING_PCT."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    reasons = []
+    if max(load_before, load_after) > cpus / 2:
+        reasons.append(f"BUSY: load {load_before:.1f} -> {load_after:.1f} on {cpus} CPUs")
+    if spreads and max(spreads) > SPREAD_WARNING_PCT:
+        reasons.append(f"UNSTABLE: repeats differ by {max(spreads):.0f}%")
+    return "; ".join(reasons)
 
 
 class TeacherRunner:
@@ -266,11 +304,16 @@ def speed_row(model: str, kind: str, backend: str, params: int, predict: Callabl
               texts: list[str], ids: list[list[int]], settings: Settings, repeats: int) -> dict:
     """One model's timings, end to end and model only."""
     row = {"model": model, "kind": kind, "backend": backend, "params": params}
+    load_before = os.getloadavg()[0]
     for mode, call, items in (("end_to_end", predict, texts), ("model_only", from_ids, ids)):
         for key, value in time_calls(call, items, settings.latency_sentences, repeats).items():
             row[f"{mode}_{key}"] = value
-    print(f"  {model:<20} {backend:<10} {row['end_to_end_batch64_per_s']:>10,.0f} sentences/s at batch 64, "
-          f"{row['end_to_end_batch1_median_ms']:.3f} ms at batch 1", flush=True)
+    row["load_before"], row["load_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
+    spreads = [v for k, v in row.items() if k.endswith("_spread_pct")]
+    row["warning"] = timing_warning(row["load_before"], row["load_after"], spreads)
+    throughput, spread = row["end_to_end_batch64_per_s"], row["end_to_end_batch64_per_s_spread_pct"]
+    print(f"  {model:<20} {backend:<10} {throughput:>10,.0f} sentences/s at batch 64 (spread {spread:.0f}%), "
+          f"{row['end_to_end_batch1_median_ms']:.3f} ms at batch 1 {row['warning']}", flush=True)
     return row
 
 
@@ -547,6 +590,202 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: Path) -> Path:
 
 
 # -----------------------------------------------------------------------------
+# 6. serving: a bounded load test of serve.py on 127.0.0.1 (python bench.py serve ...)
+
+SERVE_SAMPLE = Path(__file__).resolve().parent / "models" / "nsmc-test-sample.txt"
+
+
+@dataclass
+class LoadTest:
+    """One server per micro-batching window; every scenario runs `repeats` times against each."""
+
+    student: str | None = None  # None: serve.py's default (the bundled models/nsmc-base, else nsmc-tiny)
+    backend: str = "onnx-int8"
+    windows_ms: tuple[float, ...] = (0.0, 2.0)  # 0: micro-batching off
+    scenarios: tuple[tuple[str, int, int], ...] = (  # (name, texts per request (0: GET /health), concurrency)
+        ("health", 0, 64), ("single", 1, 1), ("single", 1, 16), ("single", 1, 64), ("batch64", 64, 4))
+    requests: int = 2000  # per scenario and repeat (a quarter of it for 64-text requests)
+    time_cap_s: float = 10.0  # per scenario and repeat: no new request after this
+    repeats: int = 3
+    out: str = "bench_out"
+    data_dir: str | None = None  # NSMC test reviews from here, else the 1,000 in models/nsmc-test-sample.txt
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or self.repeats < 1 or self.time_cap_s <= 0:
+            raise ValueError("requests and repeats must be >= 1 and time_cap_s > 0, got "
+                             f"{self.requests}, {self.repeats}, {self.time_cap_s}")
+        if any(w < 0 for w in self.windows_ms):
+            raise ValueError(f"windows_ms must be >= 0, got {self.windows_ms}")
+
+
+async def drive(
+    url: str, bodies: list[bytes | None], concurrency: int, requests: int, time_cap_s: float
+) -> dict:
+    """`concurrency` clients on keep-alive connections send up to `requests` requests in total (POST /predict
+    with each body, or GET /health for None) until the time cap; latencies in seconds. The client is aiohttp:
+    httpx's AsyncClient costs several times more CPU per request under concurrency (encode/httpx#3215), CPU
+    that the server on the same machine would miss."""
+    import aiohttp
+
+    latencies, errors, issued = [], 0, 0
+    headers = {"content-type": "application/json"}
+    connector, timeout = aiohttp.TCPConnector(limit=concurrency), aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+        async def one(body: bytes | None) -> int:
+            if body is None:
+                async with session.get("/health") as response:
+                    await response.read()
+            else:
+                async with session.post("/predict", data=body, headers=headers) as response:
+                    await response.read()
+            return response.status
+
+        await asyncio.gather(*(one(bodies[i % len(bodies)]) for i in range(2 * concurrency)))  # warm up
+        stop_at = time.perf_counter() + time_cap_s
+
+        async def worker() -> None:
+            nonlocal errors, issued
+            while issued < requests and time.perf_counter() < stop_at:
+                body = bodies[issued % len(bodies)]
+                issued += 1
+                start = time.perf_counter()
+                errors += await one(body) != 200
+                latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"requests": len(latencies), "errors": errors, "seconds": elapsed, "latencies": latencies}
+
+
+def scenario_row(name: str, texts_per_request: int, concurrency: int, passes: list[dict]) -> dict:
+    """Median and spread over the repeated passes of one scenario."""
+    per_s = [p["requests"] / p["seconds"] for p in passes]
+    p50 = [1e3 * float(np.percentile(p["latencies"], 50)) for p in passes]
+    p99 = [1e3 * float(np.percentile(p["latencies"], 99)) for p in passes]
+    return {
+        "scenario": name, "concurrency": concurrency, "texts_per_request": texts_per_request,
+        "requests": sum(p["requests"] for p in passes), "errors": sum(p["errors"] for p in passes),
+        "req_per_s": statistics.median(per_s), "req_per_s_spread_pct": spread_pct(per_s),
+        "sentences_per_s": statistics.median(per_s) * max(texts_per_request, 0),
+        "p50_ms": statistics.median(p50), "p99_ms": statistics.median(p99),
+    }
+
+
+def start_server(load: LoadTest, window_ms: float, log: Path) -> tuple[subprocess.Popen, str]:
+    """serve.py in its own process on a free 127.0.0.1 port; returns it once /health answers."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, str(Path(__file__).resolve().parent / "serve.py"), "--port", str(port),
+               "--backend", load.backend, "--batch-window-ms", str(window_ms), "--log-level", "warning"]
+    if load.student:
+        command += ["--student", load.student]
+    with open(log, "a", encoding="utf-8") as f:
+        process = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/health", timeout=1, trust_env=False).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"serve.py did not start on {url} (exit code {process.poll()}); see {log}")
+
+
+def serve_targets(rows: list[dict]) -> list[dict]:
+    """Issue targets per window: single sentences at concurrency 64 >= 50 % of GET /health's requests/s with
+    p99 <= 50 ms; 64-text requests >= 5,000 sentences/s."""
+    targets = []
+    for window in sorted({r["window_ms"] for r in rows}):
+        mine = {(r["scenario"], r["concurrency"]): r for r in rows if r["window_ms"] == window}
+        ceiling, single = mine.get(("health", 64)), mine.get(("single", 64))
+        if ceiling and single:
+            ratio = single["req_per_s"] / ceiling["req_per_s"]
+            value = f"{100 * ratio:.0f}% of {ceiling['req_per_s']:,.0f} req/s, p99 {single['p99_ms']:.1f} ms"
+            targets.append({"window_ms": window, "target": "single c=64: >= 50% of /health, p99 <= 50 ms",
+                            "value": value, "met": ratio >= 0.5 and single["p99_ms"] <= 50})
+        for (name, _), row in mine.items():
+            if name == "batch64":
+                targets.append({"window_ms": window, "target": "64-text requests: >= 5,000 sentences/s",
+                                "value": f"{row['sentences_per_s']:,.0f} sentences/s",
+                                "met": row["sentences_per_s"] >= 5000})
+    return targets
+
+
+def serve_load_test(load: LoadTest) -> dict:
+    """Every scenario against one server per window; prints the table and writes <out>/serve_results.json."""
+    out = Path(load.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if load.data_dir:
+        texts = utils.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
+    else:
+        texts = utils.parse_file(SERVE_SAMPLE, "nsmc", "nsmc")[0]["text"].tolist()
+    single = [json.dumps({"text": t}).encode() for t in texts]
+    batches = [json.dumps({"texts": (texts * 2)[i : i + 64]}).encode() for i in range(0, len(texts), 64)]
+    machine = machine_info(1)
+    rows = []
+    for window in load.windows_ms:
+        process, url = start_server(load, window, out / "serve_server.log")
+        try:
+            for name, size, concurrency in load.scenarios:
+                bodies = [None] if size == 0 else single if size == 1 else batches
+                requests = load.requests // 4 if size > 1 else load.requests
+                load_before = os.getloadavg()[0]
+                passes = [asyncio.run(drive(url, bodies, concurrency, requests, load.time_cap_s))
+                          for _ in range(load.repeats)]
+                row = {"window_ms": window, **scenario_row(name, size, concurrency, passes)}
+                spread = [row["req_per_s_spread_pct"]]
+                row["warning"] = timing_warning(load_before, os.getloadavg()[0], spread)
+                rows.append(row)
+                print(f"  window {window:g} ms  {name:<8} c={concurrency:<3} {row['req_per_s']:>8,.0f} req/s "
+                      f"{row['sentences_per_s']:>8,.0f} sentences/s  p50 {row['p50_ms']:.1f} ms  "
+                      f"p99 {row['p99_ms']:.1f} ms {row['warning']}", flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    targets = serve_targets(rows)
+    show("6. serving: serve.py under load on 127.0.0.1 (median over repeats; spread = (max - min) / median)",
+         rows, ["window_ms", "scenario", "concurrency", "texts_per_request", "req_per_s",
+                "req_per_s_spread_pct", "sentences_per_s", "p50_ms", "p99_ms", "errors", "warning"])
+    show("6. serving targets", targets)
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results = {"machine": machine, "settings": dataclasses.asdict(load), "sentences": len(texts),
+               "rows": rows, "targets": targets}
+    utils.atomic_write_json(out / "serve_results.json", results)
+    print(f"wrote {out / 'serve_results.json'}")
+    return results
+
+
+def serve_main(argv: list[str]) -> dict:
+    """python bench.py serve [--student DIR] [--backend B] [--requests N] [--time-cap S] [--repeats R] ..."""
+    parser = argparse.ArgumentParser(prog="bench.py serve", description=serve_load_test.__doc__)
+    parser.add_argument("--student", help="student folder or Hub id (default: serve.py's bundled student)")
+    parser.add_argument("--backend", default="onnx-int8", choices=BACKENDS)
+    parser.add_argument("--windows-ms", type=float, nargs="+", default=[0.0, 2.0],
+                        help="micro-batching windows, one server each (0: off; default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="per scenario and repeat (default: %(default)s)")
+    parser.add_argument("--time-cap", type=float, default=10.0,
+                        help="seconds per scenario and repeat (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="passes per scenario (default: %(default)s)")
+    parser.add_argument("--data-dir", help="NSMC folder with test reviews (default: the sample in models/)")
+    parser.add_argument("--out", default="bench_out", help="for serve_results.json (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        load = LoadTest(student=args.student, backend=args.backend, windows_ms=tuple(args.windows_ms),
+                        requests=args.requests, time_cap_s=args.time_cap, repeats=args.repeats, out=args.out,
+                        data_dir=args.data_dir)
+    except ValueError as err:
+        raise SystemExit(f"bench.py serve: {err}") from None
+    return serve_load_test(load)
+
+
+# -----------------------------------------------------------------------------
 # driver
 
 
@@ -587,8 +826,10 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     ratios = speed_ratios(speed)
     targets = check_targets(speed, ratios)
     show("1. speed: end to end (text in, label out) and model only (token ids in)", speed,
-         ["model", "backend", "params", "end_to_end_batch1_median_ms", "end_to_end_batch1_per_s", "end_to_end_batch64_per_s",
-          "model_only_batch1_median_ms", "model_only_batch64_per_s"])
+         ["model", "backend", "params", "end_to_end_batch1_median_ms",
+          "end_to_end_batch1_median_ms_spread_pct",
+          "end_to_end_batch64_per_s", "end_to_end_batch64_per_s_spread_pct", "model_only_batch1_median_ms",
+          "model_only_batch64_per_s", "model_only_batch64_per_s_spread_pct", "warning"])
     show("1. speed ratios, student / teacher (same run, same sentences)", ratios)
     show("1. targets for the base student", targets)
 
@@ -646,6 +887,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    if argv and argv[0] == "serve":
+        return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)

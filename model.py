@@ -6,7 +6,9 @@ Contents:
 - save_student / load_student: self-contained, atomically written model directories,
 - export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
 - Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
-  "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8").
+  "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8"),
+- sharing: self-contained folders with a model card (Student.save_pretrained, package_student) and the
+  Hugging Face Hub (Student.push_to_hub, Student.from_pretrained("org/name")).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -227,7 +230,7 @@ def is_student_dir(path: str | Path) -> bool:
 
 
 def _write_student(model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: Path, extra: dict | None) -> None:
-    save_tokenizer_files(tokenizer, directory)
+    save_tokenizer_files(tokenizer, directory, model.config.max_length)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
     config = model.config.to_dict() | {"model_type": STUDENT_MODEL_TYPE}
@@ -444,6 +447,8 @@ class Student:
         self._tokenize = clean_backend(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
+        self.training: dict | None = None  # config.json's "training" record and metrics.json, when loaded
+        self.metrics: dict | None = None  # from a folder that has them (used by model cards and the server)
         if backend != "torch":
             self._session = self._onnx_session(onnx_model or export_onnx(model, quantize=backend == "onnx-int8"), threads)
 
@@ -462,15 +467,56 @@ class Student:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device = "cpu", backend: str = "torch", threads: int = 1
+        cls, directory: str | Path, device: str | torch.device = "cpu", backend: str = "torch", threads: int = 1,
+        revision: str | None = None,
     ) -> Student:
-        """Load a saved student; ONNX backends use directory/onnx/ (see save_onnx) if present, else export now."""
+        """Load a saved student; ONNX backends use directory/onnx/ (see save_onnx) if present, else export now.
+
+        directory may also be a Hugging Face Hub repository id ("org/name", optionally at a revision) that is
+        not a local path: it is downloaded once into the Hub cache (offline with HF_HUB_OFFLINE=1).
+        """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        directory = resolve_student_dir(directory, revision)
         model, tokenizer = load_student(directory, device)
         onnx_path = Path(directory) / ONNX_DIR / ONNX_FILES.get(backend, "")
         onnx_model = onnx_path.read_bytes() if backend != "torch" and onnx_path.is_file() else None
-        return cls(model, tokenizer, device, backend, threads, onnx_model)
+        student = cls(model, tokenizer, device, backend, threads, onnx_model)
+        student.training, student.metrics = read_student_info(directory)
+        return student
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a self-contained folder atomically: config, weights, tokenizer files, the int8 ONNX graph,
+        metrics.json (if known) and a README.md model card. An existing folder is replaced only if it is
+        empty or a student folder."""
+        directory = Path(directory)
+        if directory.exists() and not (
+            directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))
+        ):
+            raise FileExistsError(f"{directory} exists and is not a student folder; refusing to replace it")
+        return atomic_dir(directory, lambda tmp: write_bundle(self, tmp))
+
+    def push_to_hub(
+        self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+        revision: str | None = None, commit_message: str = "Upload DistilKoBiLSTM student", api=None,
+    ):
+        """Upload the folder save_pretrained writes (its model card shows how to load repo_id) to the
+        Hugging Face Hub model repository repo_id, creating it if needed; returns the hub's CommitInfo.
+
+        api: a huggingface_hub.HfApi (default HfApi(token=token); without a token, the one from
+        `hf auth login` or HF_TOKEN).
+        """
+        from huggingface_hub import HfApi
+
+        api = api or HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "student"
+            folder.mkdir()
+            write_bundle(self, folder, repo_id=repo_id)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=commit_message, revision=revision
+            )
 
     def _run(self, input_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         if self._session is not None:
@@ -527,3 +573,170 @@ def _check_texts(texts: list[str] | str) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
     return texts
+
+
+# -----------------------------------------------------------------------------
+# sharing: bundled folders, model cards, the Hugging Face Hub
+
+METRICS_NAME = "metrics.json"
+CARD_NAME = "README.md"
+# the ready-to-use students committed with the project, best first (the default of serve.py)
+BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in ("nsmc-base", "nsmc-tiny"))
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
+
+
+def resolve_student_dir(name_or_path: str | Path, revision: str | None = None) -> Path:
+    """A local folder as is; a Hub repository id "org/name" that is not a local path: its snapshot in the
+    Hub cache (downloaded if missing, unless HF_HUB_OFFLINE=1)."""
+    path = Path(name_or_path)
+    if path.exists() or not HUB_REPO_ID.fullmatch(str(name_or_path)):
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), revision=revision))
+    except OSError as err:  # huggingface_hub's not-found, offline and HTTP errors are all OSErrors
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise FileNotFoundError(
+            f"{name_or_path!r} is not a local student folder, and getting it from the Hugging Face Hub "
+            f"failed ({type(err).__name__}: {first_line}); give an existing folder or a Hub repository id "
+            "(with network access, or already in the Hub cache when HF_HUB_OFFLINE=1)"
+        ) from err
+
+
+def bundled_student() -> Path:
+    """The best bundled student folder in models/ (nsmc-base, else nsmc-tiny)."""
+    for path in BUNDLED_STUDENTS:
+        if is_student_dir(path):
+            return path
+    raise FileNotFoundError(
+        f"no bundled student in {BUNDLED_STUDENTS[0].parent} (nsmc-base or nsmc-tiny); pass a student folder "
+        "such as runs/<dataset>/<run>/student (train one with `python distil.py run ...`)"
+    )
+
+
+def read_student_info(directory: str | Path) -> tuple[dict | None, dict | None]:
+    """config.json's "training" record and the metrics.json inside the folder (a bundle) or beside it
+    (runs/<dataset>/<run>/student), each None when absent."""
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    for path in (directory / METRICS_NAME, directory.parent / METRICS_NAME):
+        if path.is_file():
+            return config.get("training"), json.loads(path.read_text(encoding="utf-8"))
+    return config.get("training"), None
+
+
+def student_name(student: Student) -> str:
+    """The run name recorded at training time, else the preset size."""
+    if student.metrics and student.metrics.get("run_dir"):
+        return Path(student.metrics["run_dir"]).name
+    if student.training and student.training.get("run"):
+        return student.training["run"]
+    return f"distilko-bilstm-{student.config.size or 'custom'}"
+
+
+def write_bundle(student: Student, directory: Path, repo_id: str | None = None) -> None:
+    """The files of a shareable student folder, written into an existing empty directory."""
+    model = copy.deepcopy(student.model).cpu()
+    _write_student(model, student.tokenizer, directory, student.training)
+    int8 = directory / ONNX_DIR / ONNX_FILES["onnx-int8"]
+    int8.parent.mkdir()
+    int8.write_bytes(export_onnx(model, quantize=True))
+    if student.metrics is not None:
+        text = json.dumps(student.metrics, indent=2, ensure_ascii=False)
+        (directory / METRICS_NAME).write_text(text, encoding="utf-8")
+    card = model_card(student, repo_id, int8_bytes=int8.stat().st_size)
+    (directory / CARD_NAME).write_text(card, encoding="utf-8")
+
+
+def package_student(source: str | Path, out: str | Path) -> Path:
+    """Bundle a run's student (runs/<dataset>/<run> or its student/ folder) into out (e.g. models/nsmc-base):
+    config, safetensors weights, tokenizer files, the int8 ONNX graph, metrics.json and a model card."""
+    source = Path(source)
+    if not is_student_dir(source) and is_student_dir(source / "student"):
+        source = source / "student"
+    student = Student.from_pretrained(source)
+    if student.metrics is None:
+        raise FileNotFoundError(
+            f"no metrics.json in or beside {source}: package a finished run (its card shows test accuracy)"
+        )
+    return student.save_pretrained(out)
+
+
+def _card_metadata(student: Student, name: str, repo_id: str | None) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    metrics = student.metrics or {}
+    dataset = metrics.get("dataset")
+    results = None
+    if dataset and metrics.get("test_accuracy") is not None:
+        results = [EvalResult(
+            task_type="text-classification", dataset_type=dataset, dataset_name=dataset.upper(),
+            dataset_split="test", metric_type="accuracy", metric_value=round(metrics["test_accuracy"], 4),
+        )]
+    data = ModelCardData(
+        language="ko", library_name="pytorch", pipeline_tag="text-classification", model_name=repo_id or name,
+        tags=["sentiment-analysis", "knowledge-distillation", "bilstm", "onnx", "distilkobilstm"],
+        datasets=[dataset] if dataset else None, metrics=["accuracy", "f1"] if results else None,
+        eval_results=results,
+    )
+    return data.to_yaml()
+
+
+def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | None = None) -> str:
+    """README.md for a student folder: Hub metadata, task, data, teacher, accuracy, size and how to load."""
+    config, metrics, name = student.config, student.metrics or {}, student_name(student)
+    teacher = metrics.get("teacher")
+    how = "trained on the labels only (no teacher, α = 1)"
+    if teacher:
+        how = (f"distilled from the teacher `{teacher}` (α = {metrics.get('alpha')}, "
+               f"T = {metrics.get('temperature')}, {metrics.get('kd_loss')} loss; Tang et al. 2019)")
+    params = count_parameters(student.model)
+    rows = [
+        ("task", f"sentiment of Korean text: {' / '.join(student.labels)}"),
+        ("model", (f"BiLSTM, embedding {config.embedding_dim}, hidden {config.hidden_dim}, "
+                   f"{config.pooling} pooling ({config.size or 'custom'} preset), {params:,} parameters")),
+        ("training", how),
+        ("tokenizer", f"WordPiece, {len(student.tokenizer):,} tokens, at most {config.max_length} per text"),
+    ]
+    if metrics:
+        dataset = metrics.get("dataset")
+        unlabeled = metrics.get("unlabeled")
+        unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`" if unlabeled else ""
+        rows.append(("data", f"{dataset}: {metrics.get('n_train', 0):,} training examples{unlabeled}"))
+        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f})"
+        rows.append(("test accuracy", f"{accuracy} on the {dataset} test split as used by DistilKoBiLSTM"))
+    sizes = [f"{4 * params / 1e6:.2f} MB float32 weights (model.safetensors)"]
+    if int8_bytes:
+        sizes.append(f"{int8_bytes / 1e6:.2f} MB int8 ONNX graph (onnx/model-int8.onnx)")
+    rows.append(("size", ", ".join(sizes)))
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    where = repo_id or "path/to/this/folder"
+    return f"""---
+{_card_metadata(student, name, repo_id)}
+---
+
+# {repo_id or name}
+
+A small Korean sentiment classifier made with DistilKoBiLSTM (knowledge distillation of Korean
+transformers into BiLSTMs, after gyunggyung/DistilKoBiLSTM). Run name: `{name}`.
+
+| | |
+|---|---|
+{table}
+
+## How to load
+
+The architecture is DistilKoBiLSTM's own `BiLSTMClassifier` (not a transformers class): load it with the
+project's `model.py` (torch, transformers, tokenizers, onnxruntime and huggingface_hub installed).
+
+```python
+from model import Student
+student = Student.from_pretrained("{where}", backend="onnx-int8")  # or "torch", "onnx"
+student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[p(negative), p(positive)], ...]
+```
+
+Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
+the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits` [batch, 2]
+(negative, positive).
+"""

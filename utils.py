@@ -694,9 +694,21 @@ def _sorted_vocab(vocab: dict[str, int]) -> dict[str, int]:
     return {token: i for i, token in enumerate(tokens)}
 
 
-def save_tokenizer_files(tokenizer, directory: Path) -> None:
-    """``tokenizer.save_pretrained(directory)`` plus a ``vocab.txt`` with the tokens ordered by id."""
-    tokenizer.save_pretrained(str(directory))
+DEFAULT_MODEL_MAX_LENGTH = 128  # tokens a student keeps per text unless its config says otherwise
+
+
+def save_tokenizer_files(tokenizer, directory: Path, model_max_length: int = DEFAULT_MODEL_MAX_LENGTH) -> None:
+    """``tokenizer.save_pretrained(directory)`` plus a ``vocab.txt`` with the tokens ordered by id.
+
+    tokenizer_config.json records ``model_max_length`` (the caller's tokenizer object is left unchanged), so
+    ``AutoTokenizer.from_pretrained(directory)(text, truncation=True)`` keeps as many tokens as the student.
+    """
+    saved = tokenizer.model_max_length
+    tokenizer.model_max_length = model_max_length
+    try:
+        tokenizer.save_pretrained(str(directory))
+    finally:
+        tokenizer.model_max_length = saved
     vocab = tokenizer.get_vocab()
     tokens = sorted(vocab, key=vocab.get)
     if [vocab[t] for t in tokens] != list(range(len(tokens))):

@@ -1,0 +1,492 @@
+"""The web service: a FastAPI app around one student, with a demo page in Korean.
+
+    python serve.py [--student models/nsmc-base | runs/nsmc/<run>/student | org/name] [--backend onnx-int8]
+                    [--host 127.0.0.1] [--port 8000] [--workers N] [--batch-window-ms 2] [--max-batch 64]
+
+Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET /health,
+GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the bundled
+models/nsmc-base is served (models/nsmc-tiny if base is absent).
+
+Micro-batching: the first waiting request opens a window of --batch-window-ms milliseconds in which other
+requests join it, up to --max-batch texts; the model then runs once for all of them (0 turns it off: one model
+call per request). Each worker process loads the model once and runs it on one thread. Request texts are never
+logged. In a notebook, start_in_background() runs the server on a thread and show() displays the page.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+from model import BACKENDS, Student, bundled_student, count_parameters, student_name
+
+ROOT = Path(__file__).resolve().parent
+CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
+WORKER_START_TIMEOUT_S = 180
+
+
+@dataclass
+class ServeConfig:
+    """What to serve, where, and the limits on requests."""
+
+    student: str | None = field(default=None, metadata={
+        "help": "student folder or Hub id (default: models/nsmc-base, else models/nsmc-tiny)"})
+    backend: str = field(default="onnx-int8", metadata={"help": "inference backend", "choices": BACKENDS})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0: all)"})
+    port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
+    workers: int = field(default=1, metadata={"help": "worker processes, each with its own model"})
+    threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per worker"})
+    batch_window_ms: float = field(default=2.0, metadata={
+        "help": "micro-batching window in milliseconds (0: off, one model call per request)"})
+    max_batch: int = field(default=64, metadata={"help": "most texts in one micro-batch"})
+    max_texts: int = field(default=256, metadata={"help": "most texts in one request"})
+    max_chars: int = field(default=2000, metadata={"help": "most characters in one text"})
+    max_body_bytes: int = field(default=1_000_000, metadata={"help": "largest request body in bytes"})
+    log_level: str = field(default="info", metadata={
+        "help": "uvicorn's log level (info logs one line per request: method, path, status)",
+        "choices": ("debug", "info", "warning", "error")})
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"log_level must be one of debug, info, warning, error, got {self.log_level!r}")
+        if not 0 <= self.batch_window_ms <= 1000:
+            raise ValueError(f"batch_window_ms must be in [0, 1000], got {self.batch_window_ms}")
+        for name in ("workers", "threads", "max_batch", "max_texts", "max_chars", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def model_info(student: Student, source: str) -> dict:
+    """The model card of the page and GET /model: name, size, accuracy and teacher from the run's metrics."""
+    metrics = student.metrics or {}
+    return {
+        "name": student_name(student), "source": source, "backend": student.backend,
+        "size": student.config.size or "custom", "params": count_parameters(student.model),
+        "size_bytes": metrics.get("size_bytes"), "dataset": metrics.get("dataset"),
+        "test_accuracy": metrics.get("test_accuracy"), "test_f1": metrics.get("test_f1"),
+        "teacher": metrics.get("teacher"), "alpha": metrics.get("alpha"),
+        "vocab_size": len(student.tokenizer), "max_length": student.config.max_length,
+        "labels": student.labels,
+    }
+
+
+# -----------------------------------------------------------------------------
+# running the model: one thread per worker, concurrent requests merged into micro-batches
+
+
+class Predictor:
+    """Runs the student on its own thread; with a window, requests waiting together share one model call."""
+
+    def __init__(self, student: Student, window_s: float, max_batch: int):
+        self.student, self.window_s, self.max_batch = student, window_s, max_batch
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+
+    def classify(self, texts: list[str]) -> list[dict]:
+        """Label, label id and probabilities per text; a text the student rejects gets an error of its own."""
+        try:
+            probabilities = self.student.predict_proba(texts)
+        except ValueError as err:
+            if len(texts) == 1:
+                return [{"error": f"no prediction for this text: {err}"}]
+            return [row for text in texts for row in self.classify([text])]
+        labels, ids = self.student.labels, probabilities.argmax(axis=1).tolist()
+        rows = probabilities.astype("float64").round(6).tolist()
+        return [{"label": labels[i], "label_id": i, "probabilities": dict(zip(labels, row))}
+                for i, row in zip(ids, rows)]
+
+    async def start(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
+        if self.window_s > 0:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._batch_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = self._queue = None
+        self._pool.shutdown(wait=False)
+
+    async def predict(self, texts: list[str]) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            return await loop.run_in_executor(self._pool, self.classify, texts)
+        future = loop.create_future()
+        self._queue.put_nowait((texts, future, loop.time()))
+        return await future
+
+    async def _collect(self, first: tuple) -> tuple[list[tuple], tuple | None]:
+        """Requests that join `first` until its window closes or max_batch texts; returns them and any
+        request that did not fit (it opens the next batch)."""
+        loop = asyncio.get_running_loop()
+        batch, count, deadline = [first], len(first[0]), first[2] + self.window_s
+        while count < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    break
+            if count + len(item[0]) > self.max_batch:
+                return batch, item
+            batch.append(item)
+            count += len(item[0])
+        return batch, None
+
+    async def _batch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        carry = None
+        while True:
+            batch, carry = await self._collect(carry or await self._queue.get())
+            texts = [text for item in batch for text in item[0]]
+            try:
+                rows = await loop.run_in_executor(self._pool, self.classify, texts)
+            except Exception as err:  # noqa: BLE001 - handed to every waiting request
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            start = 0
+            for item_texts, future, _ in batch:
+                if not future.done():
+                    future.set_result(rows[start : start + len(item_texts)])
+                start += len(item_texts)
+
+
+# -----------------------------------------------------------------------------
+# the app
+
+
+class PredictRequest(BaseModel):
+    """Either "texts" (a list of strings) or "text" (one string)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"texts": ["정말 재밌어요", "시간 아까움"]}]}
+    )
+    texts: list[StrictStr] | None = Field(default=None, description="texts to classify, answered in order")
+    text: StrictStr | None = Field(default=None, description="one text (instead of texts)")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PredictRequest:
+        if (self.texts is None) == (self.text is None):
+            raise ValueError('give either "texts" (a list of strings) or "text" (one string), not both')
+        if self.texts is not None and not self.texts:
+            raise ValueError('"texts" is empty: give at least one text')
+        return self
+
+
+class Prediction(BaseModel):
+    index: int = Field(description="position of the text in the request")
+    label: str | None = None
+    label_id: int | None = None
+    probabilities: dict[str, float] | None = Field(default=None, description="label name -> probability")
+    error: str | None = Field(default=None, description="why this text got no prediction (others still do)")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    predictions: list[Prediction]
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over max_bytes gets a 413 JSON error (declared or streamed)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _error(self) -> HTTPException:
+        return HTTPException(413, f"request body is over the limit of {self.max_bytes:,} bytes; send fewer "
+                                  "or shorter texts per request")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            error = self._error()
+            return await JSONResponse({"detail": error.detail}, error.status_code)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._error()  # FastAPI turns it into the JSON response
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def check_limits(texts: list[str], cfg: ServeConfig) -> None:
+    """A 422 error naming the limit a request breaks."""
+    if len(texts) > cfg.max_texts:
+        raise HTTPException(422, f"{len(texts)} texts in one request; the limit is {cfg.max_texts}: split it")
+    for i, text in enumerate(texts):
+        if len(text) > cfg.max_chars:
+            raise HTTPException(422, f"text {i} has {len(text):,} characters; the limit is {cfg.max_chars:,}")
+
+
+def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
+    """The FastAPI app serving `student` (see the module docstring for the endpoints)."""
+    predictor = Predictor(student, cfg.batch_window_ms / 1000, cfg.max_batch)
+    info = model_info(student, source)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await predictor.start()
+        yield
+        await predictor.stop()
+
+    app = FastAPI(title="DistilKoBiLSTM", description="Korean sentiment with a tiny distilled BiLSTM",
+                  lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/model")
+    async def model_card() -> dict:
+        return info
+
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
+    async def predict(request: PredictRequest) -> dict:
+        texts = request.texts if request.texts is not None else [request.text]
+        check_limits(texts, cfg)
+        rows = await predictor.predict(texts)
+        return {"model": info["name"], "predictions": [{"index": i, **row} for i, row in enumerate(rows)]}
+
+    return app
+
+
+def load(cfg: ServeConfig) -> tuple[Student, str]:
+    """The student cfg names (or the bundled default) on cfg.backend, and where it came from."""
+    source = cfg.student or str(bundled_student())
+    return Student.from_pretrained(source, backend=cfg.backend, threads=cfg.threads), source
+
+
+def app_from_env() -> FastAPI:
+    """App factory for worker processes: the ServeConfig comes as JSON in $DISTILKO_SERVE."""
+    cfg = ServeConfig(**json.loads(os.environ.get(CONFIG_ENV, "{}")))
+    student, source = load(cfg)
+    return create_app(student, cfg, source)
+
+
+# -----------------------------------------------------------------------------
+# running it: command line, or a background thread in a notebook
+
+
+class BackgroundServer:
+    """A uvicorn server on a daemon thread (see start_in_background)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server on {self.url} did not start within {timeout:.0f} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def start_in_background(
+    student: str | None = None, port: int = 0, host: str = "127.0.0.1", **settings
+) -> BackgroundServer:
+    """Serve a student from a thread of this process (a notebook's kernel) and return the running server;
+    port 0 takes a free one. settings: other ServeConfig fields (backend, batch_window_ms, ...)."""
+    cfg = ServeConfig(student=student, port=port, host=host, **settings)
+    loaded, source = load(cfg)
+    return BackgroundServer(create_app(loaded, cfg, source), host, port).start()
+
+
+def show(server: BackgroundServer, height: int = 720) -> str:
+    """In Colab, show the page inside the notebook through Colab's port proxy and return the proxy URL;
+    elsewhere print and return the local URL."""
+    if "google.colab" in sys.modules:
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.serve_kernel_port_as_iframe(server.port, height=height)
+        return output.eval_js(f"google.colab.kernel.proxyPort({server.port})")
+    print(f"DistilKoBiLSTM demo: {server.url}/  (API docs: {server.url}/docs)")
+    return server.url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for f in dataclasses.fields(ServeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
+        parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata.get("choices"),
+                            help=f.metadata["help"] + " (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(build_parser().parse_args(argv))
+    try:
+        cfg = ServeConfig(**args)
+    except ValueError as err:
+        raise SystemExit(f"serve.py: {err}") from None
+    if cfg.workers == 1:
+        student, source = load(cfg)
+        print(f"serving {source} ({cfg.backend}) on http://{cfg.host}:{cfg.port}/", flush=True)
+        uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+        return
+    os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
+    print(f"serving {cfg.student or bundled_student()} ({cfg.backend}) with {cfg.workers} workers on "
+          f"http://{cfg.host}:{cfg.port}/", flush=True)
+    # workers answer the supervisor's health checks only once torch & co. are imported (slow when busy)
+    uvicorn.run("serve:app_from_env", factory=True, host=cfg.host, port=cfg.port, workers=cfg.workers,
+                app_dir=str(ROOT), timeout_worker_healthcheck=WORKER_START_TIMEOUT_S, log_level=cfg.log_level)
+
+
+PAGE = """<!doctype html>
+<html lang="ko">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>DistilKoBiLSTM 감성 분석</title>
+<style>
+body { font-family: "NanumGothic", "Noto Sans CJK KR", "Malgun Gothic", sans-serif; max-width: 760px;
+       margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } .en { color: #777; font-size: 0.85em; }
+textarea { width: 100%; box-sizing: border-box; font-size: 1em; padding: 0.5em; }
+button { font-size: 1em; padding: 0.4em 1em; margin: 0.3em 0.3em 0.3em 0; cursor: pointer; }
+.examples button { font-size: 0.85em; background: #f3f3f3; border: 1px solid #ccc; border-radius: 1em; }
+#results { list-style: none; padding: 0; }
+.result { border-bottom: 1px solid #eee; padding: 0.6em 0; }
+.result .text { display: block; margin-bottom: 0.3em; }
+.label { font-weight: bold; display: inline-block; width: 9em; }
+.positive { color: #1a7f37; } .negative { color: #c62828; }
+.bar { display: inline-block; width: 50%; height: 0.8em; background: #eee; vertical-align: middle; }
+.bar div { height: 100%; } .bar .positive { background: #2da44e; } .bar .negative { background: #e57373; }
+.prob { display: inline-block; width: 4.5em; text-align: right; font-variant-numeric: tabular-nums; }
+.error { color: #c62828; }
+table { border-collapse: collapse; font-size: 0.9em; } td { padding: 0.15em 0.8em 0.15em 0; }
+</style>
+</head>
+<body>
+<h1>한국어 감성 분석 <span class="en">Korean sentiment analysis</span></h1>
+<p>한 줄에 한 문장씩 입력하세요. <span class="en">One sentence per line.</span></p>
+<form id="form">
+<textarea id="input" rows="4" placeholder="예: 정말 재밌어요"></textarea><br>
+<button type="submit" id="submit">분석하기 <span class="en">Analyze</span></button>
+</form>
+<div class="examples">예시 <span class="en">examples</span>:
+<button type="button">정말 재밌어요. 배우들 연기 최고!</button>
+<button type="button">시간 아까움. 스토리가 엉망이다</button>
+<button type="button">기대 안 했는데 생각보다 괜찮네요</button>
+<button type="button">돈 주고 보기엔 너무 지루했어요</button>
+</div>
+<p id="status" class="error"></p>
+<ul id="results"></ul>
+<h2>모델 <span class="en">model card</span></h2>
+<table id="card"></table>
+<p class="en">API: <a href="/docs">/docs</a> · POST /predict {"texts": [...]} · GET /model · GET /health</p>
+<script>
+const KOREAN = {positive: "긍정", negative: "부정"};
+const input = document.getElementById("input"), results = document.getElementById("results");
+const status = document.getElementById("status");
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function show(texts, predictions) {
+  results.replaceChildren();
+  predictions.forEach((p) => {
+    const li = el("li", "result");
+    li.append(el("span", "text", texts[p.index]));
+    if (p.error) { li.append(el("span", "error", p.error)); results.append(li); return; }
+    const prob = p.probabilities[p.label];
+    li.append(el("span", "label " + p.label, (KOREAN[p.label] || "") + " " + p.label));
+    const bar = el("span", "bar"), fill = el("div", p.label);
+    fill.style.width = (100 * prob).toFixed(1) + "%";
+    bar.append(fill);
+    li.append(bar, el("span", "prob", (100 * prob).toFixed(1) + "%"));
+    results.append(li);
+  });
+}
+document.getElementById("form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const texts = input.value.split("\\n").map((t) => t.trim()).filter((t) => t);
+  status.textContent = "";
+  if (!texts.length) { status.textContent = "문장을 입력하세요 (enter a sentence)"; return; }
+  try {
+    const response = await fetch("/predict", {method: "POST", headers: {"Content-Type": "application/json"},
+                                             body: JSON.stringify({texts})});
+    const data = await response.json();
+    if (!response.ok) {
+      status.textContent = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
+      return;
+    }
+    show(texts, data.predictions);
+  } catch (err) { status.textContent = "요청 실패 (request failed): " + err; }
+});
+document.querySelectorAll(".examples button").forEach((b) => b.addEventListener("click", () => {
+  input.value = b.textContent;
+  document.getElementById("submit").click();
+}));
+fetch("/model").then((r) => r.json()).then((m) => {
+  const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(2) + " %");
+  const rows = [["실행 run", m.name], ["크기 size", m.size + ", " + m.params.toLocaleString() + " parameters" +
+                 (m.size_bytes ? ", " + (m.size_bytes / 1e6).toFixed(2) + " MB" : "")],
+                ["테스트 정확도 test accuracy", pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "")],
+                ["교사 teacher", m.teacher || "없음 (none)"], ["백엔드 backend", m.backend]];
+  const card = document.getElementById("card");
+  rows.forEach(([k, v]) => {
+    const tr = el("tr");
+    tr.append(el("td", "", k), el("td", "", v));
+    card.append(tr);
+  });
+});
+</script>
+</body>
+</html>
+"""
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

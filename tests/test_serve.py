@@ -1,0 +1,495 @@
+"""serve.py (API, limits, micro-batching, a real browser), the bundled students in models/, and sharing a
+student: model card, save_pretrained / package_student, the Hugging Face Hub (offline cache, fake upload)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, make_reviews
+from fastapi.testclient import TestClient
+
+import serve
+import utils
+from model import (
+    BACKENDS,
+    BiLSTMClassifier,
+    Student,
+    StudentConfig,
+    bundled_student,
+    package_student,
+    save_student,
+)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BUNDLES = sorted(p for p in (ROOT / "models").glob("nsmc-*") if (p / "config.json").is_file())
+SAMPLE = ROOT / "models" / "nsmc-test-sample.txt"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished run's layout: <run>/student (untrained weights, toy tokenizer) and <run>/metrics.json."""
+    run = tmp_path_factory.mktemp("runs") / "tiny-v300-none-a1"
+    texts = [text for text, _ in make_reviews(300, seed=0)]
+    tokenizer = utils.train_tokenizer(texts, 300, run.parent / "tok")
+    torch.manual_seed(0)
+    config = StudentConfig.from_size("tiny", len(tokenizer), max_length=32)
+    save_student(BiLSTMClassifier(config), tokenizer, run / "student", extra={"run": run.name, "epoch": 1})
+    metrics = {"dataset": "nsmc", "teacher": None, "alpha": 1.0, "test_accuracy": 0.8123, "test_f1": 0.81,
+               "size_bytes": 4321, "n_train": 300, "run_dir": str(run)}
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def student(run_dir) -> Student:
+    # float ONNX: int8's dynamic quantization scales activations per batch, so its probabilities (rarely its
+    # labels) depend on which texts share a batch; the exact comparisons below need a batch-independent model
+    return Student.from_pretrained(run_dir / "student", backend="onnx")
+
+
+def make_client(student: Student, **settings) -> TestClient:
+    cfg = serve.ServeConfig(**settings)
+    return TestClient(serve.create_app(student, cfg, source="test"))
+
+
+# -----------------------------------------------------------------------------
+# the API
+
+
+def test_health_model_card_page_and_docs(student):
+    with make_client(student) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        card = client.get("/model").json()
+        assert card["name"] == "tiny-v300-none-a1" and card["test_accuracy"] == 0.8123
+        assert card["params"] == sum(p.numel() for p in student.model.parameters()) and card["size"] == "tiny"
+        assert card["backend"] == "onnx" and card["labels"] == ["negative", "positive"]
+        page = client.get("/")
+        assert page.status_code == 200 and "한국어 감성 분석" in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # no CDN: the app serves everything
+        assert client.get("/docs").status_code == 200
+        assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_app_serves_again_after_a_restart(student):
+    client = make_client(student)
+    for _ in range(2):  # lifespan: start, stop, start again (the model thread is recreated)
+        with client:
+            assert client.post("/predict", json={"text": "좋아요"}).status_code == 200
+
+
+def test_predict_answers_every_text_in_order(student):
+    texts = ["정말 재밌어요 최고", "시간 아까움 최악", "그냥 그랬어요", "명작 감동"]
+    expected = student.predict_proba(texts)
+    with make_client(student) as client:
+        response = client.post("/predict", json={"texts": texts})
+        single = client.post("/predict", json={"text": texts[2]}).json()["predictions"]
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["index"] for p in predictions] == [0, 1, 2, 3]
+    for p, row in zip(predictions, expected):
+        assert p["label_id"] == int(row.argmax()) and p["label"] == student.labels[p["label_id"]]
+        assert np.allclose([p["probabilities"]["negative"], p["probabilities"]["positive"]], row, atol=1e-5)
+    assert len(single) == 1 and single[0]["probabilities"] == predictions[2]["probabilities"]
+
+
+BAD_REQUESTS = [
+    (b"{not json", 422, "json"),
+    (b'{"texts": [1, 2]}', 422, "string"),
+    (b'{"texts": "one string"}', 422, "list"),
+    (b'{"texts": []}', 422, "empty"),
+    (b'{"texts": ["a"], "text": "b"}', 422, "either"),
+    (b"{}", 422, "either"),
+    (b"[]", 422, "dictionary"),
+    (b'{"sentences": ["a"]}', 422, "extra"),
+    (json.dumps({"texts": ["좋아요"] * 9}).encode(), 422, "limit is 8"),
+    (json.dumps({"text": "가" * 101}).encode(), 422, "limit is 100"),
+    (json.dumps({"texts": ["가" * 90] * 8}).encode(), 413, "over the limit"),
+]
+
+
+@pytest.mark.parametrize("body, status, fragment", BAD_REQUESTS)
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(student, body, status, fragment):
+    with make_client(student, max_texts=8, max_chars=100, max_body_bytes=2000) as client:
+        response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == status
+        assert fragment in json.dumps(response.json(), ensure_ascii=False).lower()
+        assert client.post("/predict", json={"text": "좋아요"}).status_code == 200
+
+
+def test_streamed_body_over_the_limit_is_refused(student):
+    def chunks():
+        yield b'{"texts": ["'
+        for _ in range(10):
+            yield "좋아요".encode() * 100
+        yield b'"]}'
+
+    with make_client(student, max_body_bytes=2000) as client:
+        response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "2,000 bytes" in response.json()["detail"]
+        assert client.get("/health").status_code == 200
+
+
+def test_empty_and_whitespace_texts_do_not_fail_the_batch(student):
+    texts = ["정말 재밌어요", "", "   ", "시간 아까움"]
+    with make_client(student) as client:
+        response = client.post("/predict", json={"texts": texts})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["index"] for p in predictions] == [0, 1, 2, 3]
+    expected = student.predict(["정말 재밌어요", "시간 아까움"])
+    assert [predictions[0]["label_id"], predictions[3]["label_id"]] == expected
+    for p in predictions[1:3]:  # a prediction of its own or an error of its own
+        assert ("label" in p) != ("error" in p)
+
+
+def test_request_texts_are_not_logged(student, caplog):
+    secret = "비밀문장 아무도 보면 안됨"
+    with caplog.at_level("DEBUG"), make_client(student) as client:
+        assert client.post("/predict", json={"texts": [secret, ""]}).status_code == 200
+    assert secret not in caplog.text and "비밀문장" not in caplog.text
+
+
+# -----------------------------------------------------------------------------
+# micro-batching
+
+
+class CountingStudent:
+    """Wraps a Student and records the size of every predict_proba call."""
+
+    def __init__(self, student: Student):
+        self.student, self.labels, self.calls = student, student.labels, []
+
+    def predict_proba(self, texts):
+        self.calls.append(len(texts))
+        time.sleep(0.005)  # a model call takes time: requests arriving meanwhile wait for the next batch
+        return self.student.predict_proba(texts)
+
+
+async def fire(predictor: serve.Predictor, requests: list[list[str]]) -> list[list[dict]]:
+    await predictor.start()
+    try:
+        return await asyncio.gather(*(predictor.predict(texts) for texts in requests))
+    finally:
+        await predictor.stop()
+
+
+def test_concurrent_requests_share_model_calls(student):
+    requests = [[text] for text, _ in make_reviews(40, seed=3)]
+    counting = CountingStudent(student)
+    batched = asyncio.run(fire(serve.Predictor(counting, window_s=0.05, max_batch=16), requests))
+    assert sum(counting.calls) == 40 and max(counting.calls) <= 16 and len(counting.calls) <= 6
+    expected = student.predict_proba([r[0] for r in requests])
+    for (row,), probs in zip(batched, expected):  # each request gets its own answer back
+        assert row["label_id"] == int(probs.argmax())
+        assert np.isclose(row["probabilities"]["positive"], probs[1], atol=1e-5)
+
+    unbatched = CountingStudent(student)
+    asyncio.run(fire(serve.Predictor(unbatched, window_s=0, max_batch=16), requests))
+    assert unbatched.calls == [1] * 40
+
+
+def test_micro_batch_with_a_bad_text_answers_the_others(student):
+    requests = [["정말 재밌어요"], [""], ["시간 아까움", "최고"], ["좋아요"]]
+    counting = CountingStudent(student)
+    answers = asyncio.run(fire(serve.Predictor(counting, window_s=0.05, max_batch=64), requests))
+    assert [len(a) for a in answers] == [1, 1, 2, 1]
+    for answer in (answers[0], answers[2], answers[3]):
+        assert all("label" in row for row in answer)
+    assert ("label" in answers[1][0]) != ("error" in answers[1][0])
+
+
+def test_serve_config_validation_and_cli_errors():
+    with pytest.raises(ValueError, match=r"batch_window_ms must be in \[0, 1000\]"):
+        serve.ServeConfig(batch_window_ms=-1)
+    with pytest.raises(ValueError, match="max_texts must be >= 1"):
+        serve.ServeConfig(max_texts=0)
+    with pytest.raises(SystemExit, match="port must be in"):
+        serve.main(["--port", "70000"])
+    assert serve.build_parser().parse_args([]).backend == "onnx-int8"
+
+
+# -----------------------------------------------------------------------------
+# running it: command line with workers, a notebook thread, a real browser
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"server exited early: {process.communicate()[0]}"
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not come up within {timeout:.0f} s")
+
+
+def test_command_line_with_two_workers(run_dir):
+    port = free_port()
+    command = [sys.executable, str(ROOT / "serve.py"), "--student", str(run_dir / "student"),
+               "--backend", "torch", "--port", str(port), "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process)
+        url = f"http://127.0.0.1:{port}"
+        response = httpx.post(url + "/predict", json={"texts": ["정말 재밌어요", "최악"]}, timeout=10)
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+        assert httpx.get(f"http://127.0.0.1:{port}/model", timeout=10).json()["backend"] == "torch"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "정말 재밌어요" not in output  # the access log names paths, never texts
+    assert output.count("Started server process") == 2
+
+
+def test_start_in_background_and_show(run_dir, capsys):
+    server = serve.start_in_background(str(run_dir / "student"), backend="onnx")
+    try:
+        assert server.port > 0
+        assert httpx.get(server.url + "/health", timeout=10).json() == {"status": "ok"}
+        assert serve.show(server) == server.url
+        assert server.url in capsys.readouterr().out
+    finally:
+        server.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.url + "/health", timeout=2)
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                    reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+def test_demo_page_in_a_real_browser(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM is not None, "chromium is missing: .ci/run installs it with apt-get"
+    sentences = ["배우들 연기가 정말 최고였고 스토리도 감동적이에요", "돈 아깝고 지루해서 중간에 나왔습니다"]
+    server = serve.start_in_background()  # the bundled default student, as a new user gets it
+    try:
+        response = httpx.post(server.url + "/predict", json={"texts": sentences}, timeout=10)
+        expected = response.json()["predictions"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page(viewport={"width": 820, "height": 640})
+            page.goto(server.url + "/")
+            page.wait_for_selector("#card tr")  # the model card arrived
+            page.fill("#input", "\n".join(sentences))
+            page.click("#submit")
+            page.wait_for_selector("#results .result:nth-child(2) .prob")
+            labels = page.locator("#results .label").all_inner_texts()
+            probs = page.locator("#results .prob").all_inner_texts()
+            card = page.inner_text("#card")
+            shot = tmp_path / "serve_demo.png"
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+    finally:
+        server.stop()
+    # a clearly positive and a clearly negative review, classified by the bundled student
+    assert [p["label"] for p in expected] == ["positive", "negative"]
+    assert labels == ["긍정 positive", "부정 negative"]
+    assert probs == [f"{100 * p['probabilities'][p['label']]:.1f}%" for p in expected]
+    assert "test accuracy" in card and "%" in card
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("DISTILKO_SCREENSHOT"):  # e.g. results/serve_demo.png for the README
+        shutil.copyfile(shot, os.environ["DISTILKO_SCREENSHOT"])
+
+
+# -----------------------------------------------------------------------------
+# the bundled students
+
+
+def test_bundled_students_exist_and_serve_by_default():
+    assert [p.name for p in BUNDLES if p.name in ("nsmc-base", "nsmc-tiny")], "models/ has no bundled student"
+    assert bundled_student() in BUNDLES
+    assert serve.load(serve.ServeConfig(backend="torch"))[1] == str(bundled_student())
+    assert SAMPLE.is_file()
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[p.name for p in BUNDLES])
+def test_bundled_student_matches_its_test_accuracy_on_every_backend(bundle):
+    sample, _ = utils.parse_file(SAMPLE, "nsmc", "nsmc")
+    metrics = json.loads((bundle / "metrics.json").read_text(encoding="utf-8"))
+    labels = sample["label"].to_numpy()
+    # binomial standard error of an accuracy measured on len(sample) reviews; 3.5 of them is the tolerance
+    tolerance = 3.5 * (metrics["test_accuracy"] * (1 - metrics["test_accuracy"]) / len(sample)) ** 0.5
+    predictions = {}
+    for backend in BACKENDS:
+        student = Student.from_pretrained(bundle, backend=backend)
+        predictions[backend] = np.array(student.predict(sample["text"].tolist()))
+        accuracy = float((predictions[backend] == labels).mean())
+        assert abs(accuracy - metrics["test_accuracy"]) < tolerance, (backend, accuracy, tolerance)
+    assert (predictions["onnx"] == predictions["torch"]).all()
+    assert (predictions["onnx-int8"] == predictions["torch"]).mean() > 0.99
+    card = (bundle / "README.md").read_text(encoding="utf-8")
+    assert card.count(f"{100 * metrics['test_accuracy']:.2f} %") == 1
+
+
+# -----------------------------------------------------------------------------
+# sharing: folders, model cards, the Hub
+
+
+def test_save_pretrained_writes_a_loadable_folder_with_a_card(student, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder = student.save_pretrained(tmp_path / "shared")
+    names = {"config.json", "model.safetensors", "tokenizer.json", "onnx", "vocab.txt", "metrics.json",
+             "README.md"}
+    assert {p.name for p in folder.iterdir()} >= names
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n") and "language: ko" in card
+    assert "81.23 %" in card and "tiny-v300-none-a1" in card
+    assert "trained on the labels only" in card
+    again = Student.from_pretrained(folder, backend="onnx")
+    texts = ["정말 재밌어요", "시간 아까움"]
+    assert np.allclose(again.predict_proba(texts), student.predict_proba(texts))
+    assert again.metrics["test_accuracy"] == 0.8123 and again.training["run"] == "tiny-v300-none-a1"
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    assert tokenizer.model_max_length == student.config.max_length == 32
+    assert len(tokenizer("좋아요 " * 100, truncation=True)["input_ids"]) == 32
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a student folder"):
+        student.save_pretrained(tmp_path / "foreign")
+
+
+def test_package_student_from_a_run_and_refuses_unfinished_runs(run_dir, tmp_path):
+    folder = package_student(run_dir, tmp_path / "bundle")
+    assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] == 0.8123
+    assert (folder / "onnx" / "model-int8.onnx").is_file()
+    unfinished = tmp_path / "unfinished" / "student"
+    shutil.copytree(run_dir / "student", unfinished)
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        package_student(unfinished.parent, tmp_path / "other")
+
+
+def fill_hub_cache(cache: Path, repo_id: str, folder: Path, revision: str = "a" * 40) -> None:
+    """The real Hub cache layout: blobs/<hash>, snapshots/<rev>/<file> -> ../../blobs/<hash>, refs/main."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, blob)
+        link = repo / "snapshots" / revision / path.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+
+
+def run_offline(code: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", code]
+    return subprocess.run(command, check=False, cwd=cache, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_from_pretrained_hub_id_loads_from_the_local_hub_cache_offline(student, tmp_path):
+    folder = student.save_pretrained(tmp_path / "upload")
+    cache = tmp_path / "hub"
+    fill_hub_cache(cache, "someone/distilko-tiny", folder)
+    code = ("import json; from model import Student\n"
+            "s = Student.from_pretrained('someone/distilko-tiny', backend='onnx')\n"
+            "print(json.dumps({'p': s.predict_proba(['정말 재밌어요', '시간 아까움']).tolist(), 'm': s.metrics}))")
+    done = run_offline(code, cache)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert np.allclose(result["p"], student.predict_proba(["정말 재밌어요", "시간 아까움"]), atol=1e-6)
+    assert result["m"]["test_accuracy"] == 0.8123
+
+    missing = run_offline("from model import Student; Student.from_pretrained('someone/not-cached')", cache)
+    assert missing.returncode != 0
+    assert "FileNotFoundError: 'someone/not-cached' is not a local student folder" in missing.stderr
+    assert "HF_HUB_OFFLINE" in missing.stderr
+
+
+class FakeHfApi:
+    """Records what push_to_hub asks of huggingface_hub.HfApi; no network (tests the call arguments only)."""
+
+    def __init__(self, keep: Path):
+        self.keep, self.calls = keep, []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+        shutil.copytree(kwargs["folder_path"], self.keep)
+        return "commit-info"
+
+
+def test_push_to_hub_uploads_the_shareable_folder(student, tmp_path):
+    api = FakeHfApi(tmp_path / "uploaded")
+    assert student.push_to_hub("someone/distilko-tiny", private=True, api=api) == "commit-info"
+    assert [(name, repo) for name, repo, _ in api.calls] == [("create_repo", "someone/distilko-tiny"),
+                                                             ("upload_folder", "someone/distilko-tiny")]
+    assert api.calls[0][2] == {"private": True, "exist_ok": True}
+    card = (tmp_path / "uploaded" / "README.md").read_text(encoding="utf-8")
+    assert 'Student.from_pretrained("someone/distilko-tiny", backend="onnx-int8")' in card
+    again = Student.from_pretrained(tmp_path / "uploaded", backend="onnx")
+    assert np.allclose(again.predict_proba(["좋아요"]), student.predict_proba(["좋아요"]), atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# the load test (bench.py serve) and the timing statistics
+
+
+def test_spread_and_busy_or_unstable_warnings():
+    import bench
+
+    assert bench.spread_pct([100.0, 110.0, 90.0]) == pytest.approx(20.0)
+    assert bench.spread_pct([5.0]) == 0.0
+    assert bench.timing_warning(0.0, 0.1, [1.0, 2.0]) == ""
+    cpus = len(os.sched_getaffinity(0))
+    assert bench.timing_warning(cpus, 0.1, [1.0]).startswith("BUSY")
+    assert "UNSTABLE: repeats differ by 25%" in bench.timing_warning(0.0, 0.0, [25.0])
+
+
+def test_serving_targets_compare_with_the_health_ceiling():
+    import bench
+
+    passes = [{"requests": 100, "errors": 0, "seconds": 0.5, "latencies": [0.01] * 90 + [0.2] * 10},
+              {"requests": 100, "errors": 1, "seconds": 1.0, "latencies": [0.02] * 90 + [0.1] * 10}]
+    row = bench.scenario_row("single", 1, 64, passes)
+    assert row["req_per_s"] == pytest.approx(150)
+    assert row["req_per_s_spread_pct"] == pytest.approx(100 * 100 / 150)
+    assert row["requests"] == 200 and row["errors"] == 1 and row["sentences_per_s"] == row["req_per_s"]
+    assert row["p50_ms"] == pytest.approx(15) and row["p99_ms"] == pytest.approx(150)
+    health = {"window_ms": 2.0, "scenario": "health", "concurrency": 64, "req_per_s": 250.0}
+    batch = {"window_ms": 2.0, "scenario": "batch64", "concurrency": 4, "sentences_per_s": 6000.0}
+    targets = bench.serve_targets([health, {"window_ms": 2.0, **row}, batch])
+    assert [t["met"] for t in targets] == [False, True]  # 150 / 250 = 60 % of the ceiling, but p99 > 50 ms
+    assert "60% of 250 req/s" in targets[0]["value"]
+
+
+def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
+    import bench
+
+    load = bench.LoadTest(student=str(run_dir / "student"), backend="onnx", windows_ms=(2.0,), requests=24,
+                          time_cap_s=5, repeats=2, out=str(tmp_path),
+                          scenarios=(("health", 0, 4), ("single", 1, 4), ("batch64", 64, 2)))
+    results = bench.serve_load_test(load)
+    rows = {row["scenario"]: row for row in results["rows"]}
+    assert set(rows) == {"health", "single", "batch64"} and all(r["errors"] == 0 for r in rows.values())
+    assert rows["single"]["requests"] == 48
+    assert rows["batch64"]["requests"] == 12  # a quarter as many 64-text requests
+    assert rows["batch64"]["sentences_per_s"] == pytest.approx(64 * rows["batch64"]["req_per_s"])
+    assert 0 < rows["single"]["p50_ms"] <= rows["single"]["p99_ms"]
+    assert json.loads((tmp_path / "serve_results.json").read_text())["rows"] == results["rows"]
+    with pytest.raises(SystemExit, match="requests and repeats must be >= 1"):
+        bench.main(["serve", "--requests", "0"])
