@@ -491,12 +491,16 @@ def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
 # 5. plots: test accuracy against size, validation curves (one implementation, for bench.py and the notebook)
 
 # (marker, x offset factor on the log axis, shade: 0 dark / 1 light) of each kind of student point
-KIND_STYLE = {"baseline": ("s", 0.95, 1), "distilled": ("o", 1.0, 0), "distilled + transfer set": ("D", 1.05, 0)}
+KIND_STYLE = {
+    "baseline": ("s", 0.95, 1),
+    "distilled": ("o", 1.0, 0),
+    "distilled + transfer set": ("D", 1.05, 0),
+}
 CURVE_LINES = {"baseline": "--", "distilled": "-", "distilled + transfer set": ":"}
 
 
 def student_kind(teacher: str | None, unlabeled: str | None) -> str:
-    """baseline (no teacher), distilled, or distilled + transfer set (unlabeled text labelled by the teacher)."""
+    """baseline (no teacher), distilled, or distilled + transfer set (unlabeled text the teacher labels)."""
     if pd.isna(teacher) or teacher == "none":
         return "baseline"
     return "distilled" if pd.isna(unlabeled) or unlabeled == "none" else "distilled + transfer set"
@@ -531,7 +535,8 @@ def new_figure(size: tuple[float, float]):
 
 # label offsets in points from its point: above, below, right, left, then further above and below
 LABEL_SPOTS = [(0, 7, "center"), (0, -17, "center"), (9, -4, "left"), (-9, -4, "right")] + [
-    (0, sign * (7 + 11 * k) - (10 if sign < 0 else 0), "center") for k in range(1, 12) for sign in (1, -1)]
+    (0, sign * (7 + 11 * k) - (10 if sign < 0 else 0), "center") for k in range(1, 12) for sign in (1, -1)
+]
 
 
 def dodge_labels(annotations: list, ax, renderer) -> None:
@@ -541,9 +546,13 @@ def dodge_labels(annotations: list, ax, renderer) -> None:
     inside = ax.get_window_extent(renderer)
 
     def clash(box) -> float:
-        outside = not (inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1)
-        overlap = sum(max(0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0, min(box.y1, o.y1) - max(box.y0, o.y0))
-                      for o in placed)
+        outside = not (
+            inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+        )
+        overlap = sum(
+            max(0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0, min(box.y1, o.y1) - max(box.y0, o.y0))
+            for o in placed
+        )
         return overlap + (box.width * box.height if outside else 0)
 
     for annotation in sorted(annotations, key=lambda a: a.xy[0]):
@@ -562,8 +571,9 @@ def dodge_labels(annotations: list, ax, renderer) -> None:
 def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | None = None):
     """Test accuracy (mean ± std over seeds) against parameters, log x; returns the figure (saved when path).
 
-    ``table`` holds ``accuracy_table`` rows, ``teachers`` dicts with teacher, test_accuracy and params. A student
-    family (size and vocabulary) has one colour: dark when distilled, light for its baseline, one label.
+    ``table`` holds ``accuracy_table`` rows, ``teachers`` dicts with teacher, test_accuracy and params. A
+    student family (size and vocabulary) has one colour: dark when distilled, light for its baseline, and one
+    label.
     """
     fig = new_figure((8, 5))
     ax = fig.add_subplot()
@@ -575,25 +585,60 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | No
         marker, shift, shade = KIND_STYLE[kind]
         family = (row["model"], row["vocab_size"])
         y = 100 * row["test_accuracy_mean"]
-        ax.errorbar([row["params"] * shift], [y], yerr=[100 * (row["test_accuracy_std"] or 0)], fmt=marker, capsize=3,
-                    color=colours[family][shade], markeredgecolor=colours[family][0], markersize=7)
+        ax.errorbar(
+            [row["params"] * shift],
+            [y],
+            yerr=[100 * (row["test_accuracy_std"] or 0)],
+            fmt=marker,
+            capsize=3,
+            color=colours[family][shade],
+            markeredgecolor=colours[family][0],
+            markersize=7,
+        )
         top[family] = max(top.get(family, (0, -1.0)), (row["params"], y), key=lambda p: p[1])
-    notes = [ax.annotate(short_label(*family), point, xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8,
-                         annotation_clip=False) for family, point in top.items()]
+    notes = [
+        ax.annotate(
+            short_label(*family),
+            point,
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            annotation_clip=False,
+        )
+        for family, point in top.items()
+    ]
     for t in teachers:
         ax.plot([t["params"]], [100 * t["test_accuracy"]], "*", color="black", markersize=14)
-        notes.append(ax.annotate(f"teacher {t['teacher']}", (t["params"], 100 * t["test_accuracy"]), xytext=(0, 9),
-                                 textcoords="offset points", ha="center", fontsize=8, annotation_clip=False))
+        notes.append(
+            ax.annotate(
+                f"teacher {t['teacher']}",
+                (t["params"], 100 * t["test_accuracy"]),
+                xytext=(0, 9),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                annotation_clip=False,
+            )
+        )
     if not table and not teachers:
         ax.text(0.5, 0.5, "no finished runs found", ha="center", va="center", transform=ax.transAxes)
     ax.set_xscale("log")
     ax.margins(x=0.15, y=0.2)
-    ax.set(xlabel="parameters (log scale)", ylabel="test accuracy (%), mean ± std over seeds",
-           title="Test accuracy against size")
+    ax.set(
+        xlabel="parameters (log scale)",
+        ylabel="test accuracy (%), mean ± std over seeds",
+        title="Test accuracy against size",
+    )
     ax.grid(True, which="both", alpha=0.3)
     kinds = {student_kind(r["teacher"], r["unlabeled"]) for r in table}
-    handles = [ax.plot([], [], KIND_STYLE[k][0], color="grey", label="no teacher (α = 1)" if k == "baseline" else k)[0]
-               for k in KIND_STYLE if k in kinds]
+    handles = [
+        ax.plot([], [], KIND_STYLE[k][0], color="grey", label="no teacher (α = 1)" if k == "baseline" else k)[
+            0
+        ]
+        for k in KIND_STYLE
+        if k in kinds
+    ]
     handles += [ax.plot([], [], "*", color="black", markersize=12, label="teacher")[0]] if teachers else []
     if handles:
         ax.legend(handles=handles, fontsize=8, loc="lower right")
@@ -605,19 +650,28 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | No
 
 
 def curve_groups(runs: list[dict]) -> dict[tuple, pd.DataFrame]:
-    """Validation accuracy per epoch of each group of runs that differ only in the seed: mean, std and seeds."""
+    """Validation accuracy per epoch of each group of runs that differ only in the seed: mean, std, seeds."""
     histories: dict[tuple, list[pd.DataFrame]] = {}
     for metrics in runs:
         kind = student_kind(metrics.get("teacher"), metrics.get("unlabeled"))
         model = model_name(metrics["student_size"], metrics["embedding_dim"], metrics["hidden_dim"])
-        key = (model, metrics["vocab_size"], kind, metrics["alpha"], metrics.get("teacher"), metrics.get("temperature"))
+        key = (
+            model,
+            metrics["vocab_size"],
+            kind,
+            metrics["alpha"],
+            metrics.get("teacher"),
+            metrics.get("temperature"),
+        )
         histories.setdefault(key, []).append(pd.DataFrame(metrics["history"]))
-    return {key: pd.concat(parts).groupby("epoch")["val_accuracy"].agg(["mean", "std", "count"])
-            for key, parts in histories.items()}
+    return {
+        key: pd.concat(parts).groupby("epoch")["val_accuracy"].agg(["mean", "std", "count"])
+        for key, parts in histories.items()
+    }
 
 
 def plot_curves(runs: list[dict], path: str | Path | None = None):
-    """Validation accuracy per epoch (mean ± std over seeds), distilled solid and its baseline dashed in one colour."""
+    """Validation accuracy per epoch (mean ± std over seeds): distilled solid, its baseline dashed alike."""
     from matplotlib.ticker import MaxNLocator
 
     fig = new_figure((9, 4.5))
@@ -626,9 +680,17 @@ def plot_curves(runs: list[dict], path: str | Path | None = None):
     colours = family_colours([key[:2] for key in groups])
     for (model, vocab, kind, alpha, _, _), curve in groups.items():
         shade = KIND_STYLE[kind][2]
-        ax.errorbar(curve.index, 100 * curve["mean"], yerr=100 * curve["std"].fillna(0), fmt=CURVE_LINES[kind],
-                    marker=KIND_STYLE[kind][0], markersize=4, capsize=2, color=colours[(model, vocab)][shade],
-                    label=short_label(model, vocab, kind, alpha))
+        ax.errorbar(
+            curve.index,
+            100 * curve["mean"],
+            yerr=100 * curve["std"].fillna(0),
+            fmt=CURVE_LINES[kind],
+            marker=KIND_STYLE[kind][0],
+            markersize=4,
+            capsize=2,
+            color=colours[(model, vocab)][shade],
+            label=short_label(model, vocab, kind, alpha),
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Learning curves (mean ± std over seeds)")
     ax.grid(True, alpha=0.3)
@@ -647,8 +709,17 @@ def model_name(student_size: str, embedding_dim, hidden_dim) -> str:
 # -----------------------------------------------------------------------------
 # 6. notebook evaluation: one row per run directory, accumulated in runs/<dataset>/results.csv
 
-RESULT_COLUMNS = ["run_dir", "kind", *GROUP_KEYS, "seed", "params", "size_bytes", *METRICS,
-                  "cpu_sentences_per_s", "cpu_batch1_ms"]
+RESULT_COLUMNS = [
+    "run_dir",
+    "kind",
+    *GROUP_KEYS,
+    "seed",
+    "params",
+    "size_bytes",
+    *METRICS,
+    "cpu_sentences_per_s",
+    "cpu_batch1_ms",
+]
 
 
 def cpu_speed(predict: Callable[[list], object], texts: list[str], repeats: int = 3) -> dict:
@@ -665,9 +736,17 @@ def student_result(metrics: dict, texts: list[str]) -> dict:
     return row | cpu_speed(student.predict, texts)
 
 
-def teacher_result(teacher: str, logits: dict[str, torch.Tensor], splits: dict[str, pd.DataFrame], texts: list[str], *,
-                   dataset: str, teacher_root: str | Path = "teacher_model", max_length: int = 128) -> dict:
-    """A results row for the teacher: accuracy from its cached logits, size from its weights, CPU speed on texts."""
+def teacher_result(
+    teacher: str,
+    logits: dict[str, torch.Tensor],
+    splits: dict[str, pd.DataFrame],
+    texts: list[str],
+    *,
+    dataset: str,
+    teacher_root: str | Path = "teacher_model",
+    max_length: int = 128,
+) -> dict:
+    """A results row for the teacher: accuracy from its cached logits, size from its weights, CPU speed."""
     from sklearn.metrics import f1_score
 
     import teacher as teachers
@@ -676,7 +755,10 @@ def teacher_result(teacher: str, logits: dict[str, torch.Tensor], splits: dict[s
     predicted = {split: logits[split].argmax(-1).numpy() for split in ("valid", "test")}
     labels = {split: splits[split]["label"].to_numpy() for split in ("valid", "test")}
     row = dict.fromkeys(RESULT_COLUMNS) | {
-        "run_dir": str(teacher), "kind": "teacher", "dataset": dataset, "teacher": str(teacher),
+        "run_dir": str(teacher),
+        "kind": "teacher",
+        "dataset": dataset,
+        "teacher": str(teacher),
         "params": model.num_parameters(),
         "size_bytes": sum(path.stat().st_size for path in teachers._weight_files(model.model_dir)),
         "val_accuracy": float((predicted["valid"] == labels["valid"]).mean()),
@@ -687,11 +769,13 @@ def teacher_result(teacher: str, logits: dict[str, torch.Tensor], splits: dict[s
 
 
 def accumulate_results(rows: list[dict], path: str | Path) -> pd.DataFrame:
-    """Merge rows into the results CSV at path, one row per run directory (the latest wins); returns the whole table."""
+    """Merge rows into the results CSV at path, one row per run directory (the latest wins); returns all."""
     path = Path(path)
     new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     old = pd.read_csv(path).reindex(columns=RESULT_COLUMNS) if path.is_file() else new.iloc[:0]
-    frame = pd.concat([df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty], ignore_index=True)
+    frame = pd.concat(
+        [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty], ignore_index=True
+    )
     frame = frame.reindex(columns=RESULT_COLUMNS)
     utils.atomic_write_text(path, frame.to_csv(index=False))
     return frame
@@ -710,30 +794,69 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The reader's table: teachers, then students grouped over seeds (test accuracy in %, mean ± std)."""
     rows = []
     for t in frame[frame["kind"] == "teacher"].to_dict("records"):
-        rows.append({"model": "teacher", "vocab": "", "teacher": distil.teacher_label(t["teacher"]), "alpha": "",
-                     "transfer set": "", "params": f"{int(t['params']):,}", "size": human_bytes(t["size_bytes"]),
-                     "test acc (%)": f"{100 * t['test_accuracy']:.2f}", "seeds": 1,
-                     "CPU sentences/s": round(t["cpu_sentences_per_s"])})
+        rows.append(
+            {
+                "model": "teacher",
+                "vocab": "",
+                "teacher": distil.teacher_label(t["teacher"]),
+                "alpha": "",
+                "transfer set": "",
+                "params": f"{int(t['params']):,}",
+                "size": human_bytes(t["size_bytes"]),
+                "test acc (%)": f"{100 * t['test_accuracy']:.2f}",
+                "seeds": 1,
+                "CPU sentences/s": round(t["cpu_sentences_per_s"]),
+            }
+        )
     for group in accuracy_table(frame[frame["kind"] != "teacher"]):
         part = frame[frame["run_dir"].isin(group["run_dirs"])]
         kind = student_kind(group["teacher"], group["unlabeled"])
-        transfer = {"baseline": "", "distilled": "train"}.get(kind, f"train + {Path(str(group['unlabeled'])).stem}")
+        transfer = {"baseline": "", "distilled": "train"}.get(
+            kind, f"train + {Path(str(group['unlabeled'])).stem}"
+        )
         std = group["test_accuracy_std"]
-        rows.append({
-            "model": group["model"], "vocab": group["vocab_size"], "teacher": group["teacher"],
-            "alpha": f"{group['alpha']:g}", "transfer set": transfer, "params": f"{group['params']:,}",
-            "size": human_bytes(part["size_bytes"].iloc[0]),
-            "test acc (%)": f"{100 * group['test_accuracy_mean']:.2f}" + (f" ± {100 * std:.2f}" if std else ""),
-            "seeds": group["seeds"], "CPU sentences/s": round(part["cpu_sentences_per_s"].mean()),
-        })
-    return pd.DataFrame(rows, columns=["model", "vocab", "teacher", "alpha", "transfer set", "params", "size",
-                                       "test acc (%)", "seeds", "CPU sentences/s"])
+        rows.append(
+            {
+                "model": group["model"],
+                "vocab": group["vocab_size"],
+                "teacher": group["teacher"],
+                "alpha": f"{group['alpha']:g}",
+                "transfer set": transfer,
+                "params": f"{group['params']:,}",
+                "size": human_bytes(part["size_bytes"].iloc[0]),
+                "test acc (%)": f"{100 * group['test_accuracy_mean']:.2f}"
+                + (f" ± {100 * std:.2f}" if std else ""),
+                "seeds": group["seeds"],
+                "CPU sentences/s": round(part["cpu_sentences_per_s"].mean()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "vocab",
+            "teacher",
+            "alpha",
+            "transfer set",
+            "params",
+            "size",
+            "test acc (%)",
+            "seeds",
+            "CPU sentences/s",
+        ],
+    )
 
 
 def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
     """plot_accuracy over a results table (runs/<dataset>/results.csv)."""
-    teachers = [{"teacher": distil.teacher_label(t["teacher"]), "test_accuracy": t["test_accuracy"], "params": t["params"]}
-                for t in frame[frame["kind"] == "teacher"].to_dict("records")]
+    teachers = [
+        {
+            "teacher": distil.teacher_label(t["teacher"]),
+            "test_accuracy": t["test_accuracy"],
+            "params": t["params"],
+        }
+        for t in frame[frame["kind"] == "teacher"].to_dict("records")
+    ]
     return plot_accuracy(accuracy_table(frame[frame["kind"] != "teacher"]), teachers, path)
 
 

@@ -121,7 +121,9 @@ def missing_requirements(requirements: str | Path) -> list[str]:
         try:
             requirement = Requirement(line)
         except InvalidRequirement as err:
-            raise ValueError(f"{requirements}, line {number}: {line!r} is not a requirement ({err})") from None
+            raise ValueError(
+                f"{requirements}, line {number}: {line!r} is not a requirement ({err})"
+            ) from None
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         try:
@@ -135,7 +137,7 @@ def missing_requirements(requirements: str | Path) -> list[str]:
 
 
 def install_missing(requirements: str | Path) -> list[str]:
-    """pip-install the missing requirements of a requirements file (see ``missing_requirements``); returns them."""
+    """pip-install the requirements ``missing_requirements`` finds in a requirements file; returns them."""
     import subprocess
     import sys
 

@@ -1,9 +1,10 @@
 """main.ipynb: executed headless, twice, with a tiny configuration injected through DISTILKO_PARAMS.
 
 The first execution runs every stage (data, tokenizers, fine-tuning a tiny teacher, logits cache, distillation
-grid, baseline, evaluation); the second, with one vocabulary size kept and one new, must reuse everything of the
-first (the teacher is neither fine-tuned nor run for logits again, no finished student is retrained) and add its
-new runs to the first's rows of results.csv. The set-up cell's repository checks run in kernels of their own.
+grid, baseline, evaluation); the second, with one vocabulary size kept and one new, must reuse everything of
+the first (the teacher is neither fine-tuned nor run for logits again, no finished student is retrained) and
+add its new runs to the first's rows of results.csv. The set-up cell's repository checks run in kernels
+of their own.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def execute(work_dir: Path, nb: nbformat.NotebookNode | None = None) -> nbformat
 
 
 def with_settings(source: str, until: str | None = None) -> nbformat.NotebookNode:
-    """The notebook with a cell of settings after the parameter cell (as papermill injects them), cut after ``until``."""
+    """The notebook with a cell of settings after the parameter cell (as papermill injects them), cut after
+    ``until``."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     ids = [cell.get("id") for cell in nb.cells]
     nb.cells.insert(ids.index("parameters") + 1, nbformat.v4.new_code_cell(source, id="injected-parameters"))
@@ -101,7 +103,7 @@ def executed(tmp_path_factory, data_dir, tiny_teacher):
 
 
 def test_every_stage_runs_and_writes_its_results(executed):
-    work_dir, first, after_first, table, _, _ = executed
+    work_dir, first, _, table, _, _ = executed
     out = text_of(first)
     assert "overridden:" in out and "device: " in out
     assert f"working directory: {work_dir.resolve()}" in out
@@ -121,7 +123,8 @@ def test_every_stage_runs_and_writes_its_results(executed):
     assert json.loads((distilled[0] / "metrics.json").read_text())["teacher"] == str(TEACHER_DIR)
 
     assert list(table["kind"]) == ["teacher", "distilled", "distilled", "baseline", "baseline"]
-    assert list(table["run_dir"]) == [str(TEACHER_DIR)] + [str(p.relative_to(work_dir)) for p in distilled + baseline]
+    run_dirs = [str(p.relative_to(work_dir)) for p in distilled + baseline]
+    assert list(table["run_dir"]) == [str(TEACHER_DIR), *run_dirs]
     assert (table["cpu_sentences_per_s"] > 0).all() and table[["val_accuracy", "test_accuracy", "test_f1"]].stack().between(0, 1).all()
     assert table["params"][0] > table["params"][1:].max()  # the teacher is the big one
     baseline_acc = table[table["kind"] == "baseline"]["test_accuracy"]
@@ -141,8 +144,8 @@ def test_every_stage_runs_and_writes_its_results(executed):
 def test_second_execution_reuses_the_teacher_its_cache_and_the_runs(executed):
     _, _, after_first, _, second, after_second = executed
     assert len(after_first) == 2 + 3 + len(VOCAB_SIZES) + 2 * 4  # teacher files, 3 caches, tokenizers, 4 runs x 2
-    assert {k: after_second[k] for k in after_first} == after_first  # nothing of the first execution was rewritten
-    assert len(after_second) == len(after_first) + 1 + 2 * 2  # the new vocabulary's tokenizer and its 2 runs x 2
+    assert {k: after_second[k] for k in after_first} == after_first  # nothing of the first was rewritten
+    assert len(after_second) == len(after_first) + 1 + 2 * 2  # the new vocabulary's tokenizer, 2 runs x 2
     out = text_of(second)
     assert "reusing the fine-tuned teacher" in out
     assert "running the teacher" not in out
@@ -154,7 +157,7 @@ def test_second_execution_reuses_the_teacher_its_cache_and_the_runs(executed):
 def test_results_accumulate_across_executions(executed):
     work_dir, _, _, first, second, _ = executed
     table = pd.read_csv(work_dir / "runs" / "nsmc" / "results.csv")
-    assert table["run_dir"].is_unique and len(table) == 1 + 2 * 3  # the teacher, 3 vocabularies x (distilled, baseline)
+    assert table["run_dir"].is_unique and len(table) == 1 + 2 * 3  # teacher, 3 vocabs x (distilled, baseline)
     students = table[table["kind"] != "teacher"]
     vocabs = students.groupby("kind")["vocab_size"].apply(lambda v: sorted(v.astype(int))).to_dict()
     assert vocabs == {"distilled": [200, 250, 300], "baseline": [200, 250, 300]}
@@ -180,7 +183,7 @@ def test_committed_notebook_is_clean():
     tagged = [i for i, c in enumerate(raw["cells"]) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1
     params_cell = raw["cells"][tagged[0]]
-    for setting in ("REPO_SOURCE = ", "USE_DRIVE = ", "WORK_DIR = None", "PARAMS = {"):  # every user setting, one cell
+    for setting in ("REPO_SOURCE = ", "USE_DRIVE = ", "WORK_DIR = None", "PARAMS = {"):  # all in one cell
         assert "".join(params_cell["source"]).count(setting) == 1, setting
     for setting in ("REPO_SOURCE = ", "USE_DRIVE = ", "PARAMS = {"):
         assert not any(setting in "".join(c["source"]) for c in code if c is not params_cell), setting
@@ -191,7 +194,7 @@ def test_committed_notebook_is_clean():
     title = "".join(raw["cells"][0]["source"])
     assert "colab.research.google.com/github/<YOUR-GITHUB-ACCOUNT>/" in title and "REPO_SOURCE" in title
     assert "T4" in title and "CPU" in title and "max_train" in title  # timings and a quick first run
-    for cell_id in ("results", "plot-accuracy", "plot-curves"):  # evaluation is bench.py's, not the notebook's
+    for cell_id in ("results", "plot-accuracy", "plot-curves"):  # bench.py evaluates
         source = "".join(raw["cells"][ids.index(cell_id)]["source"])
         assert "bench." in source and len(source.splitlines()) <= 12 and "def " not in source
 
@@ -200,27 +203,40 @@ def test_committed_notebook_is_clean():
 # The set-up cell: the repository source
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("", "the repository is not here and REPO_SOURCE is empty"),
-    ("REPO_SOURCE = 'https://github.com/<YOUR-GITHUB-ACCOUNT>/DistilKoBiLSTM.git'", "still holds a placeholder"),
-    ("REPO_SOURCE = '/nowhere/DistilKoBiLSTM'", "is neither a git URL nor a folder holding distil.py"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("", "the repository is not here and REPO_SOURCE is empty"),
+        (
+            "REPO_SOURCE = 'https://github.com/<YOUR-GITHUB-ACCOUNT>/DistilKoBiLSTM.git'",
+            "still holds a placeholder",
+        ),
+        ("REPO_SOURCE = '/nowhere/DistilKoBiLSTM'", "is neither a git URL nor a folder holding distil.py"),
+    ],
+)
 def test_repository_setting_stops_with_one_clear_line(tmp_path, monkeypatch, setting, message):
-    monkeypatch.delenv("PYTHONPATH", raising=False)  # the kernel cannot import the project: REPO_SOURCE is needed
+    monkeypatch.delenv(
+        "PYTHONPATH", raising=False
+    )  # the kernel cannot import the project: REPO_SOURCE is needed
     nb = with_settings(setting, until="setup")
     with pytest.raises(CellExecutionError):
         execute(tmp_path, nb)
     [error] = [o for o in nb.cells[-1].outputs if o.output_type == "error"]
     assert error.ename == "SetupError" and message in error.evalue
     assert error.traceback == [f"SetupError: {error.evalue}"]  # one line, no traceback
-    assert "set REPO_SOURCE in the parameter cell" in error.evalue and "REPO_SOURCE를 설정하세요" in error.evalue
+    assert (
+        "set REPO_SOURCE in the parameter cell" in error.evalue and "REPO_SOURCE를 설정하세요" in error.evalue
+    )
 
 
 def test_repository_folder_is_copied_and_imported(tmp_path, monkeypatch):
     monkeypatch.delenv("PYTHONPATH", raising=False)
     nb = execute(tmp_path, with_settings(f"REPO_SOURCE = {str(ROOT)!r}", until="setup"))
     copy = tmp_path / "DistilKoBiLSTM"
-    assert f"repository: {copy}" in text_of(nb) and (copy / "distil.py").read_text() == (ROOT / "distil.py").read_text()
+    assert (
+        f"repository: {copy}" in text_of(nb)
+        and (copy / "distil.py").read_text() == (ROOT / "distil.py").read_text()
+    )
     assert not (copy / ".git").exists()
 
 
@@ -233,17 +249,26 @@ def test_missing_requirements(tmp_path):
 
     pandas = importlib.metadata.version("pandas")
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("\n".join([
-        "# a comment", "-r other.txt", "",
-        f"pandas>={pandas}  # installed and new enough",
-        "pandas>=999",  # installed but too old
-        "torch>=999",  # torch: only when absent (Colab's own CUDA build stays)
-        "surely-not-a-package-xyz>=1.0",
-        "other-missing ; python_version < '3'",  # marker that does not apply
-    ]) + "\n")
+    requirements.write_text(
+        "\n".join(
+            [
+                "# a comment",
+                "-r other.txt",
+                "",
+                f"pandas>={pandas}  # installed and new enough",
+                "pandas>=999",  # installed but too old
+                "torch>=999",  # torch: only when absent (Colab's own CUDA build stays)
+                "surely-not-a-package-xyz>=1.0",
+                "other-missing ; python_version < '3'",  # marker that does not apply
+            ]
+        )
+        + "\n"
+    )
     assert utils.missing_requirements(requirements) == ["pandas>=999", "surely-not-a-package-xyz>=1.0"]
     requirements.write_text("pandas>=2\nnot a requirement!\n")
-    with pytest.raises(ValueError, match="requirements.txt, line 2: 'not a requirement!' is not a requirement"):
+    with pytest.raises(
+        ValueError, match="requirements.txt, line 2: 'not a requirement!' is not a requirement"
+    ):
         utils.missing_requirements(requirements)
 
 
@@ -252,12 +277,14 @@ def test_project_requirements_are_installed_here():
 
 
 def test_utils_imports_nothing_the_set_up_may_install():
-    """The set-up imports utils before installing requirements: upgrading a package it had imported would leave
-    the old version loaded in the running kernel."""
+    """The set-up imports utils before installing requirements: upgrading a package it had imported would
+    leave the old version loaded in the running kernel."""
     import subprocess
     import sys
 
     code = "import sys, utils; print(sorted(m for m in ('transformers', 'tokenizers', 'onnx', 'onnxruntime', "
     code += "'accelerate', 'sentencepiece', 'safetensors', 'tensorboard') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
