@@ -28,7 +28,7 @@ def load_tool():
 def test_learning_curves_are_drawn_in_a_real_browser(tmp_path, data_dir):
     runs = tmp_path / "runs"
     options = "--dataset nsmc --vocab-size 200 --size tiny --alpha 1 --epochs 2 --batch-size 32 --device cpu"
-    folders = ["--data-dir", str(data_dir), "--out", str(runs), "--tokenizer-root", str(tmp_path / "tokenizer")]
+    folders = ["--data-dir", str(data_dir), "--out", str(runs), "--tokenizer-root", str(tmp_path / "tok")]
     distil.main(["student", *options.split(), *folders])
     tool = load_tool()
     out = tmp_path / "scalars.png"
