@@ -192,7 +192,7 @@ def test_committed_notebook_is_clean():
     assert "DISTILKO_PARAMS" in "".join(raw["cells"][ids.index("overrides")]["source"])
     assert ids.index("tensorboard") < ids.index("teacher")  # live curves of the teacher's fine-tuning too
     title = "".join(raw["cells"][0]["source"])
-    assert "colab.research.google.com/github/<YOUR-GITHUB-ACCOUNT>/" in title and "REPO_SOURCE" in title
+    assert "colab.research.google.com/github/YOUR-GITHUB-ACCOUNT/" in title and "REPO_SOURCE" in title
     assert "T4" in title and "CPU" in title and "max_train" in title  # timings and a quick first run
     for cell_id in ("results", "plot-accuracy", "plot-curves"):  # bench.py evaluates
         source = "".join(raw["cells"][ids.index(cell_id)]["source"])
@@ -207,17 +207,14 @@ def test_committed_notebook_is_clean():
     "setting, message",
     [
         ("", "the repository is not here and REPO_SOURCE is empty"),
-        (
-            "REPO_SOURCE = 'https://github.com/<YOUR-GITHUB-ACCOUNT>/DistilKoBiLSTM.git'",
-            "still holds a placeholder",
-        ),
+        ("REPO_SOURCE = 'https://github.com/YOUR-GITHUB-ACCOUNT/DistilKoBiLSTM.git'", "holds a placeholder"),
+        ("REPO_SOURCE = 'https://github.com/<account>/DistilKoBiLSTM.git'", "still holds a placeholder"),
         ("REPO_SOURCE = '/nowhere/DistilKoBiLSTM'", "is neither a git URL nor a folder holding distil.py"),
     ],
 )
 def test_repository_setting_stops_with_one_clear_line(tmp_path, monkeypatch, setting, message):
-    monkeypatch.delenv(
-        "PYTHONPATH", raising=False
-    )  # the kernel cannot import the project: REPO_SOURCE is needed
+    # the kernel cannot import the project: REPO_SOURCE is needed
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     nb = with_settings(setting, until="setup")
     with pytest.raises(CellExecutionError):
         execute(tmp_path, nb)
