@@ -539,10 +539,10 @@ LABEL_SPOTS = [(0, 7, "center"), (0, -17, "center"), (9, -4, "left"), (-9, -4, "
 ]
 
 
-def dodge_labels(annotations: list, ax, renderer) -> None:
+def dodge_labels(annotations: list, ax, renderer, avoid: list | None = None) -> None:
     """Place each annotation (in order of x) at the first spot inside the axes that overlaps no placed one,
     else at the spot with the least overlap."""
-    placed = []
+    placed = list(avoid or [])  # boxes to keep clear of, e.g. the legend
     inside = ax.get_window_extent(renderer)
 
     def clash(box) -> float:
@@ -559,12 +559,14 @@ def dodge_labels(annotations: list, ax, renderer) -> None:
         annotation.set_in_layout(False)
         scores = []
         for dx, dy, ha in LABEL_SPOTS:
-            annotation.xyann, annotation.horizontalalignment = (dx, dy), ha
+            annotation.xyann = (dx, dy)
+            annotation.set_horizontalalignment(ha)
             scores.append(clash(annotation.get_window_extent(renderer)))
             if scores[-1] == 0:
                 break
         dx, dy, ha = LABEL_SPOTS[int(np.argmin(scores))]
-        annotation.xyann, annotation.horizontalalignment = (dx, dy), ha
+        annotation.xyann = (dx, dy)
+        annotation.set_horizontalalignment(ha)
         placed.append(annotation.get_window_extent(renderer))
 
 
@@ -640,10 +642,10 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | No
         if k in kinds
     ]
     handles += [ax.plot([], [], "*", color="black", markersize=12, label="teacher")[0]] if teachers else []
-    if handles:
-        ax.legend(handles=handles, fontsize=8, loc="lower right")
-    fig.canvas.draw()  # lays the axes out first
-    dodge_labels(notes, ax, fig.canvas.get_renderer())
+    legend = ax.legend(handles=handles, fontsize=8, loc="best") if handles else None
+    fig.canvas.draw()  # lays the axes and the legend out first
+    renderer = fig.canvas.get_renderer()
+    dodge_labels(notes, ax, renderer, avoid=[legend.get_window_extent(renderer)] if legend else [])
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
