@@ -34,11 +34,13 @@ def test_learning_curves_are_drawn_in_a_real_browser(tmp_path, data_dir):
     out = tmp_path / "scalars.png"
     with tool.tensorboard(runs) as url:
         shown = tool.screenshot(url, out)
+        tool.screenshot_hparams(url, tmp_path / "hparams.png")  # waits for the table of runs
     assert {"train/loss", "valid/accuracy", "valid/loss"} <= set(shown)  # each was found on the page
     import matplotlib.image
 
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[:2] == (1060, 1280) and pixels[..., :3].std() > 0.1  # a drawn page, not a blank one
+    assert matplotlib.image.imread(tmp_path / "hparams.png").shape[:2] == (700, 1280)
 
 
 def test_missing_browser_is_a_clear_error(tmp_path):

@@ -123,6 +123,26 @@ def screenshot(
     return shown
 
 
+def screenshot_hparams(
+    url: str, out: str | Path, size: tuple[int, int] = (1280, 700), browser: str = CHROMIUM
+) -> None:
+    """Save a PNG of the HParams dashboard's table (one row per run: its hyperparameters and metrics)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=browser, headless=True, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
+            page.goto(url + "#hparams", wait_until="networkidle")
+            page.get_by_text("Trial ID").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out))
+        finally:
+            chromium.close()
+    shrink_png(out)
+
+
 def shrink_png(path: str | Path, colors: int = 64) -> None:
     """Rewrite a screenshot with a palette of a few colours: a third of the size, charts look the same."""
     from PIL import Image
@@ -146,6 +166,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         help="regex of the tags to show (default: %(default)s)",
     )
     parser.add_argument("--browser", default=CHROMIUM, help="chromium executable (default: %(default)s)")
+    parser.add_argument("--hparams", help="also save the HParams table view as this PNG")
     args = parser.parse_args(argv)
     if not Path(args.browser).is_file():
         raise SystemExit(
@@ -153,6 +174,8 @@ def main(argv: list[str] | None = None) -> list[str]:
         )
     with tensorboard(args.logdir) as url:
         titles = screenshot(url, args.out, args.tags, browser=args.browser)
+        if args.hparams:
+            screenshot_hparams(url, args.hparams, browser=args.browser)
     print(f"wrote {args.out}: {len(titles)} cards ({', '.join(titles)})")
     return titles
 
