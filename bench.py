@@ -784,12 +784,11 @@ def accumulate_results(rows: list[dict], path: str | Path) -> pd.DataFrame:
 
 
 def human_bytes(size: float) -> str:
-    """1,565,640 -> '1.5 MB'."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" or size >= 100 else f"{size:.3g} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+    """Three significant digits in decimal units: 1,565,640 -> '1.57 MB', 110,504 -> '111 KB'."""
+    exponent = min(int(math.log10(max(size, 1)) // 3), 3)
+    value = size / 1000**exponent
+    unit = ("B", "KB", "MB", "GB")[exponent]
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
 
 
 def results_table(frame: pd.DataFrame) -> pd.DataFrame:
