@@ -26,7 +26,7 @@ def load_tool():
     not CHROMIUM.is_file(), reason="chromium is not installed (apt-get install chromium)"
 )
 def test_learning_curves_are_drawn_in_a_real_browser(tmp_path, data_dir):
-    pytest.importorskip("playwright", reason="the playwright package (requirements-dev.txt) drives the browser")
+    pytest.importorskip("playwright", reason="the playwright package (requirements-dev.txt) is missing")
     runs = tmp_path / "runs"
     options = "--dataset nsmc --vocab-size 200 --size tiny --alpha 1 --epochs 2 --batch-size 32 --device cpu"
     folders = ["--data-dir", str(data_dir), "--out", str(runs), "--tokenizer-root", str(tmp_path / "tok")]
