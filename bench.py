@@ -775,10 +775,8 @@ def accumulate_results(rows: list[dict], path: str | Path) -> pd.DataFrame:
     path = Path(path)
     new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     old = pd.read_csv(path).reindex(columns=RESULT_COLUMNS) if path.is_file() else new.iloc[:0]
-    frame = pd.concat(
-        [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty], ignore_index=True
-    )
-    frame = frame.reindex(columns=RESULT_COLUMNS)
+    parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]  # no empty concat
+    frame = pd.concat(parts, ignore_index=True).reindex(columns=RESULT_COLUMNS) if parts else new
     utils.atomic_write_text(path, frame.to_csv(index=False))
     return frame
 

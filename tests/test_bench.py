@@ -217,6 +217,8 @@ def result_row(run_dir: str, kind: str = "baseline", **values) -> dict:
 def test_results_accumulate_one_row_per_run_directory(tmp_path):
     path = tmp_path / "runs" / "nsmc" / "results.csv"
     path.parent.mkdir(parents=True)
+    assert bench.accumulate_results([], path).empty  # nothing yet: an empty table with its header
+    assert pd.read_csv(path).columns.tolist() == bench.RESULT_COLUMNS
     first = bench.accumulate_results([result_row("a"), result_row("b", test_accuracy=0.70)], path)
     assert list(first["run_dir"]) == ["a", "b"]
     second = bench.accumulate_results([result_row("b", test_accuracy=0.72), result_row("c")], path)
