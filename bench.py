@@ -551,42 +551,375 @@ def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
 
 
 # -----------------------------------------------------------------------------
-# 5. plot
+# 5. plots: test accuracy against size, validation curves (one implementation, for bench.py and the notebook)
+
+# (marker, x offset factor on the log axis, shade: 0 dark / 1 light) of each kind of student point
+KIND_STYLE = {
+    "baseline": ("s", 0.95, 1),
+    "distilled": ("o", 1.0, 0),
+    "distilled + transfer set": ("D", 1.05, 0),
+}
+CURVE_LINES = {"baseline": "--", "distilled": "-", "distilled + transfer set": ":"}
 
 
-def plot_accuracy(table: list[dict], teachers: list[dict], path: Path) -> Path:
-    """Test accuracy against parameters (log x): students by teacher, teachers as stars."""
-    import matplotlib
+def student_kind(teacher: str | None, unlabeled: str | None) -> str:
+    """baseline (no teacher), distilled, or distilled + transfer set (unlabeled text the teacher labels)."""
+    if pd.isna(teacher) or teacher == "none":
+        return "baseline"
+    return "distilled" if pd.isna(unlabeled) or unlabeled == "none" else "distilled + transfer set"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    by_teacher: dict[str, list[dict]] = {}
+def short_label(model: str, vocab_size: int, kind: str = "baseline", alpha: float | None = None) -> str:
+    """``base v3000`` for a baseline, ``base v3000 KD a0.1`` distilled, ``... +U`` with a transfer set."""
+    label = f"{model} v{int(vocab_size)}"
+    if kind != "baseline":
+        label += f" KD a{alpha:g}" + (" +U" if kind == "distilled + transfer set" else "")
+    return label
+
+
+def family_colours(families: list) -> dict:
+    """A colour pair (dark, light) per student family, so that a distilled point and its baseline match."""
+    from matplotlib import colormaps
+
+    pairs = colormaps["tab20"].colors
+    unique = list(dict.fromkeys(families))
+    return {family: (pairs[(2 * i) % 20], pairs[(2 * i + 1) % 20]) for i, family in enumerate(unique)}
+
+
+def new_figure(size: tuple[float, float]):
+    """A pyplot-free figure (no global state, no backend switch): saved to a file or shown by IPython."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+# label offsets in points from its point: above, below, right, left, then further above and below
+LABEL_SPOTS = [(0, 7, "center"), (0, -17, "center"), (9, -4, "left"), (-9, -4, "right")] + [
+    (0, sign * (7 + 11 * k) - (10 if sign < 0 else 0), "center") for k in range(1, 12) for sign in (1, -1)
+]
+
+
+def dodge_labels(annotations: list, ax, renderer, avoid: list | None = None) -> None:
+    """Place each annotation (in order of x) at the first spot inside the axes that overlaps no placed one,
+    else at the spot with the least overlap."""
+    placed = list(avoid or [])  # boxes to keep clear of, e.g. the legend
+    inside = ax.get_window_extent(renderer)
+
+    def clash(box) -> float:
+        outside = not (
+            inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+        )
+        overlap = sum(
+            max(0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0, min(box.y1, o.y1) - max(box.y0, o.y0))
+            for o in placed
+        )
+        return overlap + (box.width * box.height if outside else 0)
+
+    for annotation in sorted(annotations, key=lambda a: a.xy[0]):
+        annotation.set_in_layout(False)
+        scores = []
+        for dx, dy, ha in LABEL_SPOTS:
+            annotation.xyann = (dx, dy)
+            annotation.set_horizontalalignment(ha)
+            scores.append(clash(annotation.get_window_extent(renderer)))
+            if scores[-1] == 0:
+                break
+        dx, dy, ha = LABEL_SPOTS[int(np.argmin(scores))]
+        annotation.xyann = (dx, dy)
+        annotation.set_horizontalalignment(ha)
+        placed.append(annotation.get_window_extent(renderer))
+
+
+def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | None = None):
+    """Test accuracy (mean ± std over seeds) against parameters, log x; returns the figure (saved when path).
+
+    ``table`` holds ``accuracy_table`` rows, ``teachers`` dicts with teacher, test_accuracy and params. A
+    student family (size and vocabulary) has one colour: dark when distilled, light for its baseline, and one
+    label.
+    """
+    fig = new_figure((8, 5))
+    ax = fig.add_subplot()
+    families = [(r["model"], r["vocab_size"]) for r in table]
+    colours = family_colours(families)
+    top: dict = {}
     for row in table:
-        by_teacher.setdefault(row["teacher"], []).append(row)
-    for teacher, rows in by_teacher.items():
-        ax.errorbar([r["params"] for r in rows], [100 * r["test_accuracy_mean"] for r in rows],
-                    yerr=[100 * (r["test_accuracy_std"] or 0) for r in rows], fmt="o", capsize=3,
-                    label="no teacher" if teacher == "none" else f"student of {teacher}")
-        for r in rows:
-            ax.annotate(f"{r['model']} a={r['alpha']:g}" + ("+unlabeled" if r["unlabeled"] != "none" else ""), (r["params"], 100 * r["test_accuracy_mean"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+        kind = student_kind(row["teacher"], row["unlabeled"])
+        marker, shift, shade = KIND_STYLE[kind]
+        family = (row["model"], row["vocab_size"])
+        y = 100 * row["test_accuracy_mean"]
+        ax.errorbar(
+            [row["params"] * shift],
+            [y],
+            yerr=[100 * (row["test_accuracy_std"] or 0)],
+            fmt=marker,
+            capsize=3,
+            color=colours[family][shade],
+            markeredgecolor=colours[family][0],
+            markersize=7,
+        )
+        top[family] = max(top.get(family, (0, -1.0)), (row["params"], y), key=lambda p: p[1])
+    notes = [
+        ax.annotate(
+            short_label(*family),
+            point,
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            annotation_clip=False,
+        )
+        for family, point in top.items()
+    ]
     for t in teachers:
-        ax.scatter([t["params"]], [100 * t["test_accuracy"]], marker="*", s=150, label=f"teacher {t['teacher']}")
+        ax.plot([t["params"]], [100 * t["test_accuracy"]], "*", color="black", markersize=14)
+        notes.append(
+            ax.annotate(
+                f"teacher {t['teacher']}",
+                (t["params"], 100 * t["test_accuracy"]),
+                xytext=(0, 9),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                annotation_clip=False,
+            )
+        )
     if not table and not teachers:
         ax.text(0.5, 0.5, "no finished runs found", ha="center", va="center", transform=ax.transAxes)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy against size")
+    ax.margins(x=0.15, y=0.2)
+    ax.set(
+        xlabel="parameters (log scale)",
+        ylabel="test accuracy (%), mean ± std over seeds",
+        title="Test accuracy against size",
+    )
     ax.grid(True, which="both", alpha=0.3)
-    if table or teachers:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    kinds = {student_kind(r["teacher"], r["unlabeled"]) for r in table}
+    handles = [
+        ax.plot([], [], KIND_STYLE[k][0], color="grey", label="no teacher (α = 1)" if k == "baseline" else k)[
+            0
+        ]
+        for k in KIND_STYLE
+        if k in kinds
+    ]
+    handles += [ax.plot([], [], "*", color="black", markersize=12, label="teacher")[0]] if teachers else []
+    legend = ax.legend(handles=handles, fontsize=8, loc="best") if handles else None
+    fig.canvas.draw()  # lays the axes and the legend out first
+    renderer = fig.canvas.get_renderer()
+    dodge_labels(notes, ax, renderer, avoid=[legend.get_window_extent(renderer)] if legend else [])
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def curve_groups(runs: list[dict]) -> dict[tuple, pd.DataFrame]:
+    """Validation accuracy per epoch of each group of runs that differ only in the seed: mean, std, seeds."""
+    histories: dict[tuple, list[pd.DataFrame]] = {}
+    for metrics in runs:
+        kind = student_kind(metrics.get("teacher"), metrics.get("unlabeled"))
+        model = model_name(metrics["student_size"], metrics["embedding_dim"], metrics["hidden_dim"])
+        key = (
+            model,
+            metrics["vocab_size"],
+            kind,
+            metrics["alpha"],
+            metrics.get("teacher"),
+            metrics.get("temperature"),
+        )
+        histories.setdefault(key, []).append(pd.DataFrame(metrics["history"]))
+    return {
+        key: pd.concat(parts).groupby("epoch")["val_accuracy"].agg(["mean", "std", "count"])
+        for key, parts in histories.items()
+    }
+
+
+def plot_curves(runs: list[dict], path: str | Path | None = None):
+    """Validation accuracy per epoch (mean ± std over seeds): distilled solid, its baseline dashed alike."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = new_figure((9, 4.5))
+    ax = fig.add_subplot()
+    groups = curve_groups(runs)
+    colours = family_colours([key[:2] for key in groups])
+    for (model, vocab, kind, alpha, _, _), curve in groups.items():
+        shade = KIND_STYLE[kind][2]
+        ax.errorbar(
+            curve.index,
+            100 * curve["mean"],
+            yerr=100 * curve["std"].fillna(0),
+            fmt=CURVE_LINES[kind],
+            marker=KIND_STYLE[kind][0],
+            markersize=4,
+            capsize=2,
+            color=colours[(model, vocab)][shade],
+            label=short_label(model, vocab, kind, alpha),
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Learning curves (mean ± std over seeds)")
+    ax.grid(True, alpha=0.3)
+    if groups:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def model_name(student_size: str, embedding_dim, hidden_dim) -> str:
+    """The preset's name, or e<embedding>h<hidden> for a custom size."""
+    return student_size if student_size != "custom" else f"e{int(embedding_dim)}h{int(hidden_dim)}"
+
+
+# -----------------------------------------------------------------------------
+# 6. notebook evaluation: one row per run directory, accumulated in runs/<dataset>/results.csv
+
+RESULT_COLUMNS = [
+    "run_dir",
+    "kind",
+    *GROUP_KEYS,
+    "seed",
+    "params",
+    "size_bytes",
+    *METRICS,
+    "cpu_sentences_per_s",
+    "cpu_batch1_ms",
+]
+
+
+def cpu_speed(predict: Callable[[list], object], texts: list[str], repeats: int = 3) -> dict:
+    """CPU sentences/s at batch 64 and median batch-1 milliseconds of predict(texts), timed by time_calls."""
+    timing = time_calls(predict, texts, latency_items=min(16, len(texts)), repeats=repeats)
+    return {"cpu_sentences_per_s": timing["batch64_per_s"], "cpu_batch1_ms": timing["batch1_median_ms"]}
+
+
+def student_result(metrics: dict, texts: list[str]) -> dict:
+    """A results row for a finished run (its metrics.json) with its student's CPU speed on texts."""
+    student = Student.from_pretrained(Path(metrics["run_dir"]) / "student", device="cpu")
+    row = {key: metrics.get(key) for key in RESULT_COLUMNS}
+    row["kind"] = "baseline" if student_kind(metrics["teacher"], None) == "baseline" else "distilled"
+    return row | cpu_speed(student.predict, texts)
+
+
+def teacher_result(
+    teacher: str,
+    logits: dict[str, torch.Tensor],
+    splits: dict[str, pd.DataFrame],
+    texts: list[str],
+    *,
+    dataset: str,
+    teacher_root: str | Path = "teacher_model",
+    max_length: int = 128,
+) -> dict:
+    """A results row for the teacher: accuracy from its cached logits, size from its weights, CPU speed."""
+    from sklearn.metrics import f1_score
+
+    import teacher as teachers
+
+    model = teachers.load_teacher(teacher, device="cpu", max_length=max_length, root=teacher_root)
+    predicted = {split: logits[split].argmax(-1).numpy() for split in ("valid", "test")}
+    labels = {split: splits[split]["label"].to_numpy() for split in ("valid", "test")}
+    row = dict.fromkeys(RESULT_COLUMNS) | {
+        "run_dir": str(teacher),
+        "kind": "teacher",
+        "dataset": dataset,
+        "teacher": str(teacher),
+        "params": model.num_parameters(),
+        "size_bytes": sum(path.stat().st_size for path in teachers.weight_files(model.model_dir)),
+        "val_accuracy": float((predicted["valid"] == labels["valid"]).mean()),
+        "test_accuracy": float((predicted["test"] == labels["test"]).mean()),
+        "test_f1": float(f1_score(labels["test"], predicted["test"], average="macro")),
+    }
+    return row | cpu_speed(lambda batch: model.predict_logits(batch, show_progress=False), texts, repeats=1)
+
+
+def accumulate_results(rows: list[dict], path: str | Path) -> pd.DataFrame:
+    """Merge rows into the results CSV at path, one row per run directory (the latest wins); returns all."""
+    path = Path(path)
+    new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    old = pd.read_csv(path).reindex(columns=RESULT_COLUMNS) if path.is_file() else new.iloc[:0]
+    parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]  # no empty concat
+    frame = pd.concat(parts, ignore_index=True).reindex(columns=RESULT_COLUMNS) if parts else new
+    utils.atomic_write_text(path, frame.to_csv(index=False))
+    return frame
+
+
+def human_bytes(size: float) -> str:
+    """Three significant digits in decimal units: 1,565,640 -> '1.57 MB', 110,504 -> '111 KB'."""
+    exponent = min(int(math.log10(max(size, 1)) // 3), 3)
+    value = size / 1000**exponent
+    unit = ("B", "KB", "MB", "GB")[exponent]
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
+
+
+def results_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The reader's table: teachers, then students grouped over seeds (test accuracy in %, mean ± std)."""
+    rows = []
+    for t in frame[frame["kind"] == "teacher"].to_dict("records"):
+        rows.append(
+            {
+                "model": "teacher",
+                "vocab": "",
+                "teacher": teachers.display_name(t["teacher"]),
+                "alpha": "",
+                "transfer set": "",
+                "params": f"{int(t['params']):,}",
+                "size": human_bytes(t["size_bytes"]),
+                "test acc (%)": f"{100 * t['test_accuracy']:.2f}",
+                "seeds": 1,
+                "CPU sentences/s": round(t["cpu_sentences_per_s"]),
+            }
+        )
+    for group in accuracy_table(frame[frame["kind"] != "teacher"]):
+        part = frame[frame["run_dir"].isin(group["run_dirs"])]
+        kind = student_kind(group["teacher"], group["unlabeled"])
+        transfer = {"baseline": "", "distilled": "train"}.get(
+            kind, f"train + {Path(str(group['unlabeled'])).stem}"
+        )
+        std = group["test_accuracy_std"]
+        rows.append(
+            {
+                "model": group["model"],
+                "vocab": group["vocab_size"],
+                "teacher": group["teacher"],
+                "alpha": f"{group['alpha']:g}",
+                "transfer set": transfer,
+                "params": f"{group['params']:,}",
+                "size": human_bytes(part["size_bytes"].iloc[0]),
+                "test acc (%)": f"{100 * group['test_accuracy_mean']:.2f}"
+                + (f" ± {100 * std:.2f}" if std else ""),
+                "seeds": group["seeds"],
+                "CPU sentences/s": round(part["cpu_sentences_per_s"].mean()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "vocab",
+            "teacher",
+            "alpha",
+            "transfer set",
+            "params",
+            "size",
+            "test acc (%)",
+            "seeds",
+            "CPU sentences/s",
+        ],
+    )
+
+
+def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
+    """plot_accuracy over a results table (runs/<dataset>/results.csv)."""
+    teachers = [
+        {
+            "teacher": teachers.display_name(t["teacher"]),
+            "test_accuracy": t["test_accuracy"],
+            "params": t["params"],
+        }
+        for t in frame[frame["kind"] == "teacher"].to_dict("records")
+    ]
+    return plot_accuracy(accuracy_table(frame[frame["kind"] != "teacher"]), teachers, path)
 
 
 # -----------------------------------------------------------------------------
@@ -852,7 +1185,8 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     show("4. teachers", teacher_accuracy)
     show("4. accuracy of the exported forms (NSMC test)", exported)
 
-    plot = plot_accuracy(accuracy, teacher_accuracy, out / "accuracy_vs_params.png")
+    plot = out / "accuracy_vs_params.png"
+    plot_accuracy(accuracy, teacher_accuracy, plot)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results = {
         "machine": machine, "settings": dataclasses.asdict(settings), "sentences": {"source": source, "count": len(texts),

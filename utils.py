@@ -171,6 +171,57 @@ def text_hashes(texts: Iterable[str]) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Notebook set-up (Colab): only the standard library and ``packaging`` here, so that it runs before any
+# requirement is installed or upgraded.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def missing_requirements(requirements: str | Path) -> list[str]:
+    """Lines of a requirements file that are not installed or too old (torch: only when absent).
+
+    Colab ships its own CUDA build of torch, which must not be replaced; pip options, comments and lines whose
+    environment marker does not apply here are skipped.
+    """
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for number, raw in enumerate(Path(requirements).read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.split("#")[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as err:
+            raise ValueError(
+                f"{requirements}, line {number}: {line!r} is not a requirement ({err})"
+            ) from None
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            version = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(line)
+            continue
+        if requirement.name != "torch" and not requirement.specifier.contains(version, prereleases=True):
+            missing.append(line)
+    return missing
+
+
+def install_missing(requirements: str | Path) -> list[str]:
+    """pip-install the requirements ``missing_requirements`` finds in a requirements file; returns them."""
+    import subprocess
+    import sys
+
+    missing = missing_requirements(requirements)
+    if missing:
+        print("installing:", " ".join(missing))
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Datasets
 # ---------------------------------------------------------------------------------------------------------
 
