@@ -999,9 +999,11 @@ def add_arguments(
     only: typing.Iterable[str] | None = None,
     skip: typing.Iterable[str] = (),
     required: typing.Iterable[str] = (),
+    dest_prefix: str = "",
 ) -> None:
     """One option per field of the dataclass ``cls``, from its type and metadata (help, choices, bounds, flag,
-    grid). A grid field or a tuple takes several values; a bool is a switch. The dataclass checks values."""
+    grid). A grid field or a tuple takes several values; a bool is a switch. The dataclass checks values.
+    ``dest_prefix`` keeps two dataclasses' fields of one name apart (the teacher's and the student's seed)."""
     hints, only, skip, required = typing.get_type_hints(cls), only and set(only), set(skip), set(required)
     for f in dataclasses.fields(cls):
         if (only is not None and f.name not in only) or f.name in skip:
@@ -1013,7 +1015,7 @@ def add_arguments(
             "" if f.name in required else "default: %(default)s",
         ]
         options: dict = dict(
-            dest=f.name, default=f.default, help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})"
+            dest=dest_prefix + f.name, default=f.default, help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})"
         )
         if kind is bool:
             options["action"] = "store_true"
@@ -1046,6 +1048,10 @@ STAGES = {
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
 
 
+# TeacherConfig fields the CLI sets elsewhere: --model/--finetune, and the two the cache stage shares
+TEACHER_CLI_SKIP = ("model", "max_length", "batch_size")
+
+
 def finetune_args(p: argparse.ArgumentParser, required: bool) -> None:
     """The teacher's fine-tuning options, from TeacherConfig (its max length is --teacher-max-length and its
     inference batch --teacher-batch-size, added with the stage's other teacher options)."""
@@ -1055,7 +1061,7 @@ def finetune_args(p: argparse.ArgumentParser, required: bool) -> None:
         required=required,
         help="pretrained HF model to fine-tune as teacher (e.g. monologg/koelectra-small-v3-discriminator)",
     )
-    add_arguments(p, teachers.TeacherConfig, skip=("model", "max_length", "batch_size"))
+    add_arguments(p, teachers.TeacherConfig, skip=TEACHER_CLI_SKIP, dest_prefix="teacher_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1170,8 +1176,8 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
 
 def teacher_config(args: argparse.Namespace) -> teachers.TeacherConfig:
     """The TeacherConfig the stage's options describe."""
-    fields = {f.name for f in dataclasses.fields(teachers.TeacherConfig)} - {"model", "max_length", "batch_size"}
-    values = {name: getattr(args, name) for name in fields}
+    fields = {f.name for f in dataclasses.fields(teachers.TeacherConfig)} - set(TEACHER_CLI_SKIP)
+    values = {name: getattr(args, "teacher_" + name) for name in fields}
     return teachers.TeacherConfig(
         model=args.model, max_length=args.teacher_max_length, batch_size=args.teacher_batch_size, **values
     )
