@@ -1,15 +1,16 @@
 """Korean Tang-style augmentation: masking, POS-guided replacement, n-gram sampling, the transfer-set file."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import write_nsmc
 
 import augment
 import utils
 from augment import AugmentConfig, PosTable
-from conftest import write_nsmc
 
 SENTENCES = [
     "이 영화 정말 재밌어요 배우들 연기가 최고",
@@ -37,10 +38,15 @@ def analysed(kiwi):
 
 def test_config_validates():
     AugmentConfig()
-    for bad, message in ((dict(p_mask=1.5), "p_mask must be a probability"), (dict(p_ng=-0.1), "p_ng must be"),
-                         (dict(p_mask=0.6, p_pos=0.6), "p_mask \\+ p_pos must be <= 1"), (dict(n_iter=0), "n_iter must be"),
-                         (dict(ngram_max=0), "ngram_max"), (dict(mask_token="[ M ]"), "mask_token"),
-                         (dict(max_sentences=0), "max_sentences")):
+    for bad, message in (
+        ({"p_mask": 1.5}, "p_mask must be a probability"),
+        ({"p_ng": -0.1}, "p_ng must be"),
+        ({"p_mask": 0.6, "p_pos": 0.6}, "p_mask \\+ p_pos must be <= 1"),
+        ({"n_iter": 0}, "n_iter must be"),
+        ({"ngram_max": 0}, "ngram_max"),
+        ({"mask_token": "[ M ]"}, "mask_token"),
+        ({"max_sentences": 0}, "max_sentences"),
+    ):
         with pytest.raises(ValueError, match=message):
             AugmentConfig(**bad)
 
@@ -48,7 +54,9 @@ def test_config_validates():
 def test_analysis_and_join_rebuild_the_sentences(kiwi, analysed):
     """With no rule applied, Kiwi's join gives back each sentence, spacing included."""
     assert len(analysed) == len(SENTENCES) and all(len(m) >= 4 for m in analysed)
-    assert all(isinstance(form, str) and tag and isinstance(space, bool) for m in analysed for form, tag, space in m)
+    assert all(
+        isinstance(form, str) and tag and isinstance(space, bool) for m in analysed for form, tag, space in m
+    )
     assert [kiwi.join(m) for m in analysed] == SENTENCES
 
 
@@ -70,7 +78,9 @@ def test_masking_rate(analysed):
 def test_pos_replacement_rate_keeps_the_tag(analysed):
     cfg = AugmentConfig(p_mask=0.0, p_pos=0.3, mask_token="<mask>")
     table, rng = PosTable.from_sentences(analysed), np.random.default_rng(1)
-    replaceable = sum(len(table.forms[tag]) > 1 for m in analysed for _, tag, _ in m) / sum(map(len, analysed))
+    replaceable = sum(len(table.forms[tag]) > 1 for m in analysed for _, tag, _ in m) / sum(
+        map(len, analysed)
+    )
     replaced = total = 0
     for _ in range(200):
         for morphs in analysed:
@@ -114,7 +124,9 @@ def test_samples_are_deterministic_deduplicated_and_never_a_split_text(kiwi):
     cfg = AugmentConfig(n_iter=6, p_mask=0.1, p_pos=0.2, p_ng=0.5)
     first = augment.augment_texts(SENTENCES, cfg, kiwi=kiwi)
     assert first == augment.augment_texts(SENTENCES, cfg, kiwi=kiwi)
-    assert first != augment.augment_texts(SENTENCES, AugmentConfig(n_iter=6, p_mask=0.1, p_pos=0.2, p_ng=0.5, seed=1), kiwi=kiwi)
+    assert first != augment.augment_texts(
+        SENTENCES, AugmentConfig(n_iter=6, p_mask=0.1, p_pos=0.2, p_ng=0.5, seed=1), kiwi=kiwi
+    )
     assert len(first) == len(set(first)) > len(SENTENCES) and not set(first) & set(SENTENCES)
     assert any("[MASK]" in s for s in first) and any(len(s.split()) < 3 for s in first)
     # Held-out texts that the rules do produce (single words from n-gram sampling) are dropped.
@@ -127,8 +139,22 @@ def test_samples_are_deterministic_deduplicated_and_never_a_split_text(kiwi):
 
 def test_augmented_file_is_read_as_unlabeled_text(tmp_path):
     data_dir = write_nsmc(tmp_path / "nsmc", n_train=200, n_test=50)
-    out = augment.main(["--data-dir", str(data_dir), "--data-root", str(tmp_path / "d"), "--out", str(tmp_path / "aug.txt"),
-                        "--n-iter", "3", "--p-mask", "0.2", "--seed", "5"])
+    out = augment.main(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--data-root",
+            str(tmp_path / "d"),
+            "--out",
+            str(tmp_path / "aug.txt"),
+            "--n-iter",
+            "3",
+            "--p-mask",
+            "0.2",
+            "--seed",
+            "5",
+        ]
+    )
     lines = out.read_text(encoding="utf-8").splitlines()
     unlabeled = utils.read_unlabeled(out)
     assert len(unlabeled) == len(lines) > 200 and (unlabeled["label"] == -1).all()

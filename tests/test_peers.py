@@ -1,4 +1,5 @@
 """The scikit-learn teacher (fit, safe save/load, cached logits, distillation) and bench.py's peers."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import write_nsmc
 
 import distil
 import teacher as T
 import utils
-from conftest import write_nsmc
 
-FAST = dict(char_max_n=2, word_max_n=1, max_iter=200)
+FAST = {"char_max_n": 2, "word_max_n": 1, "max_iter": 200}
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,22 @@ def splits(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def sklearn_teacher(tmp_path_factory, splits):
-    return T.fit_sklearn_teacher(T.SklearnTeacherConfig(**FAST), splits, "nsmc", tmp_path_factory.mktemp("teachers"))
+    return T.fit_sklearn_teacher(
+        T.SklearnTeacherConfig(**FAST), splits, "nsmc", tmp_path_factory.mktemp("teachers")
+    )
 
 
 def test_config_validates_every_setting():
     assert T.SklearnTeacherConfig() == T.SklearnTeacherConfig(3, 2, 2, True, 3.0, 1000)
-    for bad in (dict(char_max_n=0), dict(word_max_n=True), dict(min_df=1.5), dict(c=0), dict(c=float("inf")),
-                dict(sublinear_tf="yes"), dict(max_iter=-1)):
+    for bad in (
+        {"char_max_n": 0},
+        {"word_max_n": True},
+        {"min_df": 1.5},
+        {"c": 0},
+        {"c": float("inf")},
+        {"sublinear_tf": "yes"},
+        {"max_iter": -1},
+    ):
         with pytest.raises(ValueError, match=f"SklearnTeacherConfig.{next(iter(bad))} must be"):
             T.SklearnTeacherConfig(**bad)
 
@@ -44,11 +54,16 @@ def test_fit_reports_accuracy_and_is_reused(sklearn_teacher, splits, monkeypatch
     assert T.is_sklearn_dir(sklearn_teacher) and not T.is_sklearn_dir(sklearn_teacher.parent)
     # Same settings and data: the folder is reused; other settings or other labels: another folder.
     monkeypatch.setattr(T, "build_sklearn_pipeline", lambda cfg: pytest.fail("fitted again"))
-    assert T.fit_sklearn_teacher(T.SklearnTeacherConfig(**FAST), splits, "nsmc", sklearn_teacher.parent) == sklearn_teacher
+    assert (
+        T.fit_sklearn_teacher(T.SklearnTeacherConfig(**FAST), splits, "nsmc", sklearn_teacher.parent)
+        == sklearn_teacher
+    )
     flipped = {**splits, "train": splits["train"].assign(label=1 - splits["train"]["label"])}
     monkeypatch.undo()
     other = T.fit_sklearn_teacher(T.SklearnTeacherConfig(**FAST), flipped, "nsmc", sklearn_teacher.parent)
-    assert other != sklearn_teacher and json.loads((other / T.TEACHER_INFO).read_text())["test_accuracy"] < 0.2
+    assert (
+        other != sklearn_teacher and json.loads((other / T.TEACHER_INFO).read_text())["test_accuracy"] < 0.2
+    )
 
 
 def test_saved_teacher_round_trips(sklearn_teacher, splits):
@@ -117,17 +132,64 @@ def test_cached_logits_equal_a_fresh_prediction(sklearn_teacher, splits, monkeyp
         torch.testing.assert_close(again, fresh)
     assert len(calls) == 6  # three cache builds and three fresh predictions: the second lookups were hits
     assert sorted(p.name for p in (sklearn_teacher / "logits").iterdir()) == [
-        "nsmc-test.safetensors", "nsmc-train.safetensors", "nsmc-valid.safetensors"]
+        "nsmc-test.safetensors",
+        "nsmc-train.safetensors",
+        "nsmc-valid.safetensors",
+    ]
 
 
 def test_sklearn_teacher_teaches_a_student_through_the_cache(sklearn_teacher, splits, tmp_path):
     data_dir = tmp_path / "data"
     write_nsmc(data_dir, n_train=600, n_test=200)
-    paths = distil.Paths(str(data_dir), str(tmp_path / "d"), str(tmp_path / "tok"), str(tmp_path / "teachers"), str(tmp_path / "runs"))
+    paths = distil.Paths(
+        str(data_dir),
+        str(tmp_path / "d"),
+        str(tmp_path / "tok"),
+        str(tmp_path / "teachers"),
+        str(tmp_path / "runs"),
+    )
     # alpha 0: the student learns from the teacher's log-probabilities only, never from a label.
-    cfg = distil.RunConfig(teacher=str(sklearn_teacher), alpha=0.0, size="tiny", vocab_size=300, epochs=3, batch_size=32,
-                           lr=1e-2, warmup_ratio=0.0)
+    cfg = distil.RunConfig(
+        teacher=str(sklearn_teacher),
+        alpha=0.0,
+        size="tiny",
+        vocab_size=300,
+        epochs=3,
+        batch_size=32,
+        lr=1e-2,
+        warmup_ratio=0.0,
+    )
     metrics = distil.train_student(cfg, paths, device="cpu")
     assert metrics["test_accuracy"] > 0.8
     cache = utils.LogitsCache.load(sklearn_teacher / "logits" / "nsmc-train.safetensors")
     assert cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(sklearn_teacher)
+
+
+def test_bench_peers_are_trained_scored_and_timed(splits):
+    import bench
+
+    settings = bench.Settings(latency_sentences=8, repeats=1)
+    cfg = bench.PeersConfig(
+        tfidf_lr=T.SklearnTeacherConfig(**FAST),
+        fasttext_bucket=20_000,
+        quantize_cutoff=2_000,
+        fasttext_epochs=20,
+    )
+    texts = splits["test"]["text"].tolist()[:128]
+    rows = bench.measure_peers(settings, splits["train"], splits["test"], texts, cfg)
+    by_model = {row["model"]: row for row in rows}
+    assert list(by_model) == ["tfidf-lr (scikit-learn)", "fasttext", "fasttext quantized"]
+    for row in rows:
+        assert row["test_accuracy"] > 0.8, row  # chance is 0.5
+        assert (
+            row["train_seconds"] > 0
+            and row["batch64_per_s"] > 0
+            and row["batch1_median_ms"] > 0
+            and row["size_bytes"] > 0
+        )
+    assert by_model["fasttext quantized"]["size_bytes"] < by_model["fasttext"]["size_bytes"] / 4
+    assert by_model["tfidf-lr (scikit-learn)"]["features"] > 0
+    with pytest.raises(ValueError, match="PeersConfig.fasttext_dim must be a positive integer"):
+        bench.PeersConfig(fasttext_dim=0)
+    with pytest.raises(ValueError, match="even fasttext_dim"):
+        bench.PeersConfig(fasttext_dim=63)
