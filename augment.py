@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -162,6 +163,12 @@ def perturb(
     return out
 
 
+def rebuild(kiwi, morphs: list[Morph], mask_token: str) -> str:
+    """The sentence Kiwi's ``join`` makes of ``morphs``. An ending that joins a masked stem comes out as a bare
+    jamo (``[MASK]ᆫ다``); the mask takes it in (``[MASK]다``)."""
+    return re.sub(re.escape(mask_token) + "[\u1100-\u11ff]+", lambda _: mask_token, kiwi.join(morphs))
+
+
 def ngram_sample(text: str, cfg: AugmentConfig, rng: np.random.Generator) -> str:
     """With probability ``p_ng``, a random n-gram of n in [1, ngram_max] words of ``text``; else ``text``."""
     words = text.split()
@@ -192,7 +199,7 @@ def augment_texts(
         if not morphs:
             continue
         for _ in range(cfg.n_iter):
-            sample = ngram_sample(kiwi.join(perturb(morphs, cfg, table, rng)), cfg, rng)
+            sample = ngram_sample(rebuild(kiwi, perturb(morphs, cfg, table, rng), cfg.mask_token), cfg, rng)
             if sample and sample not in seen:
                 seen.add(sample)
                 out.append(sample)

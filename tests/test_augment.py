@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -58,6 +59,16 @@ def test_analysis_and_join_rebuild_the_sentences(kiwi, analysed):
         isinstance(form, str) and tag and isinstance(space, bool) for m in analysed for form, tag, space in m
     )
     assert [kiwi.join(m) for m in analysed] == SENTENCES
+
+
+def test_a_masked_stem_takes_in_its_bare_jamo_ending(kiwi, analysed):
+    masked = [[("[MASK]" if tag.startswith("V") else form, tag, space) for form, tag, space in m] for m in analysed]
+    jamo = re.compile("[\u1100-\u11ff]")
+    assert any(jamo.search(kiwi.join(m)) for m in masked)  # join alone gives e.g. "[MASK]ᆫ다"
+    rebuilt = [augment.rebuild(kiwi, m, "[MASK]") for m in masked]
+    assert not any(jamo.search(text) for text in rebuilt)
+    assert all(("[MASK]" in text) == any(f == "[MASK]" for f, _, _ in m) for text, m in zip(rebuilt, masked))
+    assert rebuilt[1] == "스토리가 너무 지루해서 중간에 [MASK]었다"
 
 
 def test_masking_rate(analysed):
