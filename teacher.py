@@ -551,7 +551,7 @@ class StudentTeacher(Teacher):
 
 
 def load_teacher(name_or_dir: str, device: str = "auto", max_length: int = 128, root: str | Path = "teacher_model") -> Teacher:
-    """A fine-tuned transformers classifier, a BiLSTM student or a scikit-learn teacher, for predictions."""
+    """A fine-tuned transformers classifier or a BiLSTM student directory, ready for ``predict_logits``."""
     model_dir = resolve_teacher(name_or_dir, root)
     resolved = _resolve_device(device)
     if is_student_dir(model_dir):
