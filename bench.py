@@ -603,7 +603,10 @@ def _fasttext_predict(model) -> Callable[[list[str]], list[int]]:
 
 def measure_fasttext(settings: Settings, cfg: PeersConfig, train: pd.DataFrame, test: pd.DataFrame,
                      texts: list[str], tmp: Path) -> list[dict]:
-    """fastText supervised, then its quantized form (product quantization, retrained on the kept n-grams)."""
+    """fastText supervised, then its quantized form (product quantization, retrained on the kept n-grams).
+
+    Not in a process that has built a Kiwi analyser (augment.py): fastText training then hits NaN
+    (kiwipiepy 0.24.1, fasttext-numpy2-wheel)."""
     import fasttext
 
     train_file = tmp / "fasttext-train.txt"
