@@ -12,7 +12,9 @@ Sections, each printed as a table and saved in <out>/bench_results.json:
 4. accuracy the runs in --runs (from `python distil.py student ...`), mean ± std over seeds, and the
             accuracy of their exported forms (ONNX, ONNX int8) on the NSMC test set.
 5. plot     test accuracy against parameters (<out>/accuracy_vs_params.png).
-6. serving  `python bench.py serve [--student DIR]`: a bounded load test of serve.py on 127.0.0.1 (requests/s,
+6. peers    n-gram models a user would try instead, trained on the same train split and timed on the same
+            sentences: scikit-learn TF-IDF + LogisticRegression and fastText (and its quantized form).
+7. serving  `python bench.py serve [--student DIR]`: a bounded load test of serve.py on 127.0.0.1 (requests/s,
             sentences/s, p50/p99 latency for single sentences at concurrency 1/16/64, 64-text requests and
             GET /health as the ceiling), with and without micro-batching (<out>/serve_results.json).
 
@@ -1119,6 +1121,130 @@ def serve_main(argv: list[str]) -> dict:
 
 
 # -----------------------------------------------------------------------------
+# 6. peers: what a user would pick instead (n-gram models), measured beside the students
+
+
+def _field(default, text: str, **kwargs):
+    return dataclasses.field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class PeersConfig:
+    """The n-gram peers: scikit-learn TF-IDF + LR (the scikit-learn teacher's pipeline) and fastText."""
+
+    tfidf_lr: teachers.SklearnTeacherConfig = dataclasses.field(
+        default_factory=teachers.SklearnTeacherConfig,
+        metadata={"help": "the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)"})
+    fasttext_dim: int = _field(64, "fastText word vector size")
+    fasttext_word_ngrams: int = _field(2, "fastText word n-grams (2: bigrams)")
+    fasttext_minn: int = _field(2, "shortest fastText character n-gram")
+    fasttext_maxn: int = _field(4, "longest fastText character n-gram")
+    fasttext_epochs: int = _field(10, "fastText training epochs")
+    fasttext_bucket: int = _field(2_000_000, "fastText n-gram hash buckets")
+    quantize_cutoff: int = _field(100_000, "words and n-grams kept by quantized fastText (then retrained)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "tfidf_lr" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"PeersConfig.{f.name} must be a positive integer, got {value!r}")
+        if self.fasttext_minn > self.fasttext_maxn or self.fasttext_dim % 2:
+            raise ValueError("PeersConfig needs fasttext_minn <= fasttext_maxn and an even fasttext_dim (for "
+                             f"quantization); got minn {self.fasttext_minn}, maxn {self.fasttext_maxn}, "
+                             f"dim {self.fasttext_dim}")
+
+
+def _files_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+
+
+def _peer_row(model: str, predict: Callable[[list[str]], list[int]], test: pd.DataFrame, texts: list[str],
+              settings: Settings, train_seconds: float, size_bytes: int, **extra) -> dict:
+    """Test accuracy, train time, timings on the students' sentences and size of one peer."""
+    accuracy = float(np.mean(np.array(predict(test["text"].tolist())) == test["label"].to_numpy()))
+    timing = time_calls(predict, texts, settings.latency_sentences, settings.repeats)
+    print(f"  {model:<24} test accuracy {accuracy:.4f}, {timing['batch64_per_s']:>9,.0f} sentences/s at "
+          f"batch {BATCH}, {size_bytes / 1e6:,.1f} MB", flush=True)
+    return {"model": model, "kind": "peer", "test_accuracy": accuracy, "train_seconds": train_seconds,
+            **timing, "size_bytes": size_bytes, **extra}
+
+
+def measure_tfidf_lr(settings: Settings, cfg: teachers.SklearnTeacherConfig, train: pd.DataFrame,
+                     test: pd.DataFrame, texts: list[str], tmp: Path) -> dict:
+    """The scikit-learn teacher's pipeline as a peer; its size is that of the saved teacher (skops + JSON)."""
+    pipeline = teachers.build_sklearn_pipeline(cfg)
+    start = time.perf_counter()
+    pipeline.fit(train["text"].tolist(), train["label"].to_numpy())
+    train_seconds = time.perf_counter() - start
+    directory = tmp / "tfidf-lr"
+    directory.mkdir()
+    teachers.save_sklearn_pipeline(pipeline, directory)
+    features = int(pipeline.named_steps["classifier"].coef_.shape[1])
+    return _peer_row("tfidf-lr (scikit-learn)", lambda batch: pipeline.predict(batch).tolist(), test, texts,
+                     settings, train_seconds, _files_bytes(directory), features=features)
+
+
+def _fasttext_predict(model) -> Callable[[list[str]], list[int]]:
+    def predict(batch: list[str]) -> list[int]:
+        labels, _ = model.predict([" ".join(text.split()) for text in batch])
+        return [int(label[0].removeprefix("__label__")) for label in labels]
+
+    return predict
+
+
+def measure_fasttext(settings: Settings, cfg: PeersConfig, train: pd.DataFrame, test: pd.DataFrame,
+                     texts: list[str], tmp: Path) -> list[dict]:
+    """fastText supervised, then its quantized form (product quantization, retrained on the kept n-grams).
+
+    Not in a process that has built a Kiwi analyser (augment.py): fastText training then hits NaN
+    (kiwipiepy 0.24.1, fasttext-numpy2-wheel)."""
+    import fasttext
+
+    train_file = tmp / "fasttext-train.txt"
+    pairs = zip(train["text"], train["label"])
+    lines = (f"__label__{label} {' '.join(text.split())}\n" for text, label in pairs)
+    train_file.write_text("".join(lines), encoding="utf-8")
+    options = {"dim": cfg.fasttext_dim, "wordNgrams": cfg.fasttext_word_ngrams, "minn": cfg.fasttext_minn,
+               "maxn": cfg.fasttext_maxn, "epoch": cfg.fasttext_epochs, "bucket": cfg.fasttext_bucket}
+    start = time.perf_counter()
+    model = fasttext.train_supervised(input=str(train_file), thread=settings.threads, verbose=0, **options)
+    train_seconds = time.perf_counter() - start
+    model.save_model(str(tmp / "fasttext.bin"))
+    rows = [_peer_row("fasttext", _fasttext_predict(model), test, texts, settings, train_seconds,
+                      (tmp / "fasttext.bin").stat().st_size, options=options)]
+    start = time.perf_counter()
+    model.quantize(input=str(train_file), qnorm=True, retrain=True, cutoff=cfg.quantize_cutoff,
+                   thread=settings.threads, verbose=0)
+    quantize_seconds = time.perf_counter() - start
+    model.save_model(str(tmp / "fasttext.ftz"))
+    rows.append(_peer_row("fasttext quantized", _fasttext_predict(model), test, texts, settings,
+                          train_seconds + quantize_seconds, (tmp / "fasttext.ftz").stat().st_size,
+                          quantize_seconds=quantize_seconds, cutoff=cfg.quantize_cutoff))
+    return rows
+
+
+def measure_peers(settings: Settings, train: pd.DataFrame, test: pd.DataFrame, texts: list[str],
+                  cfg: PeersConfig | None = None) -> list[dict]:
+    """Both peers trained on ``train``, scored on all of ``test`` and timed on ``texts`` (the students'
+    sentences, in calls of 64 and of 1 as in section 1) with ``settings.threads`` threads."""
+    cfg = cfg or PeersConfig()
+    train = train[train["label"] >= 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [measure_tfidf_lr(settings, cfg.tfidf_lr, train, test, texts, Path(tmp))]
+        rows += measure_fasttext(settings, cfg, train, test, texts, Path(tmp))
+    return rows
+
+
+def peer_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All train and test rows for the peers: NSMC's (the students' split) with --data-dir, else synthetic."""
+    if settings.data_dir:
+        splits = utils.load_dataset("nsmc", data_dir=settings.data_dir)
+        return splits["train"], splits["test"]
+    return synthetic_reviews(20_000, settings.seed), synthetic_reviews(5_000, settings.seed + 2)
+
+
+
+# -----------------------------------------------------------------------------
 # driver
 
 
@@ -1185,6 +1311,11 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     show("4. teachers", teacher_accuracy)
     show("4. accuracy of the exported forms (NSMC test)", exported)
 
+    print("\n== 6. peers (training and timing)")
+    peers = measure_peers(settings, *peer_data(settings), texts)
+    show(f"6. peers: n-gram models trained and timed in this run ({settings.threads} threads)", peers,
+         ["model", "test_accuracy", "train_seconds", "batch64_per_s", "batch1_median_ms", "size_bytes"])
+
     plot = out / "accuracy_vs_params.png"
     plot_accuracy(accuracy, teacher_accuracy, plot)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -1194,6 +1325,7 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
         "tokenizers": {"student_vocab": len(student_tokenizer), "teacher_stand_in_vocab": len(teacher_tokenizer), "trained_on_texts": len(train)},
         "speed": speed, "speed_ratios": ratios, "targets": targets, "size": size, "size_reduction": reductions,
         "cache": cache, "accuracy": accuracy, "teacher_accuracy": teacher_accuracy, "exported_accuracy": exported, "plot": str(plot),
+        "peers": peers,
     }
     text = json.dumps(results, indent=2, ensure_ascii=False, default=lambda x: x.item() if isinstance(x, np.generic) else str(x))
     (out / "bench_results.json").write_text(text + "\n", encoding="utf-8")

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 import sentencepiece as spm
 import torch
@@ -173,6 +174,8 @@ def teacher_cache_dir(name_or_dir: str, root: str | Path = "teacher_model") -> P
 def teacher_fingerprint(model_dir: str | Path) -> str:
     """SHA-256 over config.json and the weight files (names and contents), without loading the model."""
     model_dir = Path(model_dir)
+    if is_sklearn_dir(model_dir):
+        return _files_fingerprint(model_dir)
     weights = weight_files(model_dir)
     if not (model_dir / "config.json").is_file() or not weights:
         raise FileNotFoundError(
@@ -715,6 +718,8 @@ def load_teacher(
     resolved = resolve_device(device)
     if is_student_dir(model_dir):
         return StudentTeacher(display_name(name_or_dir), model_dir, resolved)
+    if is_sklearn_dir(model_dir):
+        return SklearnTeacher(display_name(name_or_dir), model_dir)
     model, encoder = load_classifier(model_dir, max_length)
     return TransformerTeacher(display_name(name_or_dir), model_dir, model, encoder, resolved)
 
@@ -1278,3 +1283,207 @@ def finetune_teacher(
     }
     _save(trainer, partial, out_dir, info)
     return out_dir
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A scikit-learn teacher: TF-IDF n-grams + logistic regression
+# ---------------------------------------------------------------------------------------------------------
+
+SKLEARN_MODELS = ("tfidf-lr",)  # names `--model` accepts for a scikit-learn teacher
+SKLEARN_MODEL_FILE = "model.skops"
+SKLEARN_VOCAB_FILE = "vocabulary.json"
+SKLEARN_FORMAT = "distilkobilstm-sklearn-v1"
+# skops refuses every type outside its default trusted set unless it is named here. The pipeline below
+# needs none; a file that asks for any other type (a crafted one could name a function to call) is refused.
+SKLEARN_TRUSTED_TYPES: tuple[str, ...] = ()
+# predict_log_proba is log(predict_proba), -inf where a probability underflows; KD needs finite logits.
+LOG_PROB_FLOOR = -100.0
+
+
+@dataclass
+class SklearnTeacherConfig:
+    """TF-IDF (character n-grams within words + word n-grams) and logistic regression, fitted on train."""
+
+    char_max_n: int = field(default=3, metadata={
+        "help": "longest character n-gram (char_wb, from 1)", "flag": "--tfidf-char-max-n"})
+    word_max_n: int = field(default=2, metadata={
+        "help": "longest word n-gram (from 1)", "flag": "--tfidf-word-max-n"})
+    min_df: int = field(default=2, metadata={
+        "help": "drop n-grams seen in fewer training texts", "flag": "--tfidf-min-df"})
+    sublinear_tf: bool = field(default=True, metadata={
+        "help": "1 + log(tf) instead of raw counts", "flag": "--tfidf-sublinear-tf"})
+    c: float = field(default=3.0, metadata={
+        "help": "inverse L2 regularisation strength of the logistic regression", "flag": "--lr-c"})
+    max_iter: int = field(default=1000, metadata={
+        "help": "lbfgs iterations of the logistic regression", "flag": "--lr-max-iter"})
+
+    def __post_init__(self) -> None:
+        ranges = {"char_max_n": (1, 10), "word_max_n": (1, 5), "min_df": (1, 10**6), "max_iter": (1, 10**6)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"SklearnTeacherConfig.{name} must be an integer in [{low}, {high}], "
+                                 f"got {value!r}")
+        if self.sublinear_tf not in (True, False):
+            raise ValueError(f"SklearnTeacherConfig.sublinear_tf must be True or False, "
+                             f"got {self.sublinear_tf!r}")
+        if isinstance(self.c, bool) or not isinstance(self.c, (int, float)) or not 0 < self.c < math.inf:
+            raise ValueError(f"SklearnTeacherConfig.c must be a positive finite number, got {self.c!r}")
+
+
+def build_sklearn_pipeline(cfg: SklearnTeacherConfig):
+    """The unfitted scikit-learn pipeline ``cfg`` describes (also bench.py's TF-IDF + LR peer)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    tfidf = {"sublinear_tf": cfg.sublinear_tf, "min_df": cfg.min_df, "dtype": np.float32}
+    features = FeatureUnion([
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, cfg.char_max_n), **tfidf)),
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, cfg.word_max_n), **tfidf)),
+    ])
+    classifier = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter)
+    return Pipeline([("features", features), ("classifier", classifier)])
+
+
+def _vectorizers(pipeline) -> dict[str, object]:
+    """The pipeline's fitted vectorizers by name (their vocabularies are stored apart from the skops file)."""
+    return dict(pipeline.named_steps["features"].transformer_list)
+
+
+def save_sklearn_pipeline(pipeline, directory: Path) -> None:
+    """Write the fitted pipeline as ``model.skops`` (no pickle) and its vocabularies as ``vocabulary.json``.
+
+    skops writes a dict entry by entry (about 1 kB each), so the 400k-term vocabularies go to JSON instead:
+    the files shrink from ~300 MB to ~10 MB and load in seconds.
+    """
+    import skops.io
+
+    vocabularies = {name: vec.__dict__.pop("vocabulary_") for name, vec in _vectorizers(pipeline).items()}
+    try:
+        skops.io.dump(pipeline, directory / SKLEARN_MODEL_FILE, compression=zipfile.ZIP_DEFLATED)
+    finally:
+        for name, vectorizer in _vectorizers(pipeline).items():
+            vectorizer.vocabulary_ = vocabularies[name]
+    terms = {name: sorted(vocab, key=vocab.__getitem__) for name, vocab in vocabularies.items()}
+    (directory / SKLEARN_VOCAB_FILE).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+
+
+def load_sklearn_pipeline(directory: str | Path):
+    """The pipeline ``save_sklearn_pipeline`` wrote; a file naming a type skops does not trust is refused."""
+    import skops.io
+
+    path = Path(directory) / SKLEARN_MODEL_FILE
+    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(SKLEARN_TRUSTED_TYPES))
+    if untrusted:
+        raise ValueError(f"{path} asks to load untrusted types {untrusted}; refusing to load it "
+                         "(only files written by fit_sklearn_teacher are accepted)")
+    pipeline = skops.io.load(path, trusted=list(SKLEARN_TRUSTED_TYPES))
+    terms = json.loads((Path(directory) / SKLEARN_VOCAB_FILE).read_text(encoding="utf-8"))
+    vectorizers = _vectorizers(pipeline)
+    if set(terms) != set(vectorizers):
+        raise ValueError(f"{directory}/{SKLEARN_VOCAB_FILE} has vocabularies {sorted(terms)}, "
+                         f"the model {sorted(vectorizers)}: the teacher folder is damaged; fit it again")
+    for name, vectorizer in vectorizers.items():
+        vectorizer.vocabulary_ = {term: i for i, term in enumerate(terms[name])}
+    return pipeline
+
+
+def is_sklearn_dir(path: str | Path) -> bool:
+    """True if ``path`` holds a scikit-learn teacher written by ``fit_sklearn_teacher``."""
+    try:
+        info = json.loads((Path(path) / TEACHER_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    is_ours = isinstance(info, dict) and info.get("format") == SKLEARN_FORMAT
+    return is_ours and (Path(path) / SKLEARN_MODEL_FILE).is_file()
+
+
+def _files_fingerprint(directory: Path) -> str:
+    """SHA-256 over the names and contents of the files directly in ``directory`` (not logits/)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        digest.update(path.name.encode("utf-8") + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _log_probabilities(pipeline, texts: list[str]) -> np.ndarray:
+    return np.maximum(pipeline.predict_log_proba(texts), LOG_PROB_FLOOR).astype(np.float32)
+
+
+def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame) -> dict:
+    labels = hashlib.sha256(train["label"].to_numpy(dtype=np.int64).tobytes()).hexdigest()
+    return {"model": SKLEARN_MODELS[0], "settings": asdict(cfg),
+            "data_fingerprint": {"train": utils.data_fingerprint(train), "train_labels": labels}}
+
+
+def fit_sklearn_teacher(cfg: SklearnTeacherConfig, splits: dict[str, pd.DataFrame], dataset: str,
+                        root: str | Path = "teacher_model") -> Path:
+    """Fit the TF-IDF + LR pipeline on ``splits["train"]`` into ``<root>/tfidf-lr-<dataset>-<identity hash>``.
+
+    teacher.json records the settings, the training data's fingerprint and the valid/test accuracy; a folder
+    with the same identity is reused without fitting.
+    """
+    data, num_labels = _labeled_splits(splits)
+    identity = _sklearn_identity(cfg, data["train"])
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:10]
+    out_dir = Path(root) / f"{SKLEARN_MODELS[0]}-{dataset}-{key}"
+    if is_sklearn_dir(out_dir):
+        logger.info(f"reusing the scikit-learn teacher in {out_dir} (same settings and training data)")
+        return out_dir
+    pipeline = build_sklearn_pipeline(cfg)
+    logger.info(f"fitting {SKLEARN_MODELS[0]} on {len(data['train']):,} {dataset} texts into {out_dir}")
+    start = time.perf_counter()
+    pipeline.fit(data["train"]["text"].tolist(), data["train"]["label"].to_numpy())
+    train_seconds = time.perf_counter() - start
+    classes = pipeline.classes_.tolist()
+    if classes != list(range(num_labels)):
+        raise ValueError(f"the training split has classes {classes}; "
+                         f"the teacher needs every class 0..{num_labels - 1}")
+    accuracy = {name: float(pipeline.score(df["text"].tolist(), df["label"].to_numpy()))
+                for name, df in data.items() if name != "train" and not df.empty}
+    info = {
+        "format": SKLEARN_FORMAT, **identity, "dataset": dataset, "num_labels": num_labels,
+        "id2label": dict(enumerate(LABEL_NAMES)) if num_labels == len(LABEL_NAMES) else None,
+        "num_examples": {name: len(df) for name, df in data.items()},
+        "num_features": int(pipeline.named_steps["classifier"].coef_.shape[1]),
+        "val_accuracy": accuracy.get("valid"), "test_accuracy": accuracy.get("test"),
+        "train_seconds": round(train_seconds, 1),
+    }
+
+    def write(directory: Path) -> None:
+        save_sklearn_pipeline(pipeline, directory)
+        utils.atomic_write_json(directory / TEACHER_INFO, info)
+
+    utils.atomic_dir(out_dir, write)
+    logger.info(f"scikit-learn teacher saved to {out_dir}: val accuracy {info['val_accuracy']:.4f}, "
+                f"test accuracy {info['test_accuracy']}")
+    return out_dir
+
+
+class SklearnTeacher(Teacher):
+    """A fitted scikit-learn pipeline; its log-probabilities serve as logits."""
+
+    def __init__(self, name: str, model_dir: Path):
+        self.pipeline = load_sklearn_pipeline(model_dir)
+        super().__init__(name, model_dir, len(self.pipeline.classes_), 0, torch.device("cpu"))
+
+    @property
+    def network(self) -> torch.nn.Module:
+        raise TypeError(f"{self.name} is a scikit-learn pipeline, not a torch module")
+
+    def num_parameters(self) -> int:
+        classifier = self.pipeline.named_steps["classifier"]
+        return int(classifier.coef_.size + classifier.intercept_.size)
+
+    def _predict(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
+        chunk = 64 * batch_size
+        parts = [np.empty((0, self.num_labels), dtype=np.float32)]
+        disable = None if show_progress else True
+        progress = tqdm(total=len(texts), desc=f"teacher {self.name}", unit="text", disable=disable)
+        with progress as bar:
+            for start in range(0, len(texts), chunk):
+                parts.append(_log_probabilities(self.pipeline, texts[start : start + chunk]))
+                bar.update(len(parts[-1]))
+        return torch.from_numpy(np.concatenate(parts))

@@ -1,0 +1,270 @@
+"""Transfer-set augmentation for Korean: Tang et al.'s three rules on morphemes (kiwipiepy).
+
+    python augment.py --dataset nsmc --data-dir ../shared/data/nsmc --out augmented.txt [--n-iter 2]
+
+Each training sentence is split into morphemes with Kiwi; each morpheme is masked with probability
+``p_mask`` or, with probability ``p_pos``, replaced by another morpheme of the same POS tag drawn from the
+training corpus's frequency distribution for that tag; Kiwi's ``join`` rebuilds the sentence (choosing
+allomorphs such as 이/가) and, with probability ``p_ng``, only a random n-gram of 1 to ``ngram_max`` words
+is kept. ``n_iter`` samples per sentence, deduplicated, never equal to a train, valid or test text, are
+written one per line: the file ``--unlabeled`` reads, for the teacher to label through the logits cache.
+(Tang, Lu, Liu, Mou, Vechtomova, Lin 2019, "Distilling Task-Specific Knowledge from BERT into Simple
+Neural Networks", section 3.2.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import utils
+
+logger = logging.getLogger("distilkobilstm")
+
+Morph = tuple[str, str, bool]  # (form, POS tag, a space before it)
+
+
+@dataclass
+class AugmentConfig:
+    """How the transfer set is generated from the training sentences."""
+
+    n_iter: int = field(
+        default=2, metadata={"help": "samples drawn per training sentence (before deduplication)"}
+    )
+    p_mask: float = field(
+        default=0.1, metadata={"help": "probability that a morpheme becomes the mask token"}
+    )
+    p_pos: float = field(
+        default=0.1,
+        metadata={"help": "probability that a morpheme is replaced by another of the same POS tag"},
+    )
+    p_ng: float = field(
+        default=0.25, metadata={"help": "probability that only a random n-gram of words is kept"}
+    )
+    ngram_max: int = field(default=5, metadata={"help": "longest n-gram (in words) kept by n-gram sampling"})
+    mask_token: str = field(
+        default="[MASK]",
+        metadata={
+            "help": "the mask token: [MASK] for the students and BiLSTM teachers, "
+            "a transformer teacher's own mask_token"
+        },
+    )
+    seed: int = field(default=42, metadata={"help": "random seed: the same seed and data give the same file"})
+    threads: int = field(default=1, metadata={"help": "Kiwi analysis threads"})
+    max_sentences: int | None = field(
+        default=None, metadata={"help": "augment only the first N training sentences (default: all)"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("p_mask", "p_pos", "p_ng"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"AugmentConfig.{name} must be a probability in [0, 1], got {value!r}")
+        if self.p_mask + self.p_pos > 1.0:
+            raise ValueError(f"AugmentConfig.p_mask + p_pos must be <= 1, got {self.p_mask} + {self.p_pos}")
+        ranges = {"n_iter": (1, 1000), "ngram_max": (1, 100), "threads": (1, 256), "seed": (0, 2**32 - 1)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"AugmentConfig.{name} must be an integer in [{low}, {high}], got {value!r}")
+        if self.max_sentences is not None and (
+            not isinstance(self.max_sentences, int) or self.max_sentences < 1
+        ):
+            raise ValueError(
+                f"AugmentConfig.max_sentences must be a positive integer or None, got {self.max_sentences!r}"
+            )
+        if (
+            not isinstance(self.mask_token, str)
+            or not self.mask_token
+            or self.mask_token != "".join(self.mask_token.split())
+        ):
+            raise ValueError(
+                f"AugmentConfig.mask_token must be a non-empty string without spaces, got {self.mask_token!r}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Morphemes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def make_kiwi(threads: int = 1):
+    """A Kiwi analyser with ``threads`` analysis threads."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi(num_workers=threads)
+
+
+def _morphs(tokens) -> list[Morph]:
+    return [(t.form, t.tag, i > 0 and tokens[i - 1].end < t.start) for i, t in enumerate(tokens)]
+
+
+def analyse(kiwi, texts: Sequence[str]) -> Iterator[list[Morph]]:
+    """Morphemes of each text, in order (lazily)."""
+    return (_morphs(tokens) for tokens in kiwi.tokenize(list(texts)))
+
+
+class PosTable:
+    """For each POS tag, the forms seen with it in a corpus and their frequencies, for sampling."""
+
+    def __init__(self, counts: dict[str, Counter]):
+        self.forms = {tag: list(counter) for tag, counter in counts.items()}
+        self.cumulative = {
+            tag: np.cumsum(list(counter.values()), dtype=np.float64) for tag, counter in counts.items()
+        }
+
+    @classmethod
+    def from_sentences(cls, sentences: Iterable[list[Morph]]) -> PosTable:
+        counts: dict[str, Counter] = {}
+        for morphs in sentences:
+            for form, tag, _ in morphs:
+                counts.setdefault(tag, Counter())[form] += 1
+        return cls(counts)
+
+    def sample(self, tag: str, other_than: str, rng: np.random.Generator, tries: int = 20) -> str | None:
+        """A form of ``tag`` drawn by corpus frequency, other than ``other_than``; None if there is none."""
+        forms, cumulative = self.forms.get(tag), self.cumulative.get(tag)
+        if not forms or (len(forms) == 1 and forms[0] == other_than):
+            return None
+        for _ in range(tries):
+            form = forms[int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))]
+            if form != other_than:
+                return form
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The three rules
+# ---------------------------------------------------------------------------------------------------------
+
+
+def perturb(
+    morphs: list[Morph], cfg: AugmentConfig, table: PosTable, rng: np.random.Generator
+) -> list[Morph]:
+    """Masking and POS-guided replacement: one uniform draw per morpheme decides which (if any) applies."""
+    draws = rng.random(len(morphs))
+    out = []
+    for (form, tag, space), x in zip(morphs, draws):
+        if x < cfg.p_mask:
+            form = cfg.mask_token
+        elif x < cfg.p_mask + cfg.p_pos:
+            form = table.sample(tag, form, rng) or form
+        out.append((form, tag, space))
+    return out
+
+
+def rebuild(kiwi, morphs: list[Morph], mask_token: str) -> str:
+    """The sentence Kiwi's ``join`` makes of ``morphs``. An ending that joins a masked stem comes out as a bare
+    jamo (``[MASK]ᆫ다``); the mask takes it in (``[MASK]다``)."""
+    return re.sub(re.escape(mask_token) + "[\u1100-\u11ff]+", lambda _: mask_token, kiwi.join(morphs))
+
+
+def ngram_sample(text: str, cfg: AugmentConfig, rng: np.random.Generator) -> str:
+    """With probability ``p_ng``, a random n-gram of n in [1, ngram_max] words of ``text``; else ``text``."""
+    words = text.split()
+    if rng.random() >= cfg.p_ng or not words:
+        return " ".join(words)
+    n = min(int(rng.integers(1, cfg.ngram_max + 1)), len(words))
+    start = int(rng.integers(0, len(words) - n + 1))
+    return " ".join(words[start : start + n])
+
+
+def augment_texts(
+    texts: Sequence[str], cfg: AugmentConfig, exclude: Iterable[str] = (), kiwi=None
+) -> list[str]:
+    """``cfg.n_iter`` samples per text, deduplicated in order of generation, none equal to a text of
+    ``texts`` or ``exclude`` (compared with whitespace collapsed).
+
+    The POS distributions come from ``texts``.
+    """
+    kiwi = kiwi if kiwi is not None else make_kiwi(cfg.threads)
+    texts = list(texts)[: cfg.max_sentences]
+    analysed = analyse(kiwi, texts)
+    sentences = list(tqdm(analysed, total=len(texts), desc="morphemes", unit="text", disable=None))
+    table = PosTable.from_sentences(sentences)
+    seen = {" ".join(t.split()) for t in [*texts, *exclude]}
+    rng = np.random.default_rng(cfg.seed)
+    out = []
+    for morphs in tqdm(sentences, desc="augmenting", unit="text", disable=None):
+        if not morphs:
+            continue
+        for _ in range(cfg.n_iter):
+            sample = ngram_sample(rebuild(kiwi, perturb(morphs, cfg, table, rng), cfg.mask_token), cfg, rng)
+            if sample and sample not in seen:
+                seen.add(sample)
+                out.append(sample)
+    return out
+
+
+def augment_dataset(cfg: AugmentConfig, splits: dict, out: str | Path) -> Path:
+    """Augment the labeled rows of ``splits["train"]`` into the text file ``out``; no split's text recurs."""
+    train = splits["train"]
+    texts = train.loc[train["label"] >= 0, "text"].tolist()
+    exclude = [t for name, df in splits.items() for t in df["text"]]
+    start = time.perf_counter()
+    samples = augment_texts(texts, cfg, exclude)
+    if not samples:
+        raise ValueError("augmentation produced no new text: raise n_iter or the probabilities")
+    utils.atomic_write_text(out, "\n".join(samples) + "\n")
+    used = min(len(texts), cfg.max_sentences or len(texts))
+    logger.info(
+        f"{len(samples):,} augmented texts from {used:,} training sentences written to {out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return Path(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", default="nsmc", help="dataset whose training split is augmented (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir", help="local copies of the dataset files (else downloaded into --data-root)"
+    )
+    parser.add_argument(
+        "--data-root", default="data", help="where downloaded datasets live (default: %(default)s)"
+    )
+    parser.add_argument("--out", required=True, help="text file to write (one augmented review per line)")
+    for f in dataclasses.fields(AugmentConfig):
+        kind = int if f.name == "max_sentences" else type(f.default)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=kind,
+            default=f.default,
+            help=f"{f.metadata['help']} (default: %(default)s)",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(argv)
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(AugmentConfig)}
+    try:
+        cfg = AugmentConfig(**options)
+    except ValueError as err:
+        raise SystemExit(f"augment.py: {err}") from None
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    splits = utils.load_dataset(args.dataset, args.data_dir, args.data_root)
+    return augment_dataset(cfg, splits, args.out)
+
+
+if __name__ == "__main__":
+    main()
