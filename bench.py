@@ -26,6 +26,7 @@ call per sentence. Every model runs with --threads threads (default 1); speed ra
 measured in the same run on the same sentences. Timings on a busy machine are unreliable: the header
 prints the CPU, versions and load average.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -113,8 +114,14 @@ class Settings:
 
 
 QUICK = dict(
-    sentences=128, latency_sentences=32, repeats=3, exported_presets=("base",), tokenizer_texts=20_000,
-    student_steps=10, teacher_batches=2, eval_sentences=2000,
+    sentences=128,
+    latency_sentences=32,
+    repeats=3,
+    exported_presets=("base",),
+    tokenizer_texts=20_000,
+    student_steps=10,
+    teacher_batches=2,
+    eval_sentences=2000,
 )
 
 
@@ -135,14 +142,45 @@ class TeacherSpec:
         return getattr(transformers, self.model_class)(config).eval()
 
 
-ELECTRA_BASE = dict(vocab_size=35000, embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+ELECTRA_BASE = dict(
+    vocab_size=35000,
+    embedding_size=768,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+)
 TEACHERS = (
-    TeacherSpec("KoELECTRA-Small-v3", "ElectraForSequenceClassification", "ElectraConfig",
-                dict(vocab_size=35000, embedding_size=128, hidden_size=256, num_hidden_layers=12, num_attention_heads=4, intermediate_size=1024)),
-    TeacherSpec("KLUE-RoBERTa-base", "RobertaForSequenceClassification", "RobertaConfig",
-                dict(vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                     max_position_embeddings=514, pad_token_id=0)),
-    TeacherSpec("KoELECTRA-Base-v3", "ElectraForSequenceClassification", "ElectraConfig", ELECTRA_BASE, timed=False),
+    TeacherSpec(
+        "KoELECTRA-Small-v3",
+        "ElectraForSequenceClassification",
+        "ElectraConfig",
+        dict(
+            vocab_size=35000,
+            embedding_size=128,
+            hidden_size=256,
+            num_hidden_layers=12,
+            num_attention_heads=4,
+            intermediate_size=1024,
+        ),
+    ),
+    TeacherSpec(
+        "KLUE-RoBERTa-base",
+        "RobertaForSequenceClassification",
+        "RobertaConfig",
+        dict(
+            vocab_size=32000,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+            pad_token_id=0,
+        ),
+    ),
+    TeacherSpec(
+        "KoELECTRA-Base-v3", "ElectraForSequenceClassification", "ElectraConfig", ELECTRA_BASE, timed=False
+    ),
 )
 
 
@@ -182,7 +220,24 @@ def machine_info(threads: int) -> dict:
 SYNTHETIC_WORDS = {
     1: ["최고", "재밌어요", "감동", "좋아요", "명작", "추천합니다", "훌륭한", "꿀잼"],
     0: ["최악", "별로", "지루해요", "실망", "노잼", "아까운", "엉망", "비추"],
-    None: ["영화", "배우", "스토리", "연기", "진짜", "그냥", "정말", "오늘", "보고", "왔는데", "음악", "감독", "내용", "처음", "마지막", "ㅋㅋ"],
+    None: [
+        "영화",
+        "배우",
+        "스토리",
+        "연기",
+        "진짜",
+        "그냥",
+        "정말",
+        "오늘",
+        "보고",
+        "왔는데",
+        "음악",
+        "감독",
+        "내용",
+        "처음",
+        "마지막",
+        "ㅋㅋ",
+    ],
 }
 
 
@@ -192,7 +247,9 @@ def synthetic_reviews(n: int, seed: int) -> pd.DataFrame:
     rows = []
     for i in range(n):
         label = rng.randint(0, 1)
-        words = rng.choices(SYNTHETIC_WORDS[None], k=rng.randint(2, 30)) + rng.choices(SYNTHETIC_WORDS[label], k=rng.randint(1, 3))
+        words = rng.choices(SYNTHETIC_WORDS[None], k=rng.randint(2, 30)) + rng.choices(
+            SYNTHETIC_WORDS[label], k=rng.randint(1, 3)
+        )
         rng.shuffle(words)
         rows.append((f"synthetic-{i}", " ".join(words), label))
     return pd.DataFrame(rows, columns=["id", "text", "label"])
@@ -204,8 +261,13 @@ def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
         splits = utils.load_dataset("nsmc", data_dir=settings.data_dir)
         train, test, source = splits["train"], splits["test"], f"NSMC test reviews ({settings.data_dir})"
     else:
-        train, test = synthetic_reviews(20_000, settings.seed), synthetic_reviews(settings.sentences, settings.seed + 1)
-        source = "SYNTHETIC sentences (no --data-dir): lengths are not NSMC's, speed numbers are indicative only"
+        train, test = (
+            synthetic_reviews(20_000, settings.seed),
+            synthetic_reviews(settings.sentences, settings.seed + 1),
+        )
+        source = (
+            "SYNTHETIC sentences (no --data-dir): lengths are not NSMC's, speed numbers are indicative only"
+        )
     if settings.tokenizer_texts is not None and settings.tokenizer_texts < len(train):
         train = train.sample(n=settings.tokenizer_texts, random_state=settings.seed).reset_index(drop=True)
     sample = test["text"].sample(n=min(settings.sentences, len(test)), random_state=settings.seed).tolist()
@@ -292,18 +354,32 @@ class TeacherRunner:
 
     @torch.inference_mode()
     def predict(self, texts: list[str]) -> list[int]:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=TEACHER_MAX_LENGTH, return_tensors="pt")
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=TEACHER_MAX_LENGTH, return_tensors="pt"
+        )
         return self.model(**batch).logits.argmax(-1).tolist()
 
     @torch.inference_mode()
     def logits_from_ids(self, ids: list[list[int]]) -> torch.Tensor:
         input_ids, lengths = pad_ids(ids, self.tokenizer.pad_token_id)
         attention_mask = np.arange(input_ids.shape[1]) < lengths[:, None]
-        return self.model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask).long()).logits
+        return self.model(
+            input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask).long()
+        ).logits
 
 
-def speed_row(model: str, kind: str, backend: str, params: int, predict: Callable, from_ids: Callable,
-              texts: list[str], ids: list[list[int]], settings: Settings, repeats: int) -> dict:
+def speed_row(
+    model: str,
+    kind: str,
+    backend: str,
+    params: int,
+    predict: Callable,
+    from_ids: Callable,
+    texts: list[str],
+    ids: list[list[int]],
+    settings: Settings,
+    repeats: int,
+) -> dict:
     """One model's timings, end to end and model only."""
     row = {"model": model, "kind": kind, "backend": backend, "params": params}
     load_before = os.getloadavg()[0]
@@ -314,13 +390,21 @@ def speed_row(model: str, kind: str, backend: str, params: int, predict: Callabl
     spreads = [v for k, v in row.items() if k.endswith("_spread_pct")]
     row["warning"] = timing_warning(row["load_before"], row["load_after"], spreads)
     throughput, spread = row["end_to_end_batch64_per_s"], row["end_to_end_batch64_per_s_spread_pct"]
-    print(f"  {model:<20} {backend:<10} {throughput:>10,.0f} sentences/s at batch 64 (spread {spread:.0f}%), "
-          f"{row['end_to_end_batch1_median_ms']:.3f} ms at batch 1 {row['warning']}", flush=True)
+    print(
+        f"  {model:<20} {backend:<10} {throughput:>10,.0f} sentences/s at batch 64 (spread {spread:.0f}%), "
+        f"{row['end_to_end_batch1_median_ms']:.3f} ms at batch 1 {row['warning']}",
+        flush=True,
+    )
     return row
 
 
-def measure_speed(settings: Settings, texts: list[str], student_tokenizer, teacher_tokenizer,
-                  teachers: dict[TeacherSpec, torch.nn.Module]) -> list[dict]:
+def measure_speed(
+    settings: Settings,
+    texts: list[str],
+    student_tokenizer,
+    teacher_tokenizer,
+    teachers: dict[TeacherSpec, torch.nn.Module],
+) -> list[dict]:
     """Every student preset x backend and every timed teacher on the same sentences."""
     rows = []
     student_ids = encode(student_tokenizer, texts, StudentConfig.max_length)
@@ -330,19 +414,48 @@ def measure_speed(settings: Settings, texts: list[str], student_tokenizer, teach
         backends = BACKENDS if preset in settings.exported_presets else ("torch",)
         for backend in backends:
             student = Student(model, student_tokenizer, backend=backend, threads=settings.threads)
-            rows.append(speed_row(f"student-{preset}", "student", backend, count_parameters(model), student.predict,
-                                  student.logits_from_ids, texts, student_ids, settings, settings.repeats))
+            rows.append(
+                speed_row(
+                    f"student-{preset}",
+                    "student",
+                    backend,
+                    count_parameters(model),
+                    student.predict,
+                    student.logits_from_ids,
+                    texts,
+                    student_ids,
+                    settings,
+                    settings.repeats,
+                )
+            )
     for spec, teacher in teachers.items():
         if spec.timed:
             runner = TeacherRunner(teacher, teacher_tokenizer)
-            rows.append(speed_row(spec.name, "teacher", "torch", count_parameters(teacher), runner.predict,
-                                  runner.logits_from_ids, texts, runner.encode(texts), settings, repeats=1))
+            rows.append(
+                speed_row(
+                    spec.name,
+                    "teacher",
+                    "torch",
+                    count_parameters(teacher),
+                    runner.predict,
+                    runner.logits_from_ids,
+                    texts,
+                    runner.encode(texts),
+                    settings,
+                    repeats=1,
+                )
+            )
     return rows
 
 
 def speed_ratios(rows: list[dict]) -> list[dict]:
     """Student / teacher throughput, for each student row and timed teacher."""
-    keys = ("end_to_end_batch1_per_s", "end_to_end_batch64_per_s", "model_only_batch1_per_s", "model_only_batch64_per_s")
+    keys = (
+        "end_to_end_batch1_per_s",
+        "end_to_end_batch64_per_s",
+        "model_only_batch1_per_s",
+        "model_only_batch64_per_s",
+    )
     ratios = []
     for student in (r for r in rows if r["kind"] == "student"):
         for teacher in (r for r in rows if r["kind"] == "teacher"):
@@ -361,15 +474,25 @@ def check_targets(rows: list[dict], ratios: list[dict]) -> list[dict]:
     biggest = max(teachers, key=lambda r: r["params"])["model"]
     targets = []
     for row in (r for r in rows if r["model"] == "student-base"):
-        ratio = next(r for r in ratios if r["backend"] == row["backend"] and r["teacher"] == biggest and r["student"] == row["model"])
+        ratio = next(
+            r
+            for r in ratios
+            if r["backend"] == row["backend"] and r["teacher"] == biggest and r["student"] == row["model"]
+        )
         for mode in ("end_to_end", "model_only"):
             throughput, latency = row[f"{mode}_batch64_per_s"], row[f"{mode}_batch1_median_ms"]
-            targets.append({
-                "backend": row["backend"], "mode": mode,
-                "batch64_per_s": throughput, "batch64_met": throughput >= 10_000,
-                "batch1_median_ms": latency, "batch1_met": latency < 0.3,
-                f"x_{biggest}_batch64": ratio[f"{mode}_batch64_ratio"], "ratio_met": ratio[f"{mode}_batch64_ratio"] >= 500,
-            })
+            targets.append(
+                {
+                    "backend": row["backend"],
+                    "mode": mode,
+                    "batch64_per_s": throughput,
+                    "batch64_met": throughput >= 10_000,
+                    "batch1_median_ms": latency,
+                    "batch1_met": latency < 0.3,
+                    f"x_{biggest}_batch64": ratio[f"{mode}_batch64_ratio"],
+                    "ratio_met": ratio[f"{mode}_batch64_ratio"] >= 500,
+                }
+            )
     return targets
 
 
@@ -387,23 +510,56 @@ def safetensors_bytes(model: torch.nn.Module) -> int:
         return path.stat().st_size
 
 
-def measure_size(settings: Settings, student_vocab: int, teachers: dict[TeacherSpec, torch.nn.Module]) -> tuple[list[dict], list[dict]]:
+def measure_size(
+    settings: Settings, student_vocab: int, teachers: dict[TeacherSpec, torch.nn.Module]
+) -> tuple[list[dict], list[dict]]:
     """Parameters and bytes of each student form and teacher, and the student / teacher reduction factors."""
     rows = []
     for preset in settings.presets:
         model = BiLSTMClassifier(StudentConfig.from_size(preset, student_vocab))
         params = count_parameters(model)
-        rows.append({"model": f"student-{preset}", "kind": "student", "format": "safetensors", "params": params, "bytes": safetensors_bytes(model)})
+        rows.append(
+            {
+                "model": f"student-{preset}",
+                "kind": "student",
+                "format": "safetensors",
+                "params": params,
+                "bytes": safetensors_bytes(model),
+            }
+        )
         if preset in settings.exported_presets:
             for backend, quantize in (("onnx", False), ("onnx-int8", True)):
-                rows.append({"model": f"student-{preset}", "kind": "student", "format": backend, "params": params,
-                             "bytes": len(export_onnx(model, quantize=quantize))})
+                rows.append(
+                    {
+                        "model": f"student-{preset}",
+                        "kind": "student",
+                        "format": backend,
+                        "params": params,
+                        "bytes": len(export_onnx(model, quantize=quantize)),
+                    }
+                )
     for spec, teacher in teachers.items():
-        rows.append({"model": spec.name, "kind": "teacher", "format": "safetensors", "params": count_parameters(teacher), "bytes": safetensors_bytes(teacher)})
+        rows.append(
+            {
+                "model": spec.name,
+                "kind": "teacher",
+                "format": "safetensors",
+                "params": count_parameters(teacher),
+                "bytes": safetensors_bytes(teacher),
+            }
+        )
     reductions = [
-        {"student": s["model"], "format": s["format"], "teacher": t["model"],
-         "params_reduction": t["params"] / s["params"], "bytes_reduction": t["bytes"] / s["bytes"]}
-        for s in rows if s["kind"] == "student" for t in rows if t["kind"] == "teacher"
+        {
+            "student": s["model"],
+            "format": s["format"],
+            "teacher": t["model"],
+            "params_reduction": t["params"] / s["params"],
+            "bytes_reduction": t["bytes"] / s["bytes"],
+        }
+        for s in rows
+        if s["kind"] == "student"
+        for t in rows
+        if t["kind"] == "teacher"
     ]
     return rows, reductions
 
@@ -412,8 +568,13 @@ def measure_size(settings: Settings, student_vocab: int, teachers: dict[TeacherS
 # 3. the logits cache
 
 
-def measure_cache(settings: Settings, train: pd.DataFrame, student_tokenizer, teacher_tokenizer,
-                  teachers: dict[TeacherSpec, torch.nn.Module]) -> list[dict]:
+def measure_cache(
+    settings: Settings,
+    train: pd.DataFrame,
+    student_tokenizer,
+    teacher_tokenizer,
+    teachers: dict[TeacherSpec, torch.nn.Module],
+) -> list[dict]:
     """Seconds per epoch of base-student distillation with cached teacher logits and with the teacher run in
     the loop, extrapolated to EPOCH_EXAMPLES from measured student steps and teacher batches."""
     rng = np.random.default_rng(settings.seed)
@@ -443,16 +604,28 @@ def measure_cache(settings: Settings, train: pd.DataFrame, student_tokenizer, te
     for spec, teacher in ((s, t) for s, t in teachers.items() if s.timed):
         runner = TeacherRunner(teacher, teacher_tokenizer)
         teacher_ids = runner.encode(texts)
-        teacher_seconds = mean_seconds(lambda idx: runner.logits_from_ids([teacher_ids[i] for i in idx]),
-                                       cycle(batches, settings.teacher_batches))
-        rows.append({
-            "teacher": spec.name, "student": "student-base", "batch_size": BATCH, "epoch_examples": EPOCH_EXAMPLES,
-            "steps_per_epoch": steps, "measured_student_steps": settings.student_steps, "measured_teacher_batches": settings.teacher_batches,
-            "student_step_s": student_seconds, "teacher_batch_s": teacher_seconds,
-            "epoch_s_with_cache": steps * student_seconds, "epoch_s_teacher_in_loop": steps * (student_seconds + teacher_seconds),
-            "speedup": (student_seconds + teacher_seconds) / student_seconds,
-            "cache_build_s": steps * teacher_seconds, "extrapolated": True,
-        })
+        teacher_seconds = mean_seconds(
+            lambda idx: runner.logits_from_ids([teacher_ids[i] for i in idx]),
+            cycle(batches, settings.teacher_batches),
+        )
+        rows.append(
+            {
+                "teacher": spec.name,
+                "student": "student-base",
+                "batch_size": BATCH,
+                "epoch_examples": EPOCH_EXAMPLES,
+                "steps_per_epoch": steps,
+                "measured_student_steps": settings.student_steps,
+                "measured_teacher_batches": settings.teacher_batches,
+                "student_step_s": student_seconds,
+                "teacher_batch_s": teacher_seconds,
+                "epoch_s_with_cache": steps * student_seconds,
+                "epoch_s_teacher_in_loop": steps * (student_seconds + teacher_seconds),
+                "speedup": (student_seconds + teacher_seconds) / student_seconds,
+                "cache_build_s": steps * teacher_seconds,
+                "extrapolated": True,
+            }
+        )
     return rows
 
 
@@ -474,7 +647,19 @@ def mean_seconds(step: Callable[[np.ndarray], object], batches: list[np.ndarray]
 # 4. accuracy
 
 
-GROUP_KEYS = ["dataset", "teacher", "vocab_size", "student_size", "embedding_dim", "hidden_dim", "alpha", "temperature", "kd_loss", "unlabeled", "n_train"]
+GROUP_KEYS = [
+    "dataset",
+    "teacher",
+    "vocab_size",
+    "student_size",
+    "embedding_dim",
+    "hidden_dim",
+    "alpha",
+    "temperature",
+    "kd_loss",
+    "unlabeled",
+    "n_train",
+]
 METRICS = ["val_accuracy", "test_accuracy", "test_f1"]
 
 
@@ -484,20 +669,32 @@ def read_runs(runs_dir: str | Path) -> pd.DataFrame:
     for path in sorted(Path(runs_dir).glob("**/metrics.json")):
         metrics = json.loads(path.read_text(encoding="utf-8"))
         if all(metrics.get(k) is not None for k in METRICS + ["params"]):
-            rows.append({k: metrics.get(k) for k in GROUP_KEYS + METRICS + ["params", "seed"]} | {"run_dir": str(path.parent)})
+            rows.append(
+                {k: metrics.get(k) for k in GROUP_KEYS + METRICS + ["params", "seed"]}
+                | {"run_dir": str(path.parent)}
+            )
     return pd.DataFrame(rows, columns=GROUP_KEYS + METRICS + ["params", "seed", "run_dir"])
 
 
 def accuracy_table(runs: pd.DataFrame) -> list[dict]:
     """Runs grouped by everything but the seed: mean and std (over seeds) of each accuracy metric."""
     table = []
-    for key, group in runs.fillna({"teacher": "none", "unlabeled": "none", "n_train": "all"}).groupby(GROUP_KEYS, dropna=False, sort=False):
+    for key, group in runs.fillna({"teacher": "none", "unlabeled": "none", "n_train": "all"}).groupby(
+        GROUP_KEYS, dropna=False, sort=False
+    ):
         first = group.iloc[0]
         row = {
-            "model": first["student_size"] if first["student_size"] != "custom" else f"e{first['embedding_dim']}h{first['hidden_dim']}",
-            "teacher": teachers.display_name(str(first["teacher"])), "alpha": first["alpha"],
-            "unlabeled": Path(first["unlabeled"]).name if first["unlabeled"] != "none" else "none", "vocab_size": int(first["vocab_size"]),
-            "params": int(first["params"]), "dataset": first["dataset"], "n_train": first["n_train"], "seeds": len(group),
+            "model": first["student_size"]
+            if first["student_size"] != "custom"
+            else f"e{first['embedding_dim']}h{first['hidden_dim']}",
+            "teacher": teachers.display_name(str(first["teacher"])),
+            "alpha": first["alpha"],
+            "unlabeled": Path(first["unlabeled"]).name if first["unlabeled"] != "none" else "none",
+            "vocab_size": int(first["vocab_size"]),
+            "params": int(first["params"]),
+            "dataset": first["dataset"],
+            "n_train": first["n_train"],
+            "seeds": len(group),
         }
         for metric in METRICS:
             row[f"{metric}_mean"] = float(group[metric].mean())
@@ -513,7 +710,9 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
 
     found = []
     for name in sorted(set(runs["teacher"].dropna())):
-        directory = next((d for d in (Path(name), Path(teacher_root) / name) if (d / "teacher.json").is_file()), None)
+        directory = next(
+            (d for d in (Path(name), Path(teacher_root) / name) if (d / "teacher.json").is_file()), None
+        )
         if directory is None:
             continue
         info = json.loads((directory / "teacher.json").read_text(encoding="utf-8"))
@@ -522,7 +721,13 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
             with safe_open(str(weights), framework="pt") as f:
                 params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         if info.get("test_accuracy") is not None and params:
-            found.append({"teacher": teachers.display_name(name), "test_accuracy": info["test_accuracy"], "params": params})
+            found.append(
+                {
+                    "teacher": teachers.display_name(name),
+                    "test_accuracy": info["test_accuracy"],
+                    "params": params,
+                }
+            )
     return found
 
 
@@ -535,7 +740,11 @@ def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
         test = test.sample(n=settings.eval_sentences, random_state=settings.seed)
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
     nsmc = runs[runs["dataset"] == "nsmc"]
-    best = nsmc.loc[nsmc.groupby(["student_size", "params"])["val_accuracy"].idxmax()] if not nsmc.empty else nsmc
+    best = (
+        nsmc.loc[nsmc.groupby(["student_size", "params"])["val_accuracy"].idxmax()]
+        if not nsmc.empty
+        else nsmc
+    )
     rows = []
     for _, run in best.iterrows():
         student_dir = Path(run["run_dir"]) / "student"
@@ -547,8 +756,16 @@ def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
             accuracy[backend] = float(np.mean(np.array(student.predict(texts, batch_size=256)) == labels))
         for backend in BACKENDS:
             delta = accuracy[backend] - accuracy["torch"]
-            rows.append({"run": Path(run["run_dir"]).name, "backend": backend, "test_sentences": len(texts),
-                         "accuracy": accuracy[backend], "delta_points": 100 * delta, "within_0.2_points": abs(delta) <= INT8_TOLERANCE})
+            rows.append(
+                {
+                    "run": Path(run["run_dir"]).name,
+                    "backend": backend,
+                    "test_sentences": len(texts),
+                    "accuracy": accuracy[backend],
+                    "delta_points": 100 * delta,
+                    "within_0.2_points": abs(delta) <= INT8_TOLERANCE,
+                }
+            )
     return rows
 
 
@@ -938,7 +1155,12 @@ class LoadTest:
     backend: str = "onnx-int8"
     windows_ms: tuple[float, ...] = (0.0, 2.0)  # 0: micro-batching off
     scenarios: tuple[tuple[str, int, int], ...] = (  # (name, texts per request (0: GET /health), concurrency)
-        ("health", 0, 64), ("single", 1, 1), ("single", 1, 16), ("single", 1, 64), ("batch64", 64, 4))
+        ("health", 0, 64),
+        ("single", 1, 1),
+        ("single", 1, 16),
+        ("single", 1, 64),
+        ("batch64", 64, 4),
+    )
     requests: int = 2000  # per scenario and repeat (a quarter of it for 64-text requests)
     time_cap_s: float = 10.0  # per scenario and repeat: no new request after this
     repeats: int = 3
@@ -947,8 +1169,10 @@ class LoadTest:
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.repeats < 1 or self.time_cap_s <= 0:
-            raise ValueError("requests and repeats must be >= 1 and time_cap_s > 0, got "
-                             f"{self.requests}, {self.repeats}, {self.time_cap_s}")
+            raise ValueError(
+                "requests and repeats must be >= 1 and time_cap_s > 0, got "
+                f"{self.requests}, {self.repeats}, {self.time_cap_s}"
+            )
         if any(w < 0 for w in self.windows_ms):
             raise ValueError(f"windows_ms must be >= 0, got {self.windows_ms}")
 
@@ -966,6 +1190,7 @@ async def drive(
     headers = {"content-type": "application/json"}
     connector, timeout = aiohttp.TCPConnector(limit=concurrency), aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+
         async def one(body: bytes | None) -> int:
             if body is None:
                 async with session.get("/health") as response:
@@ -999,11 +1224,16 @@ def scenario_row(name: str, texts_per_request: int, concurrency: int, passes: li
     p50 = [1e3 * float(np.percentile(p["latencies"], 50)) for p in passes]
     p99 = [1e3 * float(np.percentile(p["latencies"], 99)) for p in passes]
     return {
-        "scenario": name, "concurrency": concurrency, "texts_per_request": texts_per_request,
-        "requests": sum(p["requests"] for p in passes), "errors": sum(p["errors"] for p in passes),
-        "req_per_s": statistics.median(per_s), "req_per_s_spread_pct": spread_pct(per_s),
+        "scenario": name,
+        "concurrency": concurrency,
+        "texts_per_request": texts_per_request,
+        "requests": sum(p["requests"] for p in passes),
+        "errors": sum(p["errors"] for p in passes),
+        "req_per_s": statistics.median(per_s),
+        "req_per_s_spread_pct": spread_pct(per_s),
         "sentences_per_s": statistics.median(per_s) * max(texts_per_request, 0),
-        "p50_ms": statistics.median(p50), "p99_ms": statistics.median(p99),
+        "p50_ms": statistics.median(p50),
+        "p99_ms": statistics.median(p99),
     }
 
 
@@ -1014,8 +1244,18 @@ def start_server(load: LoadTest, window_ms: float, log: Path) -> tuple[subproces
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, str(Path(__file__).resolve().parent / "serve.py"), "--port", str(port),
-               "--backend", load.backend, "--batch-window-ms", str(window_ms), "--log-level", "warning"]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "serve.py"),
+        "--port",
+        str(port),
+        "--backend",
+        load.backend,
+        "--batch-window-ms",
+        str(window_ms),
+        "--log-level",
+        "warning",
+    ]
     if load.student:
         command += ["--student", load.student]
     with open(log, "a", encoding="utf-8") as f:
@@ -1042,13 +1282,24 @@ def serve_targets(rows: list[dict]) -> list[dict]:
         if ceiling and single:
             ratio = single["req_per_s"] / ceiling["req_per_s"]
             value = f"{100 * ratio:.0f}% of {ceiling['req_per_s']:,.0f} req/s, p99 {single['p99_ms']:.1f} ms"
-            targets.append({"window_ms": window, "target": "single c=64: >= 50% of /health, p99 <= 50 ms",
-                            "value": value, "met": ratio >= 0.5 and single["p99_ms"] <= 50})
+            targets.append(
+                {
+                    "window_ms": window,
+                    "target": "single c=64: >= 50% of /health, p99 <= 50 ms",
+                    "value": value,
+                    "met": ratio >= 0.5 and single["p99_ms"] <= 50,
+                }
+            )
         for (name, _), row in mine.items():
             if name == "batch64":
-                targets.append({"window_ms": window, "target": "64-text requests: >= 5,000 sentences/s",
-                                "value": f"{row['sentences_per_s']:,.0f} sentences/s",
-                                "met": row["sentences_per_s"] >= 5000})
+                targets.append(
+                    {
+                        "window_ms": window,
+                        "target": "64-text requests: >= 5,000 sentences/s",
+                        "value": f"{row['sentences_per_s']:,.0f} sentences/s",
+                        "met": row["sentences_per_s"] >= 5000,
+                    }
+                )
     return targets
 
 
@@ -1071,26 +1322,50 @@ def serve_load_test(load: LoadTest) -> dict:
                 bodies = [None] if size == 0 else single if size == 1 else batches
                 requests = load.requests // 4 if size > 1 else load.requests
                 load_before = os.getloadavg()[0]
-                passes = [asyncio.run(drive(url, bodies, concurrency, requests, load.time_cap_s))
-                          for _ in range(load.repeats)]
+                passes = [
+                    asyncio.run(drive(url, bodies, concurrency, requests, load.time_cap_s))
+                    for _ in range(load.repeats)
+                ]
                 row = {"window_ms": window, **scenario_row(name, size, concurrency, passes)}
                 spread = [row["req_per_s_spread_pct"]]
                 row["warning"] = timing_warning(load_before, os.getloadavg()[0], spread)
                 rows.append(row)
-                print(f"  window {window:g} ms  {name:<8} c={concurrency:<3} {row['req_per_s']:>8,.0f} req/s "
-                      f"{row['sentences_per_s']:>8,.0f} sentences/s  p50 {row['p50_ms']:.1f} ms  "
-                      f"p99 {row['p99_ms']:.1f} ms {row['warning']}", flush=True)
+                print(
+                    f"  window {window:g} ms  {name:<8} c={concurrency:<3} {row['req_per_s']:>8,.0f} req/s "
+                    f"{row['sentences_per_s']:>8,.0f} sentences/s  p50 {row['p50_ms']:.1f} ms  "
+                    f"p99 {row['p99_ms']:.1f} ms {row['warning']}",
+                    flush=True,
+                )
         finally:
             process.terminate()
             process.wait(timeout=30)
     targets = serve_targets(rows)
-    show("6. serving: serve.py under load on 127.0.0.1 (median over repeats; spread = (max - min) / median)",
-         rows, ["window_ms", "scenario", "concurrency", "texts_per_request", "req_per_s",
-                "req_per_s_spread_pct", "sentences_per_s", "p50_ms", "p99_ms", "errors", "warning"])
+    show(
+        "6. serving: serve.py under load on 127.0.0.1 (median over repeats; spread = (max - min) / median)",
+        rows,
+        [
+            "window_ms",
+            "scenario",
+            "concurrency",
+            "texts_per_request",
+            "req_per_s",
+            "req_per_s_spread_pct",
+            "sentences_per_s",
+            "p50_ms",
+            "p99_ms",
+            "errors",
+            "warning",
+        ],
+    )
     show("6. serving targets", targets)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results = {"machine": machine, "settings": dataclasses.asdict(load), "sentences": len(texts),
-               "rows": rows, "targets": targets}
+    results = {
+        "machine": machine,
+        "settings": dataclasses.asdict(load),
+        "sentences": len(texts),
+        "rows": rows,
+        "targets": targets,
+    }
     utils.atomic_write_json(out / "serve_results.json", results)
     print(f"wrote {out / 'serve_results.json'}")
     return results
@@ -1101,20 +1376,34 @@ def serve_main(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="bench.py serve", description=serve_load_test.__doc__)
     parser.add_argument("--student", help="student folder or Hub id (default: serve.py's bundled student)")
     parser.add_argument("--backend", default="onnx-int8", choices=BACKENDS)
-    parser.add_argument("--windows-ms", type=float, nargs="+", default=[0.0, 2.0],
-                        help="micro-batching windows, one server each (0: off; default: %(default)s)")
-    parser.add_argument("--requests", type=int, default=2000,
-                        help="per scenario and repeat (default: %(default)s)")
-    parser.add_argument("--time-cap", type=float, default=10.0,
-                        help="seconds per scenario and repeat (default: %(default)s)")
+    parser.add_argument(
+        "--windows-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 2.0],
+        help="micro-batching windows, one server each (0: off; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="per scenario and repeat (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--time-cap", type=float, default=10.0, help="seconds per scenario and repeat (default: %(default)s)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="passes per scenario (default: %(default)s)")
     parser.add_argument("--data-dir", help="NSMC folder with test reviews (default: the sample in models/)")
     parser.add_argument("--out", default="bench_out", help="for serve_results.json (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        load = LoadTest(student=args.student, backend=args.backend, windows_ms=tuple(args.windows_ms),
-                        requests=args.requests, time_cap_s=args.time_cap, repeats=args.repeats, out=args.out,
-                        data_dir=args.data_dir)
+        load = LoadTest(
+            student=args.student,
+            backend=args.backend,
+            windows_ms=tuple(args.windows_ms),
+            requests=args.requests,
+            time_cap_s=args.time_cap,
+            repeats=args.repeats,
+            out=args.out,
+            data_dir=args.data_dir,
+        )
     except ValueError as err:
         raise SystemExit(f"bench.py serve: {err}") from None
     return serve_load_test(load)
@@ -1134,7 +1423,8 @@ class PeersConfig:
 
     tfidf_lr: teachers.SklearnTeacherConfig = dataclasses.field(
         default_factory=teachers.SklearnTeacherConfig,
-        metadata={"help": "the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)"})
+        metadata={"help": "the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)"},
+    )
     fasttext_dim: int = _field(64, "fastText word vector size")
     fasttext_word_ngrams: int = _field(2, "fastText word n-grams (2: bigrams)")
     fasttext_minn: int = _field(2, "shortest fastText character n-gram")
@@ -1149,28 +1439,54 @@ class PeersConfig:
             if f.name != "tfidf_lr" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"PeersConfig.{f.name} must be a positive integer, got {value!r}")
         if self.fasttext_minn > self.fasttext_maxn or self.fasttext_dim % 2:
-            raise ValueError("PeersConfig needs fasttext_minn <= fasttext_maxn and an even fasttext_dim (for "
-                             f"quantization); got minn {self.fasttext_minn}, maxn {self.fasttext_maxn}, "
-                             f"dim {self.fasttext_dim}")
+            raise ValueError(
+                "PeersConfig needs fasttext_minn <= fasttext_maxn and an even fasttext_dim (for "
+                f"quantization); got minn {self.fasttext_minn}, maxn {self.fasttext_maxn}, "
+                f"dim {self.fasttext_dim}"
+            )
 
 
 def _files_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
 
 
-def _peer_row(model: str, predict: Callable[[list[str]], list[int]], test: pd.DataFrame, texts: list[str],
-              settings: Settings, train_seconds: float, size_bytes: int, **extra) -> dict:
+def _peer_row(
+    model: str,
+    predict: Callable[[list[str]], list[int]],
+    test: pd.DataFrame,
+    texts: list[str],
+    settings: Settings,
+    train_seconds: float,
+    size_bytes: int,
+    **extra,
+) -> dict:
     """Test accuracy, train time, timings on the students' sentences and size of one peer."""
     accuracy = float(np.mean(np.array(predict(test["text"].tolist())) == test["label"].to_numpy()))
     timing = time_calls(predict, texts, settings.latency_sentences, settings.repeats)
-    print(f"  {model:<24} test accuracy {accuracy:.4f}, {timing['batch64_per_s']:>9,.0f} sentences/s at "
-          f"batch {BATCH}, {size_bytes / 1e6:,.1f} MB", flush=True)
-    return {"model": model, "kind": "peer", "test_accuracy": accuracy, "train_seconds": train_seconds,
-            **timing, "size_bytes": size_bytes, **extra}
+    print(
+        f"  {model:<24} test accuracy {accuracy:.4f}, {timing['batch64_per_s']:>9,.0f} sentences/s at "
+        f"batch {BATCH}, {size_bytes / 1e6:,.1f} MB",
+        flush=True,
+    )
+    return {
+        "model": model,
+        "kind": "peer",
+        "test_accuracy": accuracy,
+        "train_seconds": train_seconds,
+        **timing,
+        "size_bytes": size_bytes,
+        **extra,
+    }
 
 
-def measure_tfidf_lr(settings: Settings, cfg: teachers.SklearnTeacherConfig, train: pd.DataFrame,
-                     test: pd.DataFrame, texts: list[str], tmp: Path) -> dict:
+def measure_tfidf_lr(
+    settings: Settings,
+    cfg: teachers.SklearnTeacherConfig,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    texts: list[str],
+    tmp: Path,
+) -> dict:
     """The scikit-learn teacher's pipeline as a peer; its size is that of the saved teacher (skops + JSON)."""
     pipeline = teachers.build_sklearn_pipeline(cfg)
     start = time.perf_counter()
@@ -1180,8 +1496,16 @@ def measure_tfidf_lr(settings: Settings, cfg: teachers.SklearnTeacherConfig, tra
     directory.mkdir()
     teachers.save_sklearn_pipeline(pipeline, directory)
     features = int(pipeline.named_steps["classifier"].coef_.shape[1])
-    return _peer_row("tfidf-lr (scikit-learn)", lambda batch: pipeline.predict(batch).tolist(), test, texts,
-                     settings, train_seconds, _files_bytes(directory), features=features)
+    return _peer_row(
+        "tfidf-lr (scikit-learn)",
+        lambda batch: pipeline.predict(batch).tolist(),
+        test,
+        texts,
+        settings,
+        train_seconds,
+        _files_bytes(directory),
+        features=features,
+    )
 
 
 def _fasttext_predict(model) -> Callable[[list[str]], list[int]]:
@@ -1192,8 +1516,9 @@ def _fasttext_predict(model) -> Callable[[list[str]], list[int]]:
     return predict
 
 
-def measure_fasttext(settings: Settings, cfg: PeersConfig, train: pd.DataFrame, test: pd.DataFrame,
-                     texts: list[str], tmp: Path) -> list[dict]:
+def measure_fasttext(
+    settings: Settings, cfg: PeersConfig, train: pd.DataFrame, test: pd.DataFrame, texts: list[str], tmp: Path
+) -> list[dict]:
     """fastText supervised, then its quantized form (product quantization, retrained on the kept n-grams).
 
     Not in a process that has built a Kiwi analyser (augment.py): fastText training then hits NaN
@@ -1204,27 +1529,64 @@ def measure_fasttext(settings: Settings, cfg: PeersConfig, train: pd.DataFrame, 
     pairs = zip(train["text"], train["label"])
     lines = (f"__label__{label} {' '.join(text.split())}\n" for text, label in pairs)
     train_file.write_text("".join(lines), encoding="utf-8")
-    options = {"dim": cfg.fasttext_dim, "wordNgrams": cfg.fasttext_word_ngrams, "minn": cfg.fasttext_minn,
-               "maxn": cfg.fasttext_maxn, "epoch": cfg.fasttext_epochs, "bucket": cfg.fasttext_bucket}
+    options = {
+        "dim": cfg.fasttext_dim,
+        "wordNgrams": cfg.fasttext_word_ngrams,
+        "minn": cfg.fasttext_minn,
+        "maxn": cfg.fasttext_maxn,
+        "epoch": cfg.fasttext_epochs,
+        "bucket": cfg.fasttext_bucket,
+    }
     start = time.perf_counter()
     model = fasttext.train_supervised(input=str(train_file), thread=settings.threads, verbose=0, **options)
     train_seconds = time.perf_counter() - start
     model.save_model(str(tmp / "fasttext.bin"))
-    rows = [_peer_row("fasttext", _fasttext_predict(model), test, texts, settings, train_seconds,
-                      (tmp / "fasttext.bin").stat().st_size, options=options)]
+    rows = [
+        _peer_row(
+            "fasttext",
+            _fasttext_predict(model),
+            test,
+            texts,
+            settings,
+            train_seconds,
+            (tmp / "fasttext.bin").stat().st_size,
+            options=options,
+        )
+    ]
     start = time.perf_counter()
-    model.quantize(input=str(train_file), qnorm=True, retrain=True, cutoff=cfg.quantize_cutoff,
-                   thread=settings.threads, verbose=0)
+    model.quantize(
+        input=str(train_file),
+        qnorm=True,
+        retrain=True,
+        cutoff=cfg.quantize_cutoff,
+        thread=settings.threads,
+        verbose=0,
+    )
     quantize_seconds = time.perf_counter() - start
     model.save_model(str(tmp / "fasttext.ftz"))
-    rows.append(_peer_row("fasttext quantized", _fasttext_predict(model), test, texts, settings,
-                          train_seconds + quantize_seconds, (tmp / "fasttext.ftz").stat().st_size,
-                          quantize_seconds=quantize_seconds, cutoff=cfg.quantize_cutoff))
+    rows.append(
+        _peer_row(
+            "fasttext quantized",
+            _fasttext_predict(model),
+            test,
+            texts,
+            settings,
+            train_seconds + quantize_seconds,
+            (tmp / "fasttext.ftz").stat().st_size,
+            quantize_seconds=quantize_seconds,
+            cutoff=cfg.quantize_cutoff,
+        )
+    )
     return rows
 
 
-def measure_peers(settings: Settings, train: pd.DataFrame, test: pd.DataFrame, texts: list[str],
-                  cfg: PeersConfig | None = None) -> list[dict]:
+def measure_peers(
+    settings: Settings,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    texts: list[str],
+    cfg: PeersConfig | None = None,
+) -> list[dict]:
     """Both peers trained on ``train``, scored on all of ``test`` and timed on ``texts`` (the students'
     sentences, in calls of 64 and of 1 as in section 1) with ``settings.threads`` threads."""
     cfg = cfg or PeersConfig()
@@ -1241,7 +1603,6 @@ def peer_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
         splits = utils.load_dataset("nsmc", data_dir=settings.data_dir)
         return splits["train"], splits["test"]
     return synthetic_reviews(20_000, settings.seed), synthetic_reviews(5_000, settings.seed + 2)
-
 
 
 # -----------------------------------------------------------------------------
@@ -1263,20 +1624,30 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(settings.threads)
     machine = machine_info(settings.threads)
-    print(f"machine: {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, {settings.threads} threads "
-          f"(torch and onnxruntime), load average {machine['load_average_at_start']}")
-    print(f"python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}, "
-          f"onnxruntime {machine['onnxruntime']}, tokenizers {machine['tokenizers']}")
+    print(
+        f"machine: {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, {settings.threads} threads "
+        f"(torch and onnxruntime), load average {machine['load_average_at_start']}"
+    )
+    print(
+        f"python {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}, "
+        f"onnxruntime {machine['onnxruntime']}, tokenizers {machine['tokenizers']}"
+    )
     if machine["load_average_at_start"][0] > machine["cpus_available"] / 2:
-        print("WARNING: other processes keep this machine busy: timings are unreliable, multi-threaded ones most")
+        print(
+            "WARNING: other processes keep this machine busy: timings are unreliable, multi-threaded ones most"
+        )
 
     train, texts, source = load_texts(settings)
     student_tokenizer, teacher_tokenizer = load_tokenizers(train, out / "tokenizer")
     lengths = [len(s) for s in encode(student_tokenizer, texts, StudentConfig.max_length)]
-    print(f"sentences: {len(texts)} {source}; {np.mean(lengths):.1f} student tokens on average (max {max(lengths)}); "
-          f"student vocabulary {len(student_tokenizer)} (asked for {STUDENT_VOCAB}), trained on {len(train):,} texts")
-    print("teachers: random weights in their real shapes; their tokenizer is a stand-in WordPiece of "
-          f"{len(teacher_tokenizer)} tokens trained on the same texts")
+    print(
+        f"sentences: {len(texts)} {source}; {np.mean(lengths):.1f} student tokens on average (max {max(lengths)}); "
+        f"student vocabulary {len(student_tokenizer)} (asked for {STUDENT_VOCAB}), trained on {len(train):,} texts"
+    )
+    print(
+        "teachers: random weights in their real shapes; their tokenizer is a stand-in WordPiece of "
+        f"{len(teacher_tokenizer)} tokens trained on the same texts"
+    )
 
     built = {spec: spec.build() for spec in teachers}  # built once, used by sections 1-3
 
@@ -1284,11 +1655,23 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     speed = measure_speed(settings, texts, student_tokenizer, teacher_tokenizer, built)
     ratios = speed_ratios(speed)
     targets = check_targets(speed, ratios)
-    show("1. speed: end to end (text in, label out) and model only (token ids in)", speed,
-         ["model", "backend", "params", "end_to_end_batch1_median_ms",
-          "end_to_end_batch1_median_ms_spread_pct",
-          "end_to_end_batch64_per_s", "end_to_end_batch64_per_s_spread_pct", "model_only_batch1_median_ms",
-          "model_only_batch64_per_s", "model_only_batch64_per_s_spread_pct", "warning"])
+    show(
+        "1. speed: end to end (text in, label out) and model only (token ids in)",
+        speed,
+        [
+            "model",
+            "backend",
+            "params",
+            "end_to_end_batch1_median_ms",
+            "end_to_end_batch1_median_ms_spread_pct",
+            "end_to_end_batch64_per_s",
+            "end_to_end_batch64_per_s_spread_pct",
+            "model_only_batch1_median_ms",
+            "model_only_batch64_per_s",
+            "model_only_batch64_per_s_spread_pct",
+            "warning",
+        ],
+    )
     show("1. speed ratios, student / teacher (same run, same sentences)", ratios)
     show("1. targets for the base student", targets)
 
@@ -1298,38 +1681,88 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
 
     cache = measure_cache(settings, train, student_tokenizer, teacher_tokenizer, built)
     del built
-    show(f"3. seconds per distillation epoch on this CPU ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; EXTRAPOLATED from "
-         "measured training steps and teacher forward passes)", cache,
-         ["teacher", "student_step_s", "teacher_batch_s", "epoch_s_with_cache", "epoch_s_teacher_in_loop", "speedup", "cache_build_s"])
+    show(
+        f"3. seconds per distillation epoch on this CPU ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; EXTRAPOLATED from "
+        "measured training steps and teacher forward passes)",
+        cache,
+        [
+            "teacher",
+            "student_step_s",
+            "teacher_batch_s",
+            "epoch_s_with_cache",
+            "epoch_s_teacher_in_loop",
+            "speedup",
+            "cache_build_s",
+        ],
+    )
 
     runs = read_runs(settings.runs)
     accuracy = accuracy_table(runs)
     teacher_accuracy = teacher_accuracies(runs, settings.teacher_root)
     exported = exported_accuracy(settings, runs)
-    show(f"4. accuracy of the runs in {settings.runs} (mean and std over seeds)", accuracy,
-         ["model", "teacher", "alpha", "unlabeled", "vocab_size", "params", "seeds", "val_accuracy_mean", "test_accuracy_mean", "test_accuracy_std", "test_f1_mean"])
+    show(
+        f"4. accuracy of the runs in {settings.runs} (mean and std over seeds)",
+        accuracy,
+        [
+            "model",
+            "teacher",
+            "alpha",
+            "unlabeled",
+            "vocab_size",
+            "params",
+            "seeds",
+            "val_accuracy_mean",
+            "test_accuracy_mean",
+            "test_accuracy_std",
+            "test_f1_mean",
+        ],
+    )
     show("4. teachers", teacher_accuracy)
     show("4. accuracy of the exported forms (NSMC test)", exported)
 
     print("\n== 6. peers (training and timing)")
     peers = measure_peers(settings, *peer_data(settings), texts)
-    show(f"6. peers: n-gram models trained and timed in this run ({settings.threads} threads)", peers,
-         ["model", "test_accuracy", "train_seconds", "batch64_per_s", "batch1_median_ms", "size_bytes"])
+    show(
+        f"6. peers: n-gram models trained and timed in this run ({settings.threads} threads)",
+        peers,
+        ["model", "test_accuracy", "train_seconds", "batch64_per_s", "batch1_median_ms", "size_bytes"],
+    )
 
     plot = out / "accuracy_vs_params.png"
     plot_accuracy(accuracy, teacher_accuracy, plot)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results = {
-        "machine": machine, "settings": dataclasses.asdict(settings), "sentences": {"source": source, "count": len(texts),
-        "mean_student_tokens": float(np.mean(lengths))}, "teachers": [dataclasses.asdict(t) for t in teachers],
-        "tokenizers": {"student_vocab": len(student_tokenizer), "teacher_stand_in_vocab": len(teacher_tokenizer), "trained_on_texts": len(train)},
-        "speed": speed, "speed_ratios": ratios, "targets": targets, "size": size, "size_reduction": reductions,
-        "cache": cache, "accuracy": accuracy, "teacher_accuracy": teacher_accuracy, "exported_accuracy": exported, "plot": str(plot),
+        "machine": machine,
+        "settings": dataclasses.asdict(settings),
+        "sentences": {"source": source, "count": len(texts), "mean_student_tokens": float(np.mean(lengths))},
+        "teachers": [dataclasses.asdict(t) for t in teachers],
+        "tokenizers": {
+            "student_vocab": len(student_tokenizer),
+            "teacher_stand_in_vocab": len(teacher_tokenizer),
+            "trained_on_texts": len(train),
+        },
+        "speed": speed,
+        "speed_ratios": ratios,
+        "targets": targets,
+        "size": size,
+        "size_reduction": reductions,
+        "cache": cache,
+        "accuracy": accuracy,
+        "teacher_accuracy": teacher_accuracy,
+        "exported_accuracy": exported,
+        "plot": str(plot),
         "peers": peers,
     }
-    text = json.dumps(results, indent=2, ensure_ascii=False, default=lambda x: x.item() if isinstance(x, np.generic) else str(x))
+    text = json.dumps(
+        results,
+        indent=2,
+        ensure_ascii=False,
+        default=lambda x: x.item() if isinstance(x, np.generic) else str(x),
+    )
     (out / "bench_results.json").write_text(text + "\n", encoding="utf-8")
-    print(f"\nwrote {out / 'bench_results.json'} and {plot}; load average at the end {machine['load_average_at_end']}")
+    print(
+        f"\nwrote {out / 'bench_results.json'} and {plot}; load average at the end {machine['load_average_at_end']}"
+    )
     return json.loads(text)
 
 

@@ -949,7 +949,10 @@ def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: i
 
 
 def finetune(
-    cfg: teachers.TeacherConfig, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths | None = None,
+    cfg: teachers.TeacherConfig,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths | None = None,
     device: str = "auto",
 ) -> Path:
     """The ``teacher`` stage: ``teacher.finetune_teacher`` under ``paths`` (logs under the runs root)."""
@@ -1015,7 +1018,9 @@ def add_arguments(
             "" if f.name in required else "default: %(default)s",
         ]
         options: dict = dict(
-            dest=dest_prefix + f.name, default=f.default, help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})"
+            dest=dest_prefix + f.name,
+            default=f.default,
+            help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})",
         )
         if kind is bool:
             options["action"] = "store_true"

@@ -23,9 +23,9 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -94,7 +94,9 @@ class StudentConfig:
         if size not in SIZE_PRESETS:
             raise ValueError(f"unknown size {size!r}; presets are: {', '.join(SIZE_PRESETS)}")
         embedding_dim, hidden_dim = SIZE_PRESETS[size]
-        return cls(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, size=size, **overrides)
+        return cls(
+            vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, size=size, **overrides
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,7 +231,9 @@ def is_student_dir(path: str | Path) -> bool:
     return isinstance(config, dict) and config.get("model_type") == STUDENT_MODEL_TYPE
 
 
-def _write_student(model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: Path, extra: dict | None) -> None:
+def _write_student(
+    model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: Path, extra: dict | None
+) -> None:
     save_tokenizer_files(tokenizer, directory, model.config.max_length)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
@@ -240,7 +244,10 @@ def _write_student(model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, 
 
 
 def save_student(
-    model: BiLSTMClassifier, tokenizer: PreTrainedTokenizerFast, directory: str | Path, extra: dict | None = None
+    model: BiLSTMClassifier,
+    tokenizer: PreTrainedTokenizerFast,
+    directory: str | Path,
+    extra: dict | None = None,
 ) -> Path:
     """Write config, weights and tokenizer into directory atomically; returns the directory.
 
@@ -253,8 +260,12 @@ def save_student(
     if bad:
         raise ValueError(f"refusing to save NaN/Inf weights (in {', '.join(bad)}) as the student {directory}")
     if len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}")
-    if directory.exists() and not (directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))):
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}"
+        )
+    if directory.exists() and not (
+        directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))
+    ):
         raise FileExistsError(f"{directory} exists and is not a student directory; refusing to replace it")
     return atomic_dir(directory, lambda tmp: _write_student(model, tokenizer, tmp, extra))
 
@@ -293,7 +304,7 @@ def load_student(
         raise ValueError(f"{weights} holds NaN/Inf weights (in {', '.join(bad)}); retrain the student")
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
-    except Exception as err:  # noqa: BLE001 - the tokenizers library raises plain Exception for a bad file
+    except Exception as err:
         raise _corrupt(directory / TOKENIZER_NAME, err) from None
     return model.to(device).eval(), tokenizer
 
@@ -370,7 +381,12 @@ def export_onnx(model: BiLSTMClassifier, quantize: bool = False) -> bytes:
         warnings.simplefilter("ignore")
         path = Path(tmp) / "model.onnx"
         torch.onnx.export(
-            model, example, str(path), dynamo=False, input_names=["input_ids", "lengths"], output_names=["logits"],
+            model,
+            example,
+            str(path),
+            dynamo=False,
+            input_names=["input_ids", "lengths"],
+            output_names=["logits"],
             dynamic_axes={"input_ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
         )
         if quantize:
@@ -409,7 +425,11 @@ def length_batches(sorted_lengths: np.ndarray, batch_size: int, min_fill: float 
     sequence shorter than min_fill times its first (longest) one."""
     batches, start = [], 0
     for i in range(1, len(sorted_lengths) + 1):
-        if i == len(sorted_lengths) or i - start == batch_size or sorted_lengths[i] < min_fill * sorted_lengths[start]:
+        if (
+            i == len(sorted_lengths)
+            or i - start == batch_size
+            or sorted_lengths[i] < min_fill * sorted_lengths[start]
+        ):
             batches.append(slice(start, i))
             start = i
     return batches
@@ -450,7 +470,9 @@ class Student:
         self.training: dict | None = None  # config.json's "training" record and metrics.json, when loaded
         self.metrics: dict | None = None  # from a folder that has them (used by model cards and the server)
         if backend != "torch":
-            self._session = self._onnx_session(onnx_model or export_onnx(model, quantize=backend == "onnx-int8"), threads)
+            self._session = self._onnx_session(
+                onnx_model or export_onnx(model, quantize=backend == "onnx-int8"), threads
+            )
 
     def _onnx_session(self, onnx_model: bytes, threads: int):
         import onnxruntime as ort
@@ -461,13 +483,19 @@ class Student:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-        if session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY) != weights_fingerprint(self.model):
+        if session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY) != weights_fingerprint(
+            self.model
+        ):
             raise ValueError("the ONNX graph was exported from other weights; export it again (save_onnx)")
         return session
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device = "cpu", backend: str = "torch", threads: int = 1,
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "cpu",
+        backend: str = "torch",
+        threads: int = 1,
         revision: str | None = None,
     ) -> Student:
         """Load a saved student; ONNX backends use directory/onnx/ (see save_onnx) if present, else export now.
@@ -497,8 +525,14 @@ class Student:
         return atomic_dir(directory, lambda tmp: write_bundle(self, tmp))
 
     def push_to_hub(
-        self, repo_id: str, *, private: bool | None = None, token: str | None = None,
-        revision: str | None = None, commit_message: str = "Upload DistilKoBiLSTM student", api=None,
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload DistilKoBiLSTM student",
+        api=None,
     ):
         """Upload the folder save_pretrained writes (its model card shows how to load repo_id) to the
         Hugging Face Hub model repository repo_id, creating it if needed; returns the hub's CommitInfo.
@@ -670,14 +704,24 @@ def _card_metadata(student: Student, name: str, repo_id: str | None) -> str:
     dataset = metrics.get("dataset")
     results = None
     if dataset and metrics.get("test_accuracy") is not None:
-        results = [EvalResult(
-            task_type="text-classification", dataset_type=dataset, dataset_name=dataset.upper(),
-            dataset_split="test", metric_type="accuracy", metric_value=round(metrics["test_accuracy"], 4),
-        )]
+        results = [
+            EvalResult(
+                task_type="text-classification",
+                dataset_type=dataset,
+                dataset_name=dataset.upper(),
+                dataset_split="test",
+                metric_type="accuracy",
+                metric_value=round(metrics["test_accuracy"], 4),
+            )
+        ]
     data = ModelCardData(
-        language="ko", library_name="pytorch", pipeline_tag="text-classification", model_name=repo_id or name,
+        language="ko",
+        library_name="pytorch",
+        pipeline_tag="text-classification",
+        model_name=repo_id or name,
         tags=["sentiment-analysis", "knowledge-distillation", "bilstm", "onnx", "distilkobilstm"],
-        datasets=[dataset] if dataset else None, metrics=["accuracy", "f1"] if results else None,
+        datasets=[dataset] if dataset else None,
+        metrics=["accuracy", "f1"] if results else None,
         eval_results=results,
     )
     return data.to_yaml()
@@ -689,13 +733,20 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
     teacher = metrics.get("teacher")
     how = "trained on the labels only (no teacher, α = 1)"
     if teacher:
-        how = (f"distilled from the teacher `{teacher}` (α = {metrics.get('alpha')}, "
-               f"T = {metrics.get('temperature')}, {metrics.get('kd_loss')} loss; Tang et al. 2019)")
+        how = (
+            f"distilled from the teacher `{teacher}` (α = {metrics.get('alpha')}, "
+            f"T = {metrics.get('temperature')}, {metrics.get('kd_loss')} loss; Tang et al. 2019)"
+        )
     params = count_parameters(student.model)
     rows = [
         ("task", f"sentiment of Korean text: {' / '.join(student.labels)}"),
-        ("model", (f"BiLSTM, embedding {config.embedding_dim}, hidden {config.hidden_dim}, "
-                   f"{config.pooling} pooling ({config.size or 'custom'} preset), {params:,} parameters")),
+        (
+            "model",
+            (
+                f"BiLSTM, embedding {config.embedding_dim}, hidden {config.hidden_dim}, "
+                f"{config.pooling} pooling ({config.size or 'custom'} preset), {params:,} parameters"
+            ),
+        ),
         ("training", how),
         ("tokenizer", f"WordPiece, {len(student.tokenizer):,} tokens, at most {config.max_length} per text"),
     ]

@@ -12,6 +12,7 @@ requests join it, up to --max-batch texts; the model then runs once for all of t
 call per request). Each worker process loads the model once and runs it on one thread. Request texts are never
 logged. In a notebook, start_in_background() runs the server on a thread and show() displays the page.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,22 +45,30 @@ WORKER_START_TIMEOUT_S = 180
 class ServeConfig:
     """What to serve, where, and the limits on requests."""
 
-    student: str | None = field(default=None, metadata={
-        "help": "student folder or Hub id (default: models/nsmc-base, else models/nsmc-tiny)"})
+    student: str | None = field(
+        default=None,
+        metadata={"help": "student folder or Hub id (default: models/nsmc-base, else models/nsmc-tiny)"},
+    )
     backend: str = field(default="onnx-int8", metadata={"help": "inference backend", "choices": BACKENDS})
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0: all)"})
     port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
     workers: int = field(default=1, metadata={"help": "worker processes, each with its own model"})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per worker"})
-    batch_window_ms: float = field(default=2.0, metadata={
-        "help": "micro-batching window in milliseconds (0: off, one model call per request)"})
+    batch_window_ms: float = field(
+        default=2.0,
+        metadata={"help": "micro-batching window in milliseconds (0: off, one model call per request)"},
+    )
     max_batch: int = field(default=64, metadata={"help": "most texts in one micro-batch"})
     max_texts: int = field(default=256, metadata={"help": "most texts in one request"})
     max_chars: int = field(default=2000, metadata={"help": "most characters in one text"})
     max_body_bytes: int = field(default=1_000_000, metadata={"help": "largest request body in bytes"})
-    log_level: str = field(default="info", metadata={
-        "help": "uvicorn's log level (info logs one line per request: method, path, status)",
-        "choices": ("debug", "info", "warning", "error")})
+    log_level: str = field(
+        default="info",
+        metadata={
+            "help": "uvicorn's log level (info logs one line per request: method, path, status)",
+            "choices": ("debug", "info", "warning", "error"),
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -79,12 +88,19 @@ def model_info(student: Student, source: str) -> dict:
     """The model card of the page and GET /model: name, size, accuracy and teacher from the run's metrics."""
     metrics = student.metrics or {}
     return {
-        "name": student_name(student), "source": source, "backend": student.backend,
-        "size": student.config.size or "custom", "params": count_parameters(student.model),
-        "size_bytes": metrics.get("size_bytes"), "dataset": metrics.get("dataset"),
-        "test_accuracy": metrics.get("test_accuracy"), "test_f1": metrics.get("test_f1"),
-        "teacher": metrics.get("teacher"), "alpha": metrics.get("alpha"),
-        "vocab_size": len(student.tokenizer), "max_length": student.config.max_length,
+        "name": student_name(student),
+        "source": source,
+        "backend": student.backend,
+        "size": student.config.size or "custom",
+        "params": count_parameters(student.model),
+        "size_bytes": metrics.get("size_bytes"),
+        "dataset": metrics.get("dataset"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "test_f1": metrics.get("test_f1"),
+        "teacher": metrics.get("teacher"),
+        "alpha": metrics.get("alpha"),
+        "vocab_size": len(student.tokenizer),
+        "max_length": student.config.max_length,
         "labels": student.labels,
     }
 
@@ -112,8 +128,10 @@ class Predictor:
             return [row for text in texts for row in self.classify([text])]
         labels, ids = self.student.labels, probabilities.argmax(axis=1).tolist()
         rows = probabilities.astype("float64").round(6).tolist()
-        return [{"label": labels[i], "label_id": i, "probabilities": dict(zip(labels, row))}
-                for i, row in zip(ids, rows)]
+        return [
+            {"label": labels[i], "label_id": i, "probabilities": dict(zip(labels, row))}
+            for i, row in zip(ids, rows)
+        ]
 
     async def start(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
@@ -162,7 +180,7 @@ class Predictor:
             texts = [text for item in batch for text in item[0]]
             try:
                 rows = await loop.run_in_executor(self._pool, self.classify, texts)
-            except Exception as err:  # noqa: BLE001 - handed to every waiting request
+            except Exception as err:
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(err)
@@ -216,8 +234,11 @@ class BodyLimit:
         self.app, self.max_bytes = app, max_bytes
 
     def _error(self) -> HTTPException:
-        return HTTPException(413, f"request body is over the limit of {self.max_bytes:,} bytes; send fewer "
-                                  "or shorter texts per request")
+        return HTTPException(
+            413,
+            f"request body is over the limit of {self.max_bytes:,} bytes; send fewer "
+            "or shorter texts per request",
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -259,8 +280,9 @@ def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
         yield
         await predictor.stop()
 
-    app = FastAPI(title="DistilKoBiLSTM", description="Korean sentiment with a tiny distilled BiLSTM",
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="DistilKoBiLSTM", description="Korean sentiment with a tiny distilled BiLSTM", lifespan=lifespan
+    )
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -358,8 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(ServeConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        parser.add_argument(flag, type=kind, default=f.default, choices=f.metadata.get("choices"),
-                            help=f.metadata["help"] + " (default: %(default)s)")
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=f.default,
+            choices=f.metadata.get("choices"),
+            help=f.metadata["help"] + " (default: %(default)s)",
+        )
     return parser
 
 
@@ -375,11 +402,22 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
         return
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
-    print(f"serving {cfg.student or bundled_student()} ({cfg.backend}) with {cfg.workers} workers on "
-          f"http://{cfg.host}:{cfg.port}/", flush=True)
+    print(
+        f"serving {cfg.student or bundled_student()} ({cfg.backend}) with {cfg.workers} workers on "
+        f"http://{cfg.host}:{cfg.port}/",
+        flush=True,
+    )
     # workers answer the supervisor's health checks only once torch & co. are imported (slow when busy)
-    uvicorn.run("serve:app_from_env", factory=True, host=cfg.host, port=cfg.port, workers=cfg.workers,
-                app_dir=str(ROOT), timeout_worker_healthcheck=WORKER_START_TIMEOUT_S, log_level=cfg.log_level)
+    uvicorn.run(
+        "serve:app_from_env",
+        factory=True,
+        host=cfg.host,
+        port=cfg.port,
+        workers=cfg.workers,
+        app_dir=str(ROOT),
+        timeout_worker_healthcheck=WORKER_START_TIMEOUT_S,
+        log_level=cfg.log_level,
+    )
 
 
 PAGE = """<!doctype html>

@@ -1304,29 +1304,40 @@ LOG_PROB_FLOOR = -100.0
 class SklearnTeacherConfig:
     """TF-IDF (character n-grams within words + word n-grams) and logistic regression, fitted on train."""
 
-    char_max_n: int = field(default=3, metadata={
-        "help": "longest character n-gram (char_wb, from 1)", "flag": "--tfidf-char-max-n"})
-    word_max_n: int = field(default=2, metadata={
-        "help": "longest word n-gram (from 1)", "flag": "--tfidf-word-max-n"})
-    min_df: int = field(default=2, metadata={
-        "help": "drop n-grams seen in fewer training texts", "flag": "--tfidf-min-df"})
-    sublinear_tf: bool = field(default=True, metadata={
-        "help": "1 + log(tf) instead of raw counts", "flag": "--tfidf-sublinear-tf"})
-    c: float = field(default=3.0, metadata={
-        "help": "inverse L2 regularisation strength of the logistic regression", "flag": "--lr-c"})
-    max_iter: int = field(default=1000, metadata={
-        "help": "lbfgs iterations of the logistic regression", "flag": "--lr-max-iter"})
+    char_max_n: int = field(
+        default=3,
+        metadata={"help": "longest character n-gram (char_wb, from 1)", "flag": "--tfidf-char-max-n"},
+    )
+    word_max_n: int = field(
+        default=2, metadata={"help": "longest word n-gram (from 1)", "flag": "--tfidf-word-max-n"}
+    )
+    min_df: int = field(
+        default=2, metadata={"help": "drop n-grams seen in fewer training texts", "flag": "--tfidf-min-df"}
+    )
+    sublinear_tf: bool = field(
+        default=True, metadata={"help": "1 + log(tf) instead of raw counts", "flag": "--tfidf-sublinear-tf"}
+    )
+    c: float = field(
+        default=3.0,
+        metadata={"help": "inverse L2 regularisation strength of the logistic regression", "flag": "--lr-c"},
+    )
+    max_iter: int = field(
+        default=1000,
+        metadata={"help": "lbfgs iterations of the logistic regression", "flag": "--lr-max-iter"},
+    )
 
     def __post_init__(self) -> None:
         ranges = {"char_max_n": (1, 10), "word_max_n": (1, 5), "min_df": (1, 10**6), "max_iter": (1, 10**6)}
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"SklearnTeacherConfig.{name} must be an integer in [{low}, {high}], "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"SklearnTeacherConfig.{name} must be an integer in [{low}, {high}], got {value!r}"
+                )
         if self.sublinear_tf not in (True, False):
-            raise ValueError(f"SklearnTeacherConfig.sublinear_tf must be True or False, "
-                             f"got {self.sublinear_tf!r}")
+            raise ValueError(
+                f"SklearnTeacherConfig.sublinear_tf must be True or False, got {self.sublinear_tf!r}"
+            )
         if isinstance(self.c, bool) or not isinstance(self.c, (int, float)) or not 0 < self.c < math.inf:
             raise ValueError(f"SklearnTeacherConfig.c must be a positive finite number, got {self.c!r}")
 
@@ -1338,10 +1349,12 @@ def build_sklearn_pipeline(cfg: SklearnTeacherConfig):
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     tfidf = {"sublinear_tf": cfg.sublinear_tf, "min_df": cfg.min_df, "dtype": np.float32}
-    features = FeatureUnion([
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, cfg.char_max_n), **tfidf)),
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, cfg.word_max_n), **tfidf)),
-    ])
+    features = FeatureUnion(
+        [
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, cfg.char_max_n), **tfidf)),
+            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, cfg.word_max_n), **tfidf)),
+        ]
+    )
     classifier = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter)
     return Pipeline([("features", features), ("classifier", classifier)])
 
@@ -1376,14 +1389,18 @@ def load_sklearn_pipeline(directory: str | Path):
     path = Path(directory) / SKLEARN_MODEL_FILE
     untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(SKLEARN_TRUSTED_TYPES))
     if untrusted:
-        raise ValueError(f"{path} asks to load untrusted types {untrusted}; refusing to load it "
-                         "(only files written by fit_sklearn_teacher are accepted)")
+        raise ValueError(
+            f"{path} asks to load untrusted types {untrusted}; refusing to load it "
+            "(only files written by fit_sklearn_teacher are accepted)"
+        )
     pipeline = skops.io.load(path, trusted=list(SKLEARN_TRUSTED_TYPES))
     terms = json.loads((Path(directory) / SKLEARN_VOCAB_FILE).read_text(encoding="utf-8"))
     vectorizers = _vectorizers(pipeline)
     if set(terms) != set(vectorizers):
-        raise ValueError(f"{directory}/{SKLEARN_VOCAB_FILE} has vocabularies {sorted(terms)}, "
-                         f"the model {sorted(vectorizers)}: the teacher folder is damaged; fit it again")
+        raise ValueError(
+            f"{directory}/{SKLEARN_VOCAB_FILE} has vocabularies {sorted(terms)}, "
+            f"the model {sorted(vectorizers)}: the teacher folder is damaged; fit it again"
+        )
     for name, vectorizer in vectorizers.items():
         vectorizer.vocabulary_ = {term: i for i, term in enumerate(terms[name])}
     return pipeline
@@ -1414,12 +1431,19 @@ def _log_probabilities(pipeline, texts: list[str]) -> np.ndarray:
 
 def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame) -> dict:
     labels = hashlib.sha256(train["label"].to_numpy(dtype=np.int64).tobytes()).hexdigest()
-    return {"model": SKLEARN_MODELS[0], "settings": asdict(cfg),
-            "data_fingerprint": {"train": utils.data_fingerprint(train), "train_labels": labels}}
+    return {
+        "model": SKLEARN_MODELS[0],
+        "settings": asdict(cfg),
+        "data_fingerprint": {"train": utils.data_fingerprint(train), "train_labels": labels},
+    }
 
 
-def fit_sklearn_teacher(cfg: SklearnTeacherConfig, splits: dict[str, pd.DataFrame], dataset: str,
-                        root: str | Path = "teacher_model") -> Path:
+def fit_sklearn_teacher(
+    cfg: SklearnTeacherConfig,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    root: str | Path = "teacher_model",
+) -> Path:
     """Fit the TF-IDF + LR pipeline on ``splits["train"]`` into ``<root>/tfidf-lr-<dataset>-<identity hash>``.
 
     teacher.json records the settings, the training data's fingerprint and the valid/test accuracy; a folder
@@ -1439,16 +1463,24 @@ def fit_sklearn_teacher(cfg: SklearnTeacherConfig, splits: dict[str, pd.DataFram
     train_seconds = time.perf_counter() - start
     classes = pipeline.classes_.tolist()
     if classes != list(range(num_labels)):
-        raise ValueError(f"the training split has classes {classes}; "
-                         f"the teacher needs every class 0..{num_labels - 1}")
-    accuracy = {name: float(pipeline.score(df["text"].tolist(), df["label"].to_numpy()))
-                for name, df in data.items() if name != "train" and not df.empty}
+        raise ValueError(
+            f"the training split has classes {classes}; the teacher needs every class 0..{num_labels - 1}"
+        )
+    accuracy = {
+        name: float(pipeline.score(df["text"].tolist(), df["label"].to_numpy()))
+        for name, df in data.items()
+        if name != "train" and not df.empty
+    }
     info = {
-        "format": SKLEARN_FORMAT, **identity, "dataset": dataset, "num_labels": num_labels,
+        "format": SKLEARN_FORMAT,
+        **identity,
+        "dataset": dataset,
+        "num_labels": num_labels,
         "id2label": dict(enumerate(LABEL_NAMES)) if num_labels == len(LABEL_NAMES) else None,
         "num_examples": {name: len(df) for name, df in data.items()},
         "num_features": int(pipeline.named_steps["classifier"].coef_.shape[1]),
-        "val_accuracy": accuracy.get("valid"), "test_accuracy": accuracy.get("test"),
+        "val_accuracy": accuracy.get("valid"),
+        "test_accuracy": accuracy.get("test"),
         "train_seconds": round(train_seconds, 1),
     }
 
@@ -1457,8 +1489,10 @@ def fit_sklearn_teacher(cfg: SklearnTeacherConfig, splits: dict[str, pd.DataFram
         utils.atomic_write_json(directory / TEACHER_INFO, info)
 
     utils.atomic_dir(out_dir, write)
-    logger.info(f"scikit-learn teacher saved to {out_dir}: val accuracy {info['val_accuracy']:.4f}, "
-                f"test accuracy {info['test_accuracy']}")
+    logger.info(
+        f"scikit-learn teacher saved to {out_dir}: val accuracy {info['val_accuracy']:.4f}, "
+        f"test accuracy {info['test_accuracy']}"
+    )
     return out_dir
 
 

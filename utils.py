@@ -8,6 +8,7 @@
 - Logits cache file format (``LogitsCache``): the teacher's logits keyed by example id and text hash;
   ``teacher.teacher_logits`` builds and checks the caches.
 """
+
 from __future__ import annotations
 
 import collections
@@ -24,9 +25,9 @@ import time
 import unicodedata
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -56,8 +57,12 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r}: torch sees no CUDA GPU on this machine; use --device auto or cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(
+            f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         raise ValueError(f"device {name!r}: Apple MPS is not available here; use --device auto or cpu")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps")
@@ -166,7 +171,10 @@ def _sha1_fraction(key: str) -> float:
 
 def text_hashes(texts: Iterable[str]) -> torch.Tensor:
     """64-bit hash of each text (int64 tensor): the per-example fingerprint stored in the logits cache."""
-    values = [int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little", signed=True) for t in texts]
+    values = [
+        int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+        for t in texts
+    ]
     return torch.tensor(values, dtype=torch.int64)
 
 
@@ -259,12 +267,14 @@ def _text_normalizer():
     """The normalizer of every WordPiece tokenizer trained here (see train_tokenizer)."""
     from tokenizers import normalizers
 
-    return normalizers.Sequence([
-        normalizers.NFC(),
-        normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
-        ),
-    ])
+    return normalizers.Sequence(
+        [
+            normalizers.NFC(),
+            normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
+            ),
+        ]
+    )
 
 
 _NORMALIZER = None
@@ -418,7 +428,9 @@ def _verify_download(dest: Path) -> bool:
     return False
 
 
-def dataset_files(name: str, data_dir: str | Path | None = None, root: str | Path = "data") -> dict[str, Path]:
+def dataset_files(
+    name: str, data_dir: str | Path | None = None, root: str | Path = "data"
+) -> dict[str, Path]:
     """Local paths of a dataset's files: from ``data_dir`` if given, else ``root/name/`` (downloaded if missing)."""
     spec = _spec(name)
     paths = {}
@@ -426,7 +438,9 @@ def dataset_files(name: str, data_dir: str | Path | None = None, root: str | Pat
         if data_dir is not None:
             path = Path(data_dir) / filename
             if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: --data-dir must hold the {name} file {filename} ({spec.url}{filename})")
+                raise FileNotFoundError(
+                    f"{path} not found: --data-dir must hold the {name} file {filename} ({spec.url}{filename})"
+                )
         else:
             remove_stale_temporaries(Path(root) / name)
             path = download(spec.url + filename, Path(root) / name / filename)
@@ -441,11 +455,13 @@ def _spec(name: str) -> DatasetSpec:
 
 
 def _text_id(source: str, text: str) -> str:
-    digest = hashlib.sha1(f"{source}\t{text}".encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha1(f"{source}\t{text}".encode()).hexdigest()[:16]
     return f"{source}-{digest}"
 
 
-def parse_file(path: str | Path, fmt: str, source: str, skip_bad_rows: bool = False) -> tuple[pd.DataFrame, ParseReport]:
+def parse_file(
+    path: str | Path, fmt: str, source: str, skip_bad_rows: bool = False
+) -> tuple[pd.DataFrame, ParseReport]:
     """Parse one dataset file into a DataFrame with columns ``id, text, label, source``.
 
     Empty texts (also those that normalize to no tokens, see ``is_blank``) and (for ratings) neutral rating 3
@@ -465,7 +481,11 @@ def parse_file(path: str | Path, fmt: str, source: str, skip_bad_rows: bool = Fa
     if fmt == "nsmc":
         header = lines[0].rstrip("\r").split("\t") if lines else []
         if header != ["id", "document", "label"]:
-            raise DataFormatError(f"{path}:1: expected the NSMC header 'id<TAB>document<TAB>label', got {lines[0][:80]!r}" if lines else f"{path} is empty")
+            raise DataFormatError(
+                f"{path}:1: expected the NSMC header 'id<TAB>document<TAB>label', got {lines[0][:80]!r}"
+                if lines
+                else f"{path} is empty"
+            )
         start = 1
     for lineno, line in enumerate(lines[start:], start=start + 1):
         report.rows += 1
@@ -553,7 +573,9 @@ def load_dataset(
     a warning.
     """
     if name == "all":
-        parts = [load_dataset(n, data_dir, root, valid_fraction, test_fraction, skip_bad_rows) for n in DATASETS]
+        parts = [
+            load_dataset(n, data_dir, root, valid_fraction, test_fraction, skip_bad_rows) for n in DATASETS
+        ]
         splits = {s: pd.concat([p[s] for p in parts], ignore_index=True) for s in SPLITS}
     else:
         spec = _spec(name)
@@ -573,7 +595,9 @@ def load_dataset(
         splits = {s: d.reset_index(drop=True) for s, d in splits.items()}
     for split, df in splits.items():
         if df.empty:
-            raise ValueError(f"dataset {name!r} has an empty {split} split; check the data files and split fractions")
+            raise ValueError(
+                f"dataset {name!r} has an empty {split} split; check the data files and split fractions"
+            )
     if max_train is not None and max_train < len(splits["train"]):
         splits["train"] = splits["train"].sample(n=max_train, random_state=seed).reset_index(drop=True)
     report = describe_splits(splits)
@@ -641,7 +665,9 @@ def read_unlabeled(path: str | Path) -> pd.DataFrame:
     if not kept:
         raise ValueError(f"{path} holds no text")
     source = f"unlabeled:{path.stem}"
-    return pd.DataFrame({"id": [_text_id(source, t) for t in kept], "text": kept, "label": -1, "source": source})
+    return pd.DataFrame(
+        {"id": [_text_id(source, t) for t in kept], "text": kept, "label": -1, "source": source}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -656,7 +682,9 @@ def tokenizer_dir(vocab_size: int, root: str | Path = "tokenizer") -> Path:
     return Path(root) / f"vocab_size_{vocab_size}"
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_frequency: int = 2, info: dict | None = None):
+def train_tokenizer(
+    texts: list[str], vocab_size: int, out_dir: str | Path, min_frequency: int = 2, info: dict | None = None
+):
     """Train a WordPiece tokenizer and save it (tokenizer.json, vocab.txt, training.json) atomically.
 
     Normalisation: NFC, then BERT cleaning and lowercasing of Latin letters *without* accent stripping, which
@@ -684,26 +712,38 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path, min_
     limit_alphabet = min(1000, vocab_size // 2)
     alphabet, continuing = _alphabet(texts, backend.normalizer, limit_alphabet)
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=len(alphabet),
-        initial_alphabet=alphabet, special_tokens=SPECIAL_TOKENS + ["##" + c for c in continuing],
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        limit_alphabet=len(alphabet),
+        initial_alphabet=alphabet,
+        special_tokens=SPECIAL_TOKENS + ["##" + c for c in continuing],
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer, length=len(texts))
     if backend.get_vocab_size() > vocab_size:
-        raise ValueError(f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size")
+        raise ValueError(
+            f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size"
+        )
     # a fresh tokenizer: the ##c tokens were special only for training
     vocab = _sorted_vocab(backend.get_vocab())
     backend = blank_tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     backend.add_special_tokens(SPECIAL_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
     training = {"vocab_size": vocab_size, "limit_alphabet": limit_alphabet, **(info or {})}
 
     def write(directory: Path) -> None:
         save_tokenizer_files(tokenizer, directory)
         training["vocab_sha256"] = vocab_sha256(tokenizer)
-        (directory / "training.json").write_text(json.dumps(training, ensure_ascii=False, indent=2), encoding="utf-8")
+        (directory / "training.json").write_text(
+            json.dumps(training, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
 
     atomic_dir(out_dir, write)
     return tokenizer
@@ -727,8 +767,12 @@ def _alphabet(texts: list[str], normalizer, limit: int) -> tuple[list[str], list
 def _is_punctuation(char: str) -> bool:
     """BERT's punctuation: ASCII symbols and Unicode category P*."""
     code = ord(char)
-    return 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126 or (
-        unicodedata.category(char).startswith("P")
+    return (
+        33 <= code <= 47
+        or 58 <= code <= 64
+        or 91 <= code <= 96
+        or 123 <= code <= 126
+        or (unicodedata.category(char).startswith("P"))
     )
 
 
@@ -748,7 +792,9 @@ def _sorted_vocab(vocab: dict[str, int]) -> dict[str, int]:
 DEFAULT_MODEL_MAX_LENGTH = 128  # tokens a student keeps per text unless its config says otherwise
 
 
-def save_tokenizer_files(tokenizer, directory: Path, model_max_length: int = DEFAULT_MODEL_MAX_LENGTH) -> None:
+def save_tokenizer_files(
+    tokenizer, directory: Path, model_max_length: int = DEFAULT_MODEL_MAX_LENGTH
+) -> None:
     """``tokenizer.save_pretrained(directory)`` plus a ``vocab.txt`` with the tokens ordered by id.
 
     tokenizer_config.json records ``model_max_length`` (the caller's tokenizer object is left unchanged), so
@@ -812,10 +858,12 @@ def load_tokenizer(directory: str | Path):
     directory = Path(directory)
     path = directory / "tokenizer.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer.json in {directory}; train one with `python distil.py tokenizer`")
+        raise FileNotFoundError(
+            f"no tokenizer.json in {directory}; train one with `python distil.py tokenizer`"
+        )
     try:
         return PreTrainedTokenizerFast.from_pretrained(str(directory))
-    except Exception as err:  # noqa: BLE001 - the tokenizers library raises plain Exception for a bad file
+    except Exception as err:
         raise CorruptFileError(
             f"{path} is corrupt or truncated ({_first_line(err)}); restore the folder from a copy, "
             f"or delete {directory} and train the tokenizer again (`python distil.py tokenizer`)"
@@ -878,7 +926,7 @@ def data_fingerprint(df: pd.DataFrame) -> str:
     """SHA-256 over the example ids and texts, in order."""
     h = hashlib.sha256()
     for i, t in zip(df["id"], df["text"]):
-        h.update(f"{i}\t{t}\n".encode("utf-8"))
+        h.update(f"{i}\t{t}\n".encode())
     return h.hexdigest()
 
 
@@ -934,7 +982,9 @@ class LogitsCache:
         tensors = {
             "logits": self.logits.float().contiguous(),
             "hashes": self.hashes.contiguous(),
-            "ids": torch.frombuffer(bytearray(ids_bytes), dtype=torch.uint8) if ids_bytes else torch.zeros(0, dtype=torch.uint8),
+            "ids": torch.frombuffer(bytearray(ids_bytes), dtype=torch.uint8)
+            if ids_bytes
+            else torch.zeros(0, dtype=torch.uint8),
         }
         meta = {**self.meta, CHECKSUM_KEY: _checksum(tensors["ids"], tensors["hashes"], tensors["logits"])}
         remove_stale_temporaries(Path(path).parent)

@@ -1,4 +1,5 @@
 """Shared fixtures: small dataset files in each dataset's own format and a tiny Hugging Face teacher."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,26 @@ sys.path.insert(0, str(ROOT))
 
 POSITIVE = ["최고", "재밌어요", "감동", "좋아요", "명작", "추천합니다", "훌륭한", "꿀잼"]
 NEGATIVE = ["최악", "별로", "지루해요", "실망", "노잼", "아까운", "엉망", "비추"]
-FILLER = ["영화", "배우", "스토리", "연기", "진짜", "그냥", "정말", "오늘", "보고", "왔는데", "음악", "감독", "내용", "처음", "마지막", "ㅋㅋ", "the", "movie"]
+FILLER = [
+    "영화",
+    "배우",
+    "스토리",
+    "연기",
+    "진짜",
+    "그냥",
+    "정말",
+    "오늘",
+    "보고",
+    "왔는데",
+    "음악",
+    "감독",
+    "내용",
+    "처음",
+    "마지막",
+    "ㅋㅋ",
+    "the",
+    "movie",
+]
 
 
 def make_reviews(n: int, seed: int) -> list[tuple[str, int]]:
@@ -29,7 +49,9 @@ def make_reviews(n: int, seed: int) -> list[tuple[str, int]]:
     rows = []
     for _ in range(n):
         label = rng.randint(0, 1)
-        words = rng.choices(FILLER, k=rng.randint(2, 9)) + rng.choices(POSITIVE if label else NEGATIVE, k=rng.randint(1, 2))
+        words = rng.choices(FILLER, k=rng.randint(2, 9)) + rng.choices(
+            POSITIVE if label else NEGATIVE, k=rng.randint(1, 2)
+        )
         rng.shuffle(words)
         rows.append((" ".join(words), label))
     return rows
@@ -39,7 +61,10 @@ def write_nsmc(directory: Path, n_train: int = 600, n_test: int = 200, seed: int
     """ratings_train.txt / ratings_test.txt in NSMC's format (id<TAB>document<TAB>label, with header)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, n, offset in (("ratings_train.txt", n_train, 0), ("ratings_test.txt", n_test, 10**6)):
-        lines = ["id\tdocument\tlabel"] + [f"{offset + i + 1}\t{text}\t{label}" for i, (text, label) in enumerate(make_reviews(n, seed + offset))]
+        lines = ["id\tdocument\tlabel"] + [
+            f"{offset + i + 1}\t{text}\t{label}"
+            for i, (text, label) in enumerate(make_reviews(n, seed + offset))
+        ]
         (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory
 
@@ -85,8 +110,15 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
     directory = tmp_path_factory.mktemp("teacher") / "tiny-bert-nsmc"
     texts = utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
     tokenizer = utils.train_tokenizer(texts, 300, directory / "tok")
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128, num_labels=2)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=2,
+    )
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

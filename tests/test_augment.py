@@ -7,11 +7,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import write_nsmc
 
 import augment
 import utils
 from augment import AugmentConfig, PosTable
+from conftest import write_nsmc
 
 SENTENCES = [
     "이 영화 정말 재밌어요 배우들 연기가 최고",
@@ -62,7 +62,9 @@ def test_analysis_and_join_rebuild_the_sentences(kiwi, analysed):
 
 
 def test_a_masked_stem_takes_in_its_bare_jamo_ending(kiwi, analysed):
-    masked = [[("[MASK]" if tag.startswith("V") else form, tag, space) for form, tag, space in m] for m in analysed]
+    masked = [
+        [("[MASK]" if tag.startswith("V") else form, tag, space) for form, tag, space in m] for m in analysed
+    ]
     jamo = re.compile("[\u1100-\u11ff]")
     assert any(jamo.search(kiwi.join(m)) for m in masked)  # join alone gives e.g. "[MASK]ᆫ다"
     rebuilt = [augment.rebuild(kiwi, m, "[MASK]") for m in masked]

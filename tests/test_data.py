@@ -1,4 +1,5 @@
 """Datasets, downloads, splits and WordPiece tokenizers (utils.py)."""
+
 from __future__ import annotations
 
 import functools
@@ -12,9 +13,9 @@ import time
 import unicodedata
 
 import pytest
-from conftest import make_reviews, write_nsmc, write_steam
 
 import utils
+from conftest import make_reviews, write_nsmc, write_steam
 
 
 def test_nsmc_parses_and_splits(data_dir):
@@ -328,7 +329,8 @@ def test_short_download_is_retried_and_never_kept(flaky_server, tmp_path):
     assert handler.requests == 3
     digest = hashlib.sha256(handler.body).hexdigest()
     assert (tmp_path / "d" / "ratings_train.txt.sha256").read_text().splitlines() == [
-        f"{digest}  ratings_train.txt", f"# size {len(handler.body)}"
+        f"{digest}  ratings_train.txt",
+        f"# size {len(handler.body)}",
     ]
 
 
@@ -431,11 +433,14 @@ def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
         utils.LogitsCache.load(path)
 
 
-@pytest.mark.parametrize("name, damage", [
-    ("tokenizer.json", lambda b: b[: len(b) // 2]),
-    ("tokenizer.json", lambda b: b.replace(b'"[UNK]"', b'"[UNQ]"', 1)),  # parses, but another vocabulary
-    ("training.json", lambda b: b[:10]),
-])
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("tokenizer.json", lambda b: b[: len(b) // 2]),
+        ("tokenizer.json", lambda b: b.replace(b'"[UNK]"', b'"[UNQ]"', 1)),  # parses, but another vocabulary
+        ("training.json", lambda b: b[:10]),
+    ],
+)
 def test_corrupt_shared_tokenizer_is_trained_again(tmp_path, data_dir, caplog, name, damage):
     train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
     expected = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path).get_vocab()

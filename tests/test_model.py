@@ -38,7 +38,20 @@ CORPUS = [
     "감독의 연출이 훌륭하다",
     "오늘 날씨가 맑고 바람이 분다",
 ]
-FILLER = ["이", "영화", "정말", "배우들", "연기가", "스토리가", "음악도", "영상도", "오늘", "날씨가", "감독의", "연출이"]
+FILLER = [
+    "이",
+    "영화",
+    "정말",
+    "배우들",
+    "연기가",
+    "스토리가",
+    "음악도",
+    "영상도",
+    "오늘",
+    "날씨가",
+    "감독의",
+    "연출이",
+]
 PRESET_COUNTS = {"tiny": 27394, "mini": 52418, "small": 146434, "base": 391170, "large": 1175554}
 
 
@@ -128,8 +141,13 @@ def test_custom_size_fc_dim_and_layers():
     e, h, fc, labels, vocab = 10, 12, 7, 3, 100
     model = BiLSTMClassifier(
         StudentConfig(
-            vocab_size=vocab, embedding_dim=e, hidden_dim=h, num_layers=2,
-            num_labels=labels, pooling="attention", fc_dim=fc,
+            vocab_size=vocab,
+            embedding_dim=e,
+            hidden_dim=h,
+            num_layers=2,
+            num_labels=labels,
+            pooling="attention",
+            fc_dim=fc,
         )
     )
     lstm = 2 * (4 * h * (e + h) + 8 * h) + 2 * (4 * h * (2 * h + h) + 8 * h)
@@ -186,7 +204,9 @@ def test_onnx_export_matches_torch(pooling):
     assert model.training
     model.eval()
     input_ids, lengths = pad_batch([[4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [19], [20, 21]])
-    (logits,) = ort.InferenceSession(graph).run(None, {"input_ids": input_ids.numpy(), "lengths": lengths.numpy()})
+    (logits,) = ort.InferenceSession(graph).run(
+        None, {"input_ids": input_ids.numpy(), "lengths": lengths.numpy()}
+    )
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(input_ids, lengths).numpy(), atol=1e-5)
 
@@ -311,7 +331,14 @@ def test_student_predict_order_and_single_string(tokenizer, tmp_path):
     make_student_dir(tokenizer, tmp_path / "s")
     student = Student.from_pretrained(tmp_path / "s")
     assert student.labels == ["negative", "positive"]
-    texts = ["좋아요", "스토리가 너무 지루하고 별로예요", "이 영화", "다시 보고 싶을 만큼 좋아요", "별로예요", "음악도 좋고"]
+    texts = [
+        "좋아요",
+        "스토리가 너무 지루하고 별로예요",
+        "이 영화",
+        "다시 보고 싶을 만큼 좋아요",
+        "별로예요",
+        "음악도 좋고",
+    ]
     logits = student.predict_logits(texts, batch_size=2)
     assert logits.shape == (len(texts), 2) and logits.dtype == np.float32
     with torch.no_grad():
@@ -386,14 +413,27 @@ def test_tiny_model_learns_toy_task(tokenizer):
 # fast inference: exported backends, batching
 
 
-TEXTS = ["좋아요", "스토리가 너무 지루하고 별로예요", "이 영화", "다시 보고 싶을 만큼 좋아요", "별로예요", "음악도 좋고", " ".join(FILLER)]
+TEXTS = [
+    "좋아요",
+    "스토리가 너무 지루하고 별로예요",
+    "이 영화",
+    "다시 보고 싶을 만큼 좋아요",
+    "별로예요",
+    "음악도 좋고",
+    " ".join(FILLER),
+]
 
 
 def test_length_batches_cut_at_size_and_fill():
     lengths = np.array([10, 9, 8, 7, 4, 3, 3, 3, 1])
     assert length_batches(lengths, batch_size=4) == [slice(0, 4), slice(4, 8), slice(8, 9)]
     # a batch ends before a sequence shorter than 0.75 x its longest: 10,9,8 | 7 | 4,3,3,3 | 1
-    assert length_batches(lengths, batch_size=64, min_fill=0.75) == [slice(0, 3), slice(3, 4), slice(4, 8), slice(8, 9)]
+    assert length_batches(lengths, batch_size=64, min_fill=0.75) == [
+        slice(0, 3),
+        slice(3, 4),
+        slice(4, 8),
+        slice(8, 9),
+    ]
     assert length_batches(np.array([], dtype=np.int64), batch_size=8) == []
 
 
@@ -406,12 +446,19 @@ def test_encode_matches_the_tokenizer_text_by_text(tokenizer):
 @pytest.mark.parametrize("pooling", M.POOLINGS)
 def test_onnx_backend_matches_torch(tokenizer, pooling):
     model = make_model(len(tokenizer), pooling=pooling, num_layers=2, fc_dim=5)
-    torch_student, onnx_student = Student(model, tokenizer), Student(model, tokenizer, backend="onnx", threads=1)
+    torch_student, onnx_student = (
+        Student(model, tokenizer),
+        Student(model, tokenizer, backend="onnx", threads=1),
+    )
     for batch_size in (1, 3, 64):
         np.testing.assert_allclose(
-            onnx_student.predict_logits(TEXTS, batch_size), torch_student.predict_logits(TEXTS, batch_size), atol=1e-5
+            onnx_student.predict_logits(TEXTS, batch_size),
+            torch_student.predict_logits(TEXTS, batch_size),
+            atol=1e-5,
         )
-    np.testing.assert_allclose(onnx_student.predict_logits(TEXTS[1:2]), torch_student.predict_logits(TEXTS[1:2]), atol=1e-5)
+    np.testing.assert_allclose(
+        onnx_student.predict_logits(TEXTS[1:2]), torch_student.predict_logits(TEXTS[1:2]), atol=1e-5
+    )
     assert onnx_student.predict(TEXTS[3]) == torch_student.predict(TEXTS[3])
     assert onnx_student.predict_logits([]).shape == (0, 2)
 
@@ -449,7 +496,9 @@ def test_onnx_exported_on_the_fly_without_saved_graph(tokenizer, tmp_path):
     model = make_student_dir(tokenizer, tmp_path / "s")
     student = Student.from_pretrained(tmp_path / "s", backend="onnx")
     assert not (tmp_path / "s" / "onnx").exists()  # loading never writes into the student directory
-    np.testing.assert_allclose(student.predict_logits(TEXTS), Student(model, tokenizer).predict_logits(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(
+        student.predict_logits(TEXTS), Student(model, tokenizer).predict_logits(TEXTS), atol=1e-5
+    )
 
 
 def test_onnx_graph_from_other_weights_is_refused(tokenizer, tmp_path):
@@ -457,7 +506,9 @@ def test_onnx_graph_from_other_weights_is_refused(tokenizer, tmp_path):
     make_student_dir(tokenizer, tmp_path / "b", seed=1)
     save_onnx(tmp_path / "a")
     (tmp_path / "b" / "onnx").mkdir()
-    (tmp_path / "b" / "onnx" / "model.onnx").write_bytes((tmp_path / "a" / "onnx" / "model.onnx").read_bytes())
+    (tmp_path / "b" / "onnx" / "model.onnx").write_bytes(
+        (tmp_path / "a" / "onnx" / "model.onnx").read_bytes()
+    )
     with pytest.raises(ValueError, match="other weights"):
         Student.from_pretrained(tmp_path / "b", backend="onnx")
 
@@ -492,7 +543,8 @@ def test_backends_predict_empty_texts_as_unk_and_refuse_bad_batch_size(tokenizer
 def test_logits_from_ids_is_predict_logits_without_tokenization(tokenizer):
     student = Student(make_model(len(tokenizer)), tokenizer)
     np.testing.assert_array_equal(
-        student.logits_from_ids(encode(tokenizer, TEXTS, student.config.max_length)), student.predict_logits(TEXTS)
+        student.logits_from_ids(encode(tokenizer, TEXTS, student.config.max_length)),
+        student.predict_logits(TEXTS),
     )
 
 

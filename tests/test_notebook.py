@@ -6,6 +6,7 @@ the first (the teacher is neither fine-tuned nor run for logits again, no finish
 add its new runs to the first's rows of results.csv. The set-up cell's repository checks run in kernels
 of their own.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,9 @@ def execute(work_dir: Path, nb: nbformat.NotebookNode | None = None) -> nbformat
     """Run the notebook (or ``nb``, executed in place) in a fresh kernel whose working directory (WORK_DIR) is
     ``work_dir``; raises if a cell fails."""
     nb = nb if nb is not None else nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(work_dir)}}).execute()
+    NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(work_dir)}}
+    ).execute()
     return nb
 
 
@@ -67,7 +70,11 @@ def artefacts(work_dir: Path) -> dict[str, int]:
     patterns = [f"{TEACHER_GLOB}/{name}" for name in teacher_files]
     patterns += ["tokenizer/*/training.json", "runs/nsmc/*/metrics.json"]
     patterns += ["runs/nsmc/*/student/model.safetensors"]
-    return {str(p.relative_to(work_dir)): p.stat().st_mtime_ns for pattern in patterns for p in sorted(work_dir.glob(pattern))}
+    return {
+        str(p.relative_to(work_dir)): p.stat().st_mtime_ns
+        for pattern in patterns
+        for p in sorted(work_dir.glob(pattern))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,9 @@ def executed(tmp_path_factory, data_dir, tiny_teacher):
     params = {
         "dataset": "nsmc",
         "data_dir": str(data_dir),
-        "teacher_base_model": str(tiny_teacher),  # stands in for a pretrained Hub model: fine-tuned for a few steps
+        "teacher_base_model": str(
+            tiny_teacher
+        ),  # stands in for a pretrained Hub model: fine-tuned for a few steps
         "teacher_max_steps": 4,
         "teacher_batch_size": 16,
         "teacher_lr": 1e-3,
@@ -124,8 +133,10 @@ def test_every_stage_runs_and_writes_its_results(executed):
 
     runs = work_dir / "runs" / "nsmc"
     # Readable name plus a hash of the other non-default settings (epochs, lr, ...): one folder per run.
-    [distilled, baseline] = [[p for v in VOCAB_SIZES for p in runs.glob(f"tiny-v{v}-{name}-h*")]
-                             for name in (f"{teacher_dir.name}-a0.5-T2", "none-a1")]
+    [distilled, baseline] = [
+        [p for v in VOCAB_SIZES for p in runs.glob(f"tiny-v{v}-{name}-h*")]
+        for name in (f"{teacher_dir.name}-a0.5-T2", "none-a1")
+    ]
     assert len(distilled) == len(baseline) == len(VOCAB_SIZES)
     for run_dir in distilled + baseline:
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -136,7 +147,9 @@ def test_every_stage_runs_and_writes_its_results(executed):
     assert list(table["kind"]) == ["teacher", "distilled", "distilled", "baseline", "baseline"]
     run_dirs = [str(p.relative_to(work_dir)) for p in distilled + baseline]
     assert list(table["run_dir"]) == [str(teacher_dir), *run_dirs]
-    assert (table["cpu_sentences_per_s"] > 0).all() and table[["val_accuracy", "test_accuracy", "test_f1"]].stack().between(0, 1).all()
+    assert (table["cpu_sentences_per_s"] > 0).all() and table[
+        ["val_accuracy", "test_accuracy", "test_f1"]
+    ].stack().between(0, 1).all()
     assert table["params"][0] > table["params"][1:].max()  # the teacher is the big one
     baseline_acc = table[table["kind"] == "baseline"]["test_accuracy"]
     assert (baseline_acc > 0.6).all()  # the synthetic reviews are learnable: students really trained
@@ -154,7 +167,9 @@ def test_every_stage_runs_and_writes_its_results(executed):
 
 def test_second_execution_reuses_the_teacher_its_cache_and_the_runs(executed):
     _, _, after_first, _, second, after_second = executed
-    assert len(after_first) == 2 + 3 + len(VOCAB_SIZES) + 2 * 4  # teacher files, 3 caches, tokenizers, 4 runs x 2
+    assert (
+        len(after_first) == 2 + 3 + len(VOCAB_SIZES) + 2 * 4
+    )  # teacher files, 3 caches, tokenizers, 4 runs x 2
     assert {k: after_second[k] for k in after_first} == after_first  # nothing of the first was rewritten
     assert len(after_second) == len(after_first) + 1 + 2 * 2  # the new vocabulary's tokenizer, 2 runs x 2
     out = text_of(second)

@@ -10,11 +10,11 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import write_nsmc
 
 import distil
 import teacher as T
 import utils
+from conftest import write_nsmc
 
 FAST = {"char_max_n": 2, "word_max_n": 1, "max_iter": 200}
 
@@ -181,7 +181,9 @@ def test_bench_peers_are_trained_scored_and_timed(splits):
     # A fresh process: fastText training hits NaN in a process that has built a Kiwi analyser (kiwipiepy 0.24.1,
     # fasttext-numpy2-wheel), which test_augment.py does earlier in the same pytest run.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rows = pool.submit(bench.measure_peers, settings, splits["train"], splits["test"], texts, cfg).result()
+        rows = pool.submit(
+            bench.measure_peers, settings, splits["train"], splits["test"], texts, cfg
+        ).result()
     by_model = {row["model"]: row for row in rows}
     assert list(by_model) == ["tfidf-lr (scikit-learn)", "fasttext", "fasttext quantized"]
     for row in rows:

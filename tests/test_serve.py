@@ -1,5 +1,6 @@
 """serve.py (API, limits, micro-batching, a real browser), the bundled students in models/, and sharing a
 student: model card, save_pretrained / package_student, the Hugging Face Hub (offline cache, fake upload)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,11 +18,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_reviews
 from fastapi.testclient import TestClient
 
 import serve
 import utils
+from conftest import ROOT, make_reviews
 from model import (
     BACKENDS,
     BiLSTMClassifier,
@@ -46,8 +47,16 @@ def run_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     config = StudentConfig.from_size("tiny", len(tokenizer), max_length=32)
     save_student(BiLSTMClassifier(config), tokenizer, run / "student", extra={"run": run.name, "epoch": 1})
-    metrics = {"dataset": "nsmc", "teacher": None, "alpha": 1.0, "test_accuracy": 0.8123, "test_f1": 0.81,
-               "size_bytes": 4321, "n_train": 300, "run_dir": str(run)}
+    metrics = {
+        "dataset": "nsmc",
+        "teacher": None,
+        "alpha": 1.0,
+        "test_accuracy": 0.8123,
+        "test_f1": 0.81,
+        "size_bytes": 4321,
+        "n_train": 300,
+        "run_dir": str(run),
+    }
     (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     return run
 
@@ -244,8 +253,18 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120.0) -
 
 def test_command_line_with_two_workers(run_dir):
     port = free_port()
-    command = [sys.executable, str(ROOT / "serve.py"), "--student", str(run_dir / "student"),
-               "--backend", "torch", "--port", str(port), "--workers", "2"]
+    command = [
+        sys.executable,
+        str(ROOT / "serve.py"),
+        "--student",
+        str(run_dir / "student"),
+        "--backend",
+        "torch",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process)
@@ -273,8 +292,10 @@ def test_start_in_background_and_show(run_dir, capsys):
         httpx.get(server.url + "/health", timeout=2)
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
-                    reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it",
+)
 def test_demo_page_in_a_real_browser(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -348,8 +369,15 @@ def test_save_pretrained_writes_a_loadable_folder_with_a_card(student, tmp_path)
     from transformers import AutoTokenizer
 
     folder = student.save_pretrained(tmp_path / "shared")
-    names = {"config.json", "model.safetensors", "tokenizer.json", "onnx", "vocab.txt", "metrics.json",
-             "README.md"}
+    names = {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "onnx",
+        "vocab.txt",
+        "metrics.json",
+        "README.md",
+    }
     assert {p.name for p in folder.iterdir()} >= names
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\n") and "language: ko" in card
@@ -395,17 +423,20 @@ def fill_hub_cache(cache: Path, repo_id: str, folder: Path, revision: str = "a" 
 def run_offline(code: str, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-c", code]
-    return subprocess.run(command, check=False, cwd=cache, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        command, check=False, cwd=cache, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_from_pretrained_hub_id_loads_from_the_local_hub_cache_offline(student, tmp_path):
     folder = student.save_pretrained(tmp_path / "upload")
     cache = tmp_path / "hub"
     fill_hub_cache(cache, "someone/distilko-tiny", folder)
-    code = ("import json; from model import Student\n"
-            "s = Student.from_pretrained('someone/distilko-tiny', backend='onnx')\n"
-            "print(json.dumps({'p': s.predict_proba(['정말 재밌어요', '시간 아까움']).tolist(), 'm': s.metrics}))")
+    code = (
+        "import json; from model import Student\n"
+        "s = Student.from_pretrained('someone/distilko-tiny', backend='onnx')\n"
+        "print(json.dumps({'p': s.predict_proba(['정말 재밌어요', '시간 아까움']).tolist(), 'm': s.metrics}))"
+    )
     done = run_offline(code, cache)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -436,8 +467,10 @@ class FakeHfApi:
 def test_push_to_hub_uploads_the_shareable_folder(student, tmp_path):
     api = FakeHfApi(tmp_path / "uploaded")
     assert student.push_to_hub("someone/distilko-tiny", private=True, api=api) == "commit-info"
-    assert [(name, repo) for name, repo, _ in api.calls] == [("create_repo", "someone/distilko-tiny"),
-                                                             ("upload_folder", "someone/distilko-tiny")]
+    assert [(name, repo) for name, repo, _ in api.calls] == [
+        ("create_repo", "someone/distilko-tiny"),
+        ("upload_folder", "someone/distilko-tiny"),
+    ]
     assert api.calls[0][2] == {"private": True, "exist_ok": True}
     card = (tmp_path / "uploaded" / "README.md").read_text(encoding="utf-8")
     assert 'Student.from_pretrained("someone/distilko-tiny", backend="onnx-int8")' in card
@@ -463,8 +496,10 @@ def test_spread_and_busy_or_unstable_warnings():
 def test_serving_targets_compare_with_the_health_ceiling():
     import bench
 
-    passes = [{"requests": 100, "errors": 0, "seconds": 0.5, "latencies": [0.01] * 90 + [0.2] * 10},
-              {"requests": 100, "errors": 1, "seconds": 1.0, "latencies": [0.02] * 90 + [0.1] * 10}]
+    passes = [
+        {"requests": 100, "errors": 0, "seconds": 0.5, "latencies": [0.01] * 90 + [0.2] * 10},
+        {"requests": 100, "errors": 1, "seconds": 1.0, "latencies": [0.02] * 90 + [0.1] * 10},
+    ]
     row = bench.scenario_row("single", 1, 64, passes)
     assert row["req_per_s"] == pytest.approx(150)
     assert row["req_per_s_spread_pct"] == pytest.approx(100 * 100 / 150)
@@ -480,9 +515,16 @@ def test_serving_targets_compare_with_the_health_ceiling():
 def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
     import bench
 
-    load = bench.LoadTest(student=str(run_dir / "student"), backend="onnx", windows_ms=(2.0,), requests=24,
-                          time_cap_s=5, repeats=2, out=str(tmp_path),
-                          scenarios=(("health", 0, 4), ("single", 1, 4), ("batch64", 64, 2)))
+    load = bench.LoadTest(
+        student=str(run_dir / "student"),
+        backend="onnx",
+        windows_ms=(2.0,),
+        requests=24,
+        time_cap_s=5,
+        repeats=2,
+        out=str(tmp_path),
+        scenarios=(("health", 0, 4), ("single", 1, 4), ("batch64", 64, 2)),
+    )
     results = bench.serve_load_test(load)
     rows = {row["scenario"]: row for row in results["rows"]}
     assert set(rows) == {"health", "single", "batch64"} and all(r["errors"] == 0 for r in rows.values())

@@ -38,7 +38,24 @@ from model import BiLSTMClassifier, StudentConfig, save_student
 ROOT = Path(__file__).resolve().parents[1]
 POSITIVE = ["좋아요", "최고", "재밌어요", "감동", "추천합니다", "명작"]
 NEGATIVE = ["별로", "최악", "지루해요", "실망", "노잼", "엉망"]
-FILLER = ["영화", "배우", "스토리", "연기", "진짜", "그냥", "정말", "오늘", "보고", "왔는데", "음악", "감독", "내용", "처음", "마지막", "ㅋㅋ"]
+FILLER = [
+    "영화",
+    "배우",
+    "스토리",
+    "연기",
+    "진짜",
+    "그냥",
+    "정말",
+    "오늘",
+    "보고",
+    "왔는데",
+    "음악",
+    "감독",
+    "내용",
+    "처음",
+    "마지막",
+    "ㅋㅋ",
+]
 PREDICT_TEXTS = [
     "좋아요",
     "이 영화 정말 최고 감동",
@@ -55,14 +72,20 @@ def reviews(n: int, seed: int) -> pd.DataFrame:
     rows = []
     for i in range(n):
         label = i % 2
-        words = rng.choices(FILLER, k=rng.randint(2, 8)) + rng.choices(POSITIVE if label else NEGATIVE, k=rng.randint(1, 2))
+        words = rng.choices(FILLER, k=rng.randint(2, 8)) + rng.choices(
+            POSITIVE if label else NEGATIVE, k=rng.randint(1, 2)
+        )
         rng.shuffle(words)
         rows.append({"id": f"r{seed}-{i}", "text": " ".join(words), "label": label, "source": "synthetic"})
     return pd.DataFrame(rows)
 
 
 def splits(n_train: int, n_eval: int, seed: int = 0) -> dict[str, pd.DataFrame]:
-    return {"train": reviews(n_train, seed), "valid": reviews(n_eval, seed + 1), "test": reviews(n_eval, seed + 2)}
+    return {
+        "train": reviews(n_train, seed),
+        "valid": reviews(n_eval, seed + 1),
+        "test": reviews(n_eval, seed + 2),
+    }
 
 
 CORPUS = reviews(300, 99)["text"].tolist() + PREDICT_TEXTS
@@ -75,7 +98,9 @@ CORPUS = reviews(300, 99)["text"].tolist() + PREDICT_TEXTS
 
 def _template(tok: Tokenizer, single: str) -> processors.TemplateProcessing:
     names = [word for word in single.split() if word != "$A"]
-    return processors.TemplateProcessing(single=single, special_tokens=[(n, tok.token_to_id(n)) for n in names])
+    return processors.TemplateProcessing(
+        single=single, special_tokens=[(n, tok.token_to_id(n)) for n in names]
+    )
 
 
 def wordpiece() -> PreTrainedTokenizerFast:
@@ -84,19 +109,33 @@ def wordpiece() -> PreTrainedTokenizerFast:
     tok.normalizer = normalizers.BertNormalizer(strip_accents=False, lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.WordPieceTrainer(
+            vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        ),
+    )
     tok.post_processor = _template(tok, "[CLS] $A [SEP]")
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
-def metaspace(model_kind: str, specials: list[str], template: str | None, **tokens) -> PreTrainedTokenizerFast:
+def metaspace(
+    model_kind: str, specials: list[str], template: str | None, **tokens
+) -> PreTrainedTokenizerFast:
     """SentencePiece-like Unigram or BPE over ``▁``-marked words (T5, XLNet, BigBird, KoBART)."""
     if model_kind == "unigram":
         tok = Tokenizer(models.Unigram())
-        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=specials, unk_token=tokens["unk_token"])
+        trainer = trainers.UnigramTrainer(
+            vocab_size=300, special_tokens=specials, unk_token=tokens["unk_token"]
+        )
     else:
         tok = Tokenizer(models.BPE(unk_token=tokens["unk_token"]))
         trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials)
@@ -105,7 +144,9 @@ def metaspace(model_kind: str, specials: list[str], template: str | None, **toke
     tok.train_from_iterator(CORPUS, trainer)
     if template:
         tok.post_processor = _template(tok, template)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_input_names=["input_ids", "attention_mask"], **tokens)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_input_names=["input_ids", "attention_mask"], **tokens
+    )
 
 
 def byte_level_bpe() -> PreTrainedTokenizerFast:
@@ -113,14 +154,29 @@ def byte_level_bpe() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=["</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", bos_token="</s>", model_input_names=["input_ids", "attention_mask"])
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=["</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="</s>",
+        bos_token="</s>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def train_sentencepiece(prefix: Path, **options) -> Path:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS), model_prefix=str(prefix), vocab_size=80, model_type="unigram",
-        character_coverage=1.0, minloglevel=2, **options,
+        sentence_iterator=iter(CORPUS),
+        model_prefix=str(prefix),
+        vocab_size=80,
+        model_type="unigram",
+        character_coverage=1.0,
+        minloglevel=2,
+        **options,
     )
     return prefix.with_suffix(".model")
 
@@ -129,8 +185,17 @@ def kobert_monologg(directory: Path) -> int:
     """monologg/kobert's files: tokenizer_78b3253a26.model + vocab.txt (ids from vocab.txt, specials first)."""
     model_file = train_sentencepiece(directory / "tokenizer_78b3253a26")
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_control(i) and not sp.is_unknown(i)]
-    vocab = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]", *sorted(pieces)]  # an order unlike the SentencePiece ids
+    pieces = [
+        sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_control(i) and not sp.is_unknown(i)
+    ]
+    vocab = [
+        "[UNK]",
+        "[PAD]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *sorted(pieces),
+    ]  # an order unlike the SentencePiece ids
     (directory / "vocab.txt").write_text("".join(v + "\n" for v in vocab), encoding="utf-8")
     (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}), encoding="utf-8")
     return len(vocab)
@@ -139,10 +204,20 @@ def kobert_monologg(directory: Path) -> int:
 def kobert_skt(directory: Path) -> int:
     """skt/kobert-base-v1's files: spiece.model holding the special tokens, tokenizer_config naming XLNetTokenizer."""
     model_file = train_sentencepiece(
-        directory / "spiece", unk_id=0, pad_id=1, bos_id=2, eos_id=3, unk_piece="[UNK]", pad_piece="[PAD]",
-        bos_piece="[CLS]", eos_piece="[SEP]", user_defined_symbols=["[MASK]"],
+        directory / "spiece",
+        unk_id=0,
+        pad_id=1,
+        bos_id=2,
+        eos_id=3,
+        unk_piece="[UNK]",
+        pad_piece="[PAD]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        user_defined_symbols=["[MASK]"],
     )
-    (directory / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLNetTokenizer", "do_lower_case": False}), encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "XLNetTokenizer", "do_lower_case": False}), encoding="utf-8"
+    )
     return spm.SentencePieceProcessor(model_file=str(model_file)).get_piece_size()
 
 
@@ -165,34 +240,108 @@ def build_model(arch: str, directory: Path) -> Path:
         tokenizer = wordpiece()
         config = ElectraConfig(vocab_size=len(tokenizer), embedding_size=32, hidden_size=32, **SMALL)
     elif arch == "roberta":
-        tokenizer = wordpiece()  # klue/roberta: a BERT tokenizer (token_type_ids) on a model with one token type
-        config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, type_vocab_size=1, pad_token_id=0, **SMALL)
+        tokenizer = (
+            wordpiece()
+        )  # klue/roberta: a BERT tokenizer (token_type_ids) on a model with one token type
+        config = RobertaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, type_vocab_size=1, pad_token_id=0, **SMALL
+        )
     elif arch == "distilbert":
         tokenizer = wordpiece()
-        config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+        config = DistilBertConfig(
+            vocab_size=len(tokenizer),
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+        )
     elif arch == "bigbird":
-        tokenizer = metaspace("unigram", ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"], "[CLS] $A [SEP]",
-                              unk_token="<unk>", pad_token="<pad>", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+        tokenizer = metaspace(
+            "unigram",
+            ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+            "[CLS] $A [SEP]",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+        )
         config = BigBirdConfig(vocab_size=len(tokenizer), hidden_size=32, pad_token_id=0, **SMALL)
     elif arch == "xlnet":
-        tokenizer = metaspace("unigram", ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"], "$A <sep> <cls>",
-                              unk_token="<unk>", pad_token="<pad>", cls_token="<cls>", sep_token="<sep>", mask_token="<mask>")
-        config = XLNetConfig(vocab_size=len(tokenizer), d_model=32, n_layer=2, n_head=2, d_inner=64, pad_token_id=5)
+        tokenizer = metaspace(
+            "unigram",
+            ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"],
+            "$A <sep> <cls>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<cls>",
+            sep_token="<sep>",
+            mask_token="<mask>",
+        )
+        config = XLNetConfig(
+            vocab_size=len(tokenizer), d_model=32, n_layer=2, n_head=2, d_inner=64, pad_token_id=5
+        )
     elif arch == "t5":
-        tokenizer = metaspace("unigram", ["<pad>", "</s>", "<unk>"], "$A </s>", unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
-        config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
-                          pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+        tokenizer = metaspace(
+            "unigram",
+            ["<pad>", "</s>", "<unk>"],
+            "$A </s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            eos_token="</s>",
+        )
+        config = T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=16,
+            d_ff=64,
+            num_layers=2,
+            num_heads=2,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
     elif arch == "bart":
         # KoBART: its tokenizer adds neither <s> nor </s>
-        tokenizer = metaspace("bpe", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], None,
-                              unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>", mask_token="<mask>")
-        config = BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-                            bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2)
+        tokenizer = metaspace(
+            "bpe",
+            ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+            None,
+            unk_token="<unk>",
+            pad_token="<pad>",
+            bos_token="<s>",
+            eos_token="</s>",
+            mask_token="<mask>",
+        )
+        config = BartConfig(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=2,
+            forced_eos_token_id=2,
+        )
     elif arch == "gpt2":
         tokenizer = byte_level_bpe()
         eos = tokenizer.eos_token_id
-        config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=eos, eos_token_id=eos)
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
     else:
         raise ValueError(arch)
     AutoModel.from_config(config).save_pretrained(directory)
@@ -200,7 +349,19 @@ def build_model(arch: str, directory: Path) -> Path:
     return directory
 
 
-ARCHITECTURES = ["bert", "roberta", "distilbert", "electra", "bigbird", "bart", "gpt2", "xlnet", "t5", "kobert-monologg", "kobert-skt"]
+ARCHITECTURES = [
+    "bert",
+    "roberta",
+    "distilbert",
+    "electra",
+    "bigbird",
+    "bart",
+    "gpt2",
+    "xlnet",
+    "t5",
+    "kobert-monologg",
+    "kobert-skt",
+]
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +400,16 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
 
     teacher = T.load_teacher(str(out_dir), device="cpu", max_length=128)
     # capped by the 64 learned positions (RoBERTa numbers them from pad_token_id + 1 = 1); XLNet and T5: relative positions
-    assert teacher.num_labels == 2 and teacher.max_length == {"roberta": 63, "xlnet": 128, "t5": 128}.get(arch, 64)
+    assert teacher.num_labels == 2 and teacher.max_length == {"roberta": 63, "xlnet": 128, "t5": 128}.get(
+        arch, 64
+    )
     assert teacher.model.config.id2label == {0: "negative", 1: "positive"}
     logits = teacher.predict_logits(PREDICT_TEXTS, batch_size=4, show_progress=False)
-    assert logits.shape == (len(PREDICT_TEXTS), 2) and logits.dtype == torch.float32 and logits.device.type == "cpu"
+    assert (
+        logits.shape == (len(PREDICT_TEXTS), 2)
+        and logits.dtype == torch.float32
+        and logits.device.type == "cpu"
+    )
     assert torch.isfinite(logits).all()
     # one text at a time (no padding at all) must give the same logits as padded, length-sorted batches
     single = torch.cat([teacher.predict_logits([text], show_progress=False) for text in PREDICT_TEXTS])
@@ -259,7 +426,9 @@ def test_finetuned_teacher_learns(tmp_path):
     assert info["test_accuracy"] > 0.8 and info["val_accuracy"] > 0.8
     assert info["hyperparameters"]["max_length"] == 64  # capped by the model's positions
     teacher = T.load_teacher(str(out_dir), device="cpu")
-    predicted = teacher.predict_logits(["정말 최고 좋아요 명작", "진짜 최악 별로 실망"], show_progress=False).argmax(-1)
+    predicted = teacher.predict_logits(
+        ["정말 최고 좋아요 명작", "진짜 최악 별로 실망"], show_progress=False
+    ).argmax(-1)
     assert predicted.tolist() == [1, 0]
 
 
@@ -513,20 +682,36 @@ def test_bad_texts_get_clear_errors(teacher_finetuned):
 
 def test_quirks_are_applied(teacher_finetuned):
     gpt2 = T.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
-    assert gpt2.encoder.tokenizer.pad_token == "</s>" and gpt2.model.config.pad_token_id == gpt2.encoder.tokenizer.eos_token_id
+    assert (
+        gpt2.encoder.tokenizer.pad_token == "</s>"
+        and gpt2.model.config.pad_token_id == gpt2.encoder.tokenizer.eos_token_id
+    )
     assert gpt2.encoder.tokenizer.padding_side == "right"
     xlnet = T.load_teacher(str(teacher_finetuned("xlnet")), device="cpu")
-    assert xlnet.encoder.tokenizer.padding_side == "left" and xlnet.max_length == 128  # relative positions: no cap
+    assert (
+        xlnet.encoder.tokenizer.padding_side == "left" and xlnet.max_length == 128
+    )  # relative positions: no cap
     roberta = T.load_teacher(str(teacher_finetuned("roberta")), device="cpu")
-    assert "token_type_ids" not in roberta.encoder.input_names and roberta.max_length == 63  # positions start at pad+1
-    assert "token_type_ids" not in T.load_teacher(str(teacher_finetuned("distilbert")), device="cpu").encoder.input_names
-    assert "token_type_ids" in T.load_teacher(str(teacher_finetuned("bert")), device="cpu").encoder.input_names
+    assert (
+        "token_type_ids" not in roberta.encoder.input_names and roberta.max_length == 63
+    )  # positions start at pad+1
+    assert (
+        "token_type_ids"
+        not in T.load_teacher(str(teacher_finetuned("distilbert")), device="cpu").encoder.input_names
+    )
+    assert (
+        "token_type_ids" in T.load_teacher(str(teacher_finetuned("bert")), device="cpu").encoder.input_names
+    )
     bigbird = T.load_teacher(str(teacher_finetuned("bigbird")), device="cpu")
     assert bigbird.model.config.attention_type == "original_full"
     bart = T.load_teacher(str(teacher_finetuned("bart")), device="cpu")
     eos = bart.model.config.eos_token_id
     for feature in bart.encoder.encode(["좋아요", "최고 </s> 감동", " ".join(FILLER * 6)]):
-        assert feature["input_ids"][-1] == eos and feature["input_ids"].count(eos) == 1 and len(feature["input_ids"]) <= 64
+        assert (
+            feature["input_ids"][-1] == eos
+            and feature["input_ids"].count(eos) == 1
+            and len(feature["input_ids"]) <= 64
+        )
 
 
 @pytest.mark.parametrize("layout", ["kobert-monologg", "kobert-skt"])
@@ -538,7 +723,11 @@ def test_kobert_tokenizer_layouts(layout, tmp_path):
     sp = spm.SentencePieceProcessor(model_file=str(next(directory.glob("*.model"))))
     pieces = sp.encode("정말 최고 좋아요", out_type=str)
     ids = tokenizer("정말 최고 좋아요")["input_ids"]
-    vocab = (directory / "vocab.txt").read_text(encoding="utf-8").splitlines() if layout == "kobert-monologg" else None
+    vocab = (
+        (directory / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        if layout == "kobert-monologg"
+        else None
+    )
     expected = [vocab.index(p) for p in pieces] if vocab else [sp.piece_to_id(p) for p in pieces]
     assert ids == [tokenizer.cls_token_id, *expected, tokenizer.sep_token_id]
     assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id) == (2, 3, 1)
@@ -596,8 +785,12 @@ def test_names_and_directories(tmp_path):
     assert T.resolve_teacher(str(local)) == local
     assert T.teacher_cache_dir(str(local)) == local / "logits"
     assert T.resolve_teacher("mine", root=tmp_path) == local  # a name under root
-    assert T.teacher_cache_dir("monologg/kobert", root=tmp_path) == tmp_path / "hub--monologg--kobert" / "logits"
-    assert T.teacher_cache_dir("klue-bert", root=tmp_path) == tmp_path / "hub--klue-bert" / "logits"  # never a model name under root
+    assert (
+        T.teacher_cache_dir("monologg/kobert", root=tmp_path) == tmp_path / "hub--monologg--kobert" / "logits"
+    )
+    assert (
+        T.teacher_cache_dir("klue-bert", root=tmp_path) == tmp_path / "hub--klue-bert" / "logits"
+    )  # never a model name under root
     with pytest.raises(FileNotFoundError, match="neither a local directory"):
         T.resolve_teacher(str(tmp_path / "missing" / "dir"))
 
@@ -672,15 +865,35 @@ dist.destroy_process_group()
 
 def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
     model_dir = teacher_finetuned("bert")
-    texts = PREDICT_TEXTS + ["최고 감동", "진짜 별로"] + reviews(3, 5)["text"].tolist()  # 11 texts: uneven shards
+    texts = (
+        PREDICT_TEXTS + ["최고 감동", "진짜 별로"] + reviews(3, 5)["text"].tolist()
+    )  # 11 texts: uneven shards
     script = tmp_path / "predict.py"
-    script.write_text(textwrap.dedent(DISTRIBUTED_SCRIPT.format(root=str(ROOT), texts=texts, model_dir=str(model_dir), out=str(tmp_path))))
+    script.write_text(
+        textwrap.dedent(
+            DISTRIBUTED_SCRIPT.format(
+                root=str(ROOT), texts=texts, model_dir=str(model_dir), out=str(tmp_path)
+            )
+        )
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(port), str(script)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(script),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = T.load_teacher(str(model_dir), device="cpu").predict_logits(texts, show_progress=False)
@@ -690,16 +903,28 @@ def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_each_architecture_teaches_a_student_through_the_cache(arch, teacher_finetuned, data_dir, tmp_path, monkeypatch):
+def test_each_architecture_teaches_a_student_through_the_cache(
+    arch, teacher_finetuned, data_dir, tmp_path, monkeypatch
+):
     import distil
 
     out_dir = teacher_finetuned(arch)
-    paths = distil.Paths(str(data_dir), str(tmp_path / "data"), str(tmp_path / "tok"), str(tmp_path / "teachers"), str(tmp_path / "runs"))
-    cfg = distil.RunConfig(teacher=str(out_dir), alpha=0.5, size="tiny", vocab_size=200, epochs=1, max_train=120)
+    paths = distil.Paths(
+        str(data_dir),
+        str(tmp_path / "data"),
+        str(tmp_path / "tok"),
+        str(tmp_path / "teachers"),
+        str(tmp_path / "runs"),
+    )
+    cfg = distil.RunConfig(
+        teacher=str(out_dir), alpha=0.5, size="tiny", vocab_size=200, epochs=1, max_train=120
+    )
     metrics = distil.train_student(cfg, paths, device="cpu")
     assert metrics["teacher"] == str(out_dir) and metrics["epochs_run"] == 1
     cache = utils.LogitsCache.load(out_dir / "logits" / "nsmc-train.safetensors")
-    assert cache.logits.shape == (120, 2) and cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(out_dir)
+    assert cache.logits.shape == (120, 2) and cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(
+        out_dir
+    )
     # Another vocab size and student size: served from the cache, the teacher is never loaded.
     monkeypatch.setattr(T, "load_teacher", lambda *a, **k: pytest.fail("the teacher ran again"))
     again = distil.train_student(dataclasses.replace(cfg, vocab_size=300, size="mini"), paths, device="cpu")

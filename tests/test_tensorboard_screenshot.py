@@ -22,9 +22,7 @@ def load_tool():
     return tool
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="chromium is not installed (apt-get install chromium)"
-)
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="chromium is not installed (apt-get install chromium)")
 def test_learning_curves_are_drawn_in_a_real_browser(tmp_path, data_dir):
     pytest.importorskip("playwright", reason="the playwright package (requirements-dev.txt) is missing")
     runs = tmp_path / "runs"
