@@ -668,7 +668,7 @@ def read_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(runs_dir).glob("**/metrics.json")):
         metrics = json.loads(path.read_text(encoding="utf-8"))
-        if all(metrics.get(k) is not None for k in METRICS + ["params"]):
+        if all(metrics.get(k) is not None for k in [*METRICS, "params"]):
             rows.append(
                 {k: metrics.get(k) for k in GROUP_KEYS + METRICS + ["params", "seed"]}
                 | {"run_dir": str(path.parent)}
@@ -719,7 +719,7 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
         params = 0
         for weights in directory.glob("model*.safetensors"):
             with safe_open(str(weights), framework="pt") as f:
-                params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+                params += sum(math.prod(f.get_slice(k).get_shape()) for k in f)
         if info.get("test_accuracy") is not None and params:
             found.append(
                 {

@@ -191,7 +191,7 @@ def test_padding_invariance(pooling, num_layers):
         batched = model(input_ids, lengths)[1]
         extra_pad = model(torch.tensor([short + [0] * 10]), torch.tensor([5]))[0]
         # positions past the length must be ignored whatever they contain
-        garbage = model(torch.tensor([short + [33, 44, 45, 46]]), torch.tensor([5]))[0]
+        garbage = model(torch.tensor([[*short, 33, 44, 45, 46]]), torch.tensor([5]))[0]
     for other in (batched, extra_pad, garbage):
         torch.testing.assert_close(other, alone, atol=1e-5, rtol=0)
 

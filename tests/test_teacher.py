@@ -866,7 +866,7 @@ dist.destroy_process_group()
 def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
     model_dir = teacher_finetuned("bert")
     texts = (
-        PREDICT_TEXTS + ["최고 감동", "진짜 별로"] + reviews(3, 5)["text"].tolist()
+        [*PREDICT_TEXTS, "최고 감동", "진짜 별로", *reviews(3, 5)["text"].tolist()]
     )  # 11 texts: uneven shards
     script = tmp_path / "predict.py"
     script.write_text(
