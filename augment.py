@@ -164,8 +164,8 @@ def perturb(
 
 
 def rebuild(kiwi, morphs: list[Morph], mask_token: str) -> str:
-    """The sentence Kiwi's ``join`` makes of ``morphs``. An ending that joins a masked stem comes out as a bare
-    jamo (``[MASK]ᆫ다``); the mask takes it in (``[MASK]다``)."""
+    """The sentence Kiwi's ``join`` makes of ``morphs``. An ending that joins a masked stem comes out as a
+    bare jamo (``[MASK]ᆫ다``); the mask takes it in (``[MASK]다``)."""
     return re.sub(re.escape(mask_token) + "[\u1100-\u11ff]+", lambda _: mask_token, kiwi.join(morphs))
 
 

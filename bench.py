@@ -1,6 +1,7 @@
 """Benchmarks: how fast, how small and how accurate the BiLSTM students are next to their teachers.
 
-    python bench.py [--data-dir /work/shared/data/nsmc] [--runs runs] [--out bench_out] [--quick] [--threads N]
+    python bench.py [--data-dir /work/shared/data/nsmc] [--runs runs] [--out bench_out] [--quick]
+                    [--threads N]
 
 Sections, each printed as a table and saved in <out>/bench_results.json:
 1. speed    sentences/s at batch 1 and 64 (and the median batch-1 latency), end to end (text in, label out)
@@ -256,7 +257,8 @@ def synthetic_reviews(n: int, seed: int) -> pd.DataFrame:
 
 
 def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
-    """Training texts (for the tokenizers and the cache section), the timed test sentences, and their source."""
+    """Training texts (for the tokenizers and the cache section), the timed test sentences, and their
+    source."""
     if settings.data_dir:
         splits = utils.load_dataset("nsmc", data_dir=settings.data_dir)
         train, test, source = splits["train"], splits["test"], f"NSMC test reviews ({settings.data_dir})"
@@ -275,7 +277,8 @@ def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
 
 
 def load_tokenizers(train: pd.DataFrame, root: Path):
-    """The students' WordPiece tokenizer (vocab 3000) and a stand-in for the teachers' (vocab 32000, [CLS] ... [SEP])."""
+    """The students' WordPiece tokenizer (vocab 3000) and a stand-in for the teachers' (vocab 32000,
+    [CLS] ... [SEP])."""
     from tokenizers import processors
 
     student = utils.get_tokenizer(train, STUDENT_VOCAB, "bench", root)
@@ -344,7 +347,8 @@ def timing_warning(load_before: float, load_after: float, spreads: Sequence[floa
 
 
 class TeacherRunner:
-    """A transformers classifier behind the same two calls as a student: texts -> labels, token ids -> logits."""
+    """A transformers classifier behind the same two calls as a student: texts -> labels, token ids ->
+    logits."""
 
     def __init__(self, model: torch.nn.Module, tokenizer):
         self.model, self.tokenizer = model, tokenizer
@@ -605,7 +609,9 @@ def measure_cache(
         runner = TeacherRunner(teacher, teacher_tokenizer)
         teacher_ids = runner.encode(texts)
         teacher_seconds = mean_seconds(
-            lambda idx: runner.logits_from_ids([teacher_ids[i] for i in idx]),
+            lambda idx, runner=runner, teacher_ids=teacher_ids: runner.logits_from_ids(
+                [teacher_ids[i] for i in idx]
+            ),
             cycle(batches, settings.teacher_batches),
         )
         rows.append(
@@ -679,7 +685,7 @@ def read_runs(runs_dir: str | Path) -> pd.DataFrame:
 def accuracy_table(runs: pd.DataFrame) -> list[dict]:
     """Runs grouped by everything but the seed: mean and std (over seeds) of each accuracy metric."""
     table = []
-    for key, group in runs.fillna({"teacher": "none", "unlabeled": "none", "n_train": "all"}).groupby(
+    for _, group in runs.fillna({"teacher": "none", "unlabeled": "none", "n_train": "all"}).groupby(
         GROUP_KEYS, dropna=False, sort=False
     ):
         first = group.iloc[0]
@@ -732,7 +738,8 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
 
 
 def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
-    """Accuracy of each backend on the NSMC test set, for the best run (by validation accuracy) of each size."""
+    """Accuracy of each backend on the NSMC test set, for the best run (by validation accuracy) of each
+    size."""
     if not settings.data_dir or runs.empty:
         return []
     test = utils.load_dataset("nsmc", data_dir=settings.data_dir)["test"]
@@ -1619,13 +1626,15 @@ def show(title: str, rows: list[dict], columns: list[str] | None = None) -> None
 
 
 def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
-    """Every section; prints the tables, writes <out>/bench_results.json and the plot, and returns the JSON's content."""
+    """Every section; prints the tables, writes <out>/bench_results.json and the plot, and returns the
+    JSON's content."""
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(settings.threads)
     machine = machine_info(settings.threads)
     print(
-        f"machine: {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, {settings.threads} threads "
+        f"machine: {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, "
+        f"{settings.threads} threads "
         f"(torch and onnxruntime), load average {machine['load_average_at_start']}"
     )
     print(
@@ -1634,15 +1643,17 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     )
     if machine["load_average_at_start"][0] > machine["cpus_available"] / 2:
         print(
-            "WARNING: other processes keep this machine busy: timings are unreliable, multi-threaded ones most"
+            "WARNING: other processes keep this machine busy: timings are unreliable, "
+            "multi-threaded ones most"
         )
 
     train, texts, source = load_texts(settings)
     student_tokenizer, teacher_tokenizer = load_tokenizers(train, out / "tokenizer")
     lengths = [len(s) for s in encode(student_tokenizer, texts, StudentConfig.max_length)]
     print(
-        f"sentences: {len(texts)} {source}; {np.mean(lengths):.1f} student tokens on average (max {max(lengths)}); "
-        f"student vocabulary {len(student_tokenizer)} (asked for {STUDENT_VOCAB}), trained on {len(train):,} texts"
+        f"sentences: {len(texts)} {source}; {np.mean(lengths):.1f} student tokens on average "
+        f"(max {max(lengths)}); student vocabulary {len(student_tokenizer)} (asked for {STUDENT_VOCAB}), "
+        f"trained on {len(train):,} texts"
     )
     print(
         "teachers: random weights in their real shapes; their tokenizer is a stand-in WordPiece of "
@@ -1682,7 +1693,8 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     cache = measure_cache(settings, train, student_tokenizer, teacher_tokenizer, built)
     del built
     show(
-        f"3. seconds per distillation epoch on this CPU ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; EXTRAPOLATED from "
+        f"3. seconds per distillation epoch on this CPU ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; "
+        "EXTRAPOLATED from "
         "measured training steps and teacher forward passes)",
         cache,
         [
@@ -1761,7 +1773,8 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     )
     (out / "bench_results.json").write_text(text + "\n", encoding="utf-8")
     print(
-        f"\nwrote {out / 'bench_results.json'} and {plot}; load average at the end {machine['load_average_at_end']}"
+        f"\nwrote {out / 'bench_results.json'} and {plot}; "
+        f"load average at the end {machine['load_average_at_end']}"
     )
     return json.loads(text)
 

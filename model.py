@@ -139,8 +139,8 @@ class BiLSTMClassifier(nn.Module):
         out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True)  # [B, T, 2H], T = max(lengths)
         lengths = lengths.to(out.device)
         if self.config.pooling == "last":
-            # the top layer's final states (= h_n[-2], h_n[-1]): forward at the last valid step, backward at step 0;
-            # read from the outputs rather than h_n because that exports to ONNX
+            # the top layer's final states (= h_n[-2], h_n[-1]): forward at the last valid step, backward at
+            # step 0; read from the outputs rather than h_n because that exports to ONNX
             h = self.config.hidden_dim
             last_step = out[torch.arange(out.size(0), device=out.device), lengths - 1]
             pooled = torch.cat([last_step[:, :h], out[:, 0, h:]], dim=-1)
@@ -184,7 +184,8 @@ def encode_with(
     A text with no tokens (empty, whitespace, only characters the normalizer drops) is a ValueError naming
     its index, or, given ``unk_id``, the single token ``[unk_id]`` (what Student does at inference).
     """
-    # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one text too)
+    # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
+    # text too)
     ids = [enc.ids[:max_length] for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
     for i, seq in enumerate(ids):
         if not seq:
@@ -365,10 +366,12 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def export_onnx(model: BiLSTMClassifier, quantize: bool = False) -> bytes:
-    """The model as a serialized ONNX graph: input_ids [B, T] and lengths [B] (int64) -> logits [B, num_labels].
+    """The model as a serialized ONNX graph: input_ids [B, T] and lengths [B] (int64) -> logits
+    [B, num_labels].
 
     quantize=True stores the weights as int8 (onnxruntime dynamic quantization; activations are quantized on
-    the fly) with 7-bit weight range: CPUs without VNNI (plain AVX2) saturate on full-range u8s8 products. The graph carries the weights' fingerprint, which Student checks against the model it serves.
+    the fly) with 7-bit weight range: CPUs without VNNI (plain AVX2) saturate on full-range u8s8 products.
+    The graph carries the weights' fingerprint, which Student checks against the model it serves.
     """
     import onnx
     from onnxruntime.quantization import quant_pre_process, quantize_dynamic
@@ -409,7 +412,7 @@ def save_onnx(directory: str | Path) -> dict[str, Path]:
     paths = {}
     for backend, name in ONNX_FILES.items():
         graph = export_onnx(model, quantize=backend == "onnx-int8")
-        atomic_save(out / name, lambda tmp: tmp.write_bytes(graph))
+        atomic_save(out / name, lambda tmp, graph=graph: tmp.write_bytes(graph))
         paths[backend] = out / name
     return paths
 
@@ -498,7 +501,8 @@ class Student:
         threads: int = 1,
         revision: str | None = None,
     ) -> Student:
-        """Load a saved student; ONNX backends use directory/onnx/ (see save_onnx) if present, else export now.
+        """Load a saved student; ONNX backends use directory/onnx/ (see save_onnx) if present, else export
+        now.
 
         directory may also be a Hugging Face Hub repository id ("org/name", optionally at a revision) that is
         not a local path: it is downloaded once into the Hub cache (offline with HF_HUB_OFFLINE=1).

@@ -510,9 +510,11 @@ document.querySelectorAll(".examples button").forEach((b) => b.addEventListener(
 }));
 fetch("/model").then((r) => r.json()).then((m) => {
   const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(2) + " %");
-  const rows = [["실행 run", m.name], ["크기 size", m.size + ", " + m.params.toLocaleString() + " parameters" +
+  const rows = [["실행 run", m.name],
+                ["크기 size", m.size + ", " + m.params.toLocaleString() + " parameters" +
                  (m.size_bytes ? ", " + (m.size_bytes / 1e6).toFixed(2) + " MB" : "")],
-                ["테스트 정확도 test accuracy", pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "")],
+                ["테스트 정확도 test accuracy",
+                 pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "")],
                 ["교사 teacher", m.teacher || "없음 (none)"], ["백엔드 backend", m.backend]];
   const card = document.getElementById("card");
   rows.forEach(([k, v]) => {

@@ -431,7 +431,8 @@ def _verify_download(dest: Path) -> bool:
 def dataset_files(
     name: str, data_dir: str | Path | None = None, root: str | Path = "data"
 ) -> dict[str, Path]:
-    """Local paths of a dataset's files: from ``data_dir`` if given, else ``root/name/`` (downloaded if missing)."""
+    """Local paths of a dataset's files: from ``data_dir`` if given, else ``root/name/`` (downloaded if
+    missing)."""
     spec = _spec(name)
     paths = {}
     for role, filename in spec.files.items():
@@ -439,7 +440,8 @@ def dataset_files(
             path = Path(data_dir) / filename
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"{path} not found: --data-dir must hold the {name} file {filename} ({spec.url}{filename})"
+                    f"{path} not found: --data-dir must hold the {name} file {filename} "
+                    f"({spec.url}{filename})"
                 )
         else:
             remove_stale_temporaries(Path(root) / name)
@@ -722,7 +724,8 @@ def train_tokenizer(
     backend.train_from_iterator(texts, trainer, length=len(texts))
     if backend.get_vocab_size() > vocab_size:
         raise ValueError(
-            f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: use a larger vocab size"
+            f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: "
+            "use a larger vocab size"
         )
     # a fresh tokenizer: the ##c tokens were special only for training
     vocab = _sorted_vocab(backend.get_vocab())
@@ -962,7 +965,8 @@ class LogitsCache:
         self.index = {example_id: row for row, example_id in enumerate(self.ids)}
 
     def lookup(self, df: pd.DataFrame) -> torch.Tensor:
-        """Logits aligned with the rows of ``df``; ``CacheMismatch`` if an id is missing or its text changed."""
+        """Logits aligned with the rows of ``df``; ``CacheMismatch`` if an id is missing or its text
+        changed."""
         rows = [self.index.get(i, -1) for i in df["id"]]
         missing = rows.count(-1)
         if missing:

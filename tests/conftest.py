@@ -100,7 +100,8 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory, data_dir) -> Path:
-    """A tiny randomly initialised BERT classifier with a WordPiece tokenizer, saved like a fine-tuned teacher."""
+    """A tiny randomly initialised BERT classifier with a WordPiece tokenizer, saved like a fine-tuned
+    teacher."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 

@@ -398,7 +398,7 @@ def test_tiny_model_learns_toy_task(tokenizer):
     ids = encode(tokenizer, train_texts, 32)
     targets = torch.tensor(train_labels)
     model.train()
-    for step in range(200):
+    for _ in range(200):
         batch = torch.randint(0, len(ids), (32,))
         input_ids, lengths = pad_batch([ids[i] for i in batch])
         loss = torch.nn.functional.cross_entropy(model(input_ids, lengths), targets[batch])

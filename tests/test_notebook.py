@@ -65,7 +65,8 @@ def text_of(nb: nbformat.NotebookNode, cell_id: str | None = None) -> str:
 
 
 def artefacts(work_dir: Path) -> dict[str, int]:
-    """mtime (ns) of everything a rerun must leave alone: the teacher, its logits cache, tokenizers and finished runs."""
+    """mtime (ns) of everything a rerun must leave alone: the teacher, its logits cache, tokenizers and
+    finished runs."""
     teacher_files = ("teacher.json", "model.safetensors", "logits/*.safetensors")
     patterns = [f"{TEACHER_GLOB}/{name}" for name in teacher_files]
     patterns += ["tokenizer/*/training.json", "runs/nsmc/*/metrics.json"]

@@ -178,8 +178,8 @@ def test_bench_peers_are_trained_scored_and_timed(splits):
         fasttext_epochs=20,
     )
     texts = splits["test"]["text"].tolist()[:128]
-    # A fresh process: fastText training hits NaN in a process that has built a Kiwi analyser (kiwipiepy 0.24.1,
-    # fasttext-numpy2-wheel), which test_augment.py does earlier in the same pytest run.
+    # A fresh process: fastText training hits NaN in a process that has built a Kiwi analyser
+    # (kiwipiepy 0.24.1, fasttext-numpy2-wheel), which test_augment.py does earlier in the same pytest run.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         rows = pool.submit(
             bench.measure_peers, settings, splits["train"], splits["test"], texts, cfg

@@ -182,7 +182,8 @@ def train_sentencepiece(prefix: Path, **options) -> Path:
 
 
 def kobert_monologg(directory: Path) -> int:
-    """monologg/kobert's files: tokenizer_78b3253a26.model + vocab.txt (ids from vocab.txt, specials first)."""
+    """monologg/kobert's files: tokenizer_78b3253a26.model + vocab.txt (ids from vocab.txt, specials
+    first)."""
     model_file = train_sentencepiece(directory / "tokenizer_78b3253a26")
     sp = spm.SentencePieceProcessor(model_file=str(model_file))
     pieces = [
@@ -202,7 +203,8 @@ def kobert_monologg(directory: Path) -> int:
 
 
 def kobert_skt(directory: Path) -> int:
-    """skt/kobert-base-v1's files: spiece.model holding the special tokens, tokenizer_config naming XLNetTokenizer."""
+    """skt/kobert-base-v1's files: spiece.model holding the special tokens, tokenizer_config naming
+    XLNetTokenizer."""
     model_file = train_sentencepiece(
         directory / "spiece",
         unk_id=0,
@@ -225,7 +227,8 @@ SMALL = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, m
 
 
 def build_model(arch: str, directory: Path) -> Path:
-    """Save a tiny randomly initialised base model (no classification head) and its tokenizer to ``directory``."""
+    """Save a tiny randomly initialised base model (no classification head) and its tokenizer to
+    ``directory``."""
     torch.manual_seed(0)
     directory.mkdir(parents=True)
     if arch in ("kobert-monologg", "kobert-skt"):
@@ -399,7 +402,8 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
     assert list(log_dir.glob("events.out.tfevents.*")), "no TensorBoard log beside the students' runs"
 
     teacher = T.load_teacher(str(out_dir), device="cpu", max_length=128)
-    # capped by the 64 learned positions (RoBERTa numbers them from pad_token_id + 1 = 1); XLNet and T5: relative positions
+    # capped by the 64 learned positions (RoBERTa numbers them from pad_token_id + 1 = 1); XLNet and T5:
+    # relative positions
     assert teacher.num_labels == 2 and teacher.max_length == {"roberta": 63, "xlnet": 128, "t5": 128}.get(
         arch, 64
     )
@@ -865,9 +869,8 @@ dist.destroy_process_group()
 
 def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
     model_dir = teacher_finetuned("bert")
-    texts = (
-        [*PREDICT_TEXTS, "최고 감동", "진짜 별로", *reviews(3, 5)["text"].tolist()]
-    )  # 11 texts: uneven shards
+    # 11 texts: uneven shards
+    texts = [*PREDICT_TEXTS, "최고 감동", "진짜 별로", *reviews(3, 5)["text"].tolist()]
     script = tmp_path / "predict.py"
     script.write_text(
         textwrap.dedent(
