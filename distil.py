@@ -456,7 +456,8 @@ def configs_from_params(
 ) -> tuple[DataConfig, list[RunConfig]]:
     """The notebook's PARAMS -> (data settings, one RunConfig per grid point); every key and value checked.
 
-    A list value is a grid axis. ``teacher`` replaces PARAMS' teacher; ``alphas`` replaces PARAMS' alpha
+    A list value is a grid axis, but for the fields that take several values (teacher, teacher_weights,
+    unlabeled). ``teacher`` (one or a list) replaces PARAMS' teacher; ``alphas`` replaces PARAMS' alpha
     (alpha = 1 points are baselines). Keys other than RunConfig / Paths fields, TEACHER_PARAMS and
     ``extra_keys`` are refused with the nearest valid key.
     """
@@ -470,8 +471,10 @@ def configs_from_params(
     values["teacher"] = teacher
     if alphas is not None:
         values["alpha"] = list(alphas)
-    fixed = {k: v for k, v in values.items() if not isinstance(v, (list, tuple))}
-    axes = {k: list(v) for k, v in values.items() if isinstance(v, (list, tuple))}
+    hints = typing.get_type_hints(RunConfig)
+    several = {k for k in values if _takes_several(hints[k])}  # teacher, unlabeled: a list is one value
+    fixed = {k: v for k, v in values.items() if k in several or not isinstance(v, (list, tuple))}
+    axes = {k: list(v) for k, v in values.items() if k not in fixed}
     for key in axes:
         if not _meta(RunConfig, key).get("grid"):
             grid_keys = [f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("grid")]
