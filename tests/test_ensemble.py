@@ -245,3 +245,54 @@ def test_augment_stage_writes_a_deterministic_transfer_set_without_split_texts(t
     with pytest.raises(SystemExit) as exit_info:
         distil.main(["augment", *common, "--out", str(first), "--p-mask", "1.5"])
     assert exit_info.value.code == 2
+
+
+# --- the notebook ----------------------------------------------------------------------------------------
+
+
+def test_notebook_distils_from_an_ensemble_with_augmentation(tmp_path, data_dir, tiny_teacher, monkeypatch):
+    from test_notebook import execute, kernel_pythonpath, text_of
+
+    params = {
+        "data_dir": str(data_dir),
+        "teacher_base_model": [
+            str(tiny_teacher),
+            "tfidf-lr",
+        ],  # a transformer fine-tuned briefly, and TF-IDF + LR
+        "teacher_weights": [1, 2],
+        "teacher_max_steps": 2,
+        "teacher_batch_size": 16,
+        "teacher_max_length": 32,
+        "augment": True,
+        "n_iter": 1,
+        "p_mask": 0.2,
+        "vocab_size": [200],
+        "size": "tiny",
+        "alpha": [0.5],
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 1e-2,
+        "baseline": False,
+        "speed_sentences": 20,
+        "show_tensorboard": False,
+    }
+    monkeypatch.setenv("DISTILKO_PARAMS", json.dumps(params))
+    monkeypatch.setenv("PYTHONPATH", kernel_pythonpath())
+    out = text_of(execute(tmp_path))
+    [augmented] = (tmp_path / "data").glob("nsmc-augmented-*.txt")
+    members = [next((tmp_path / "teacher_model").glob(f"{g}-nsmc-*")) for g in ("tiny-bert-nsmc", "tfidf-lr")]
+    for member in members:
+        assert (member / "logits" / f"nsmc-unlabeled-{augmented.stem}.safetensors").is_file()
+    assert "ensemble of 2 teachers: test accuracy" in out
+    [run_dir] = (tmp_path / "runs" / "nsmc").glob("tiny-v200-ens2-*")
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["teachers"] == [str(m.relative_to(tmp_path)) for m in members]
+    assert metrics["teacher_weights"] == [1.0, 2.0] and metrics["unlabeled"] == str(
+        augmented.relative_to(tmp_path)
+    )
+    assert (
+        f"-u-{augmented.stem}" in run_dir.name
+        and len(augmented.read_text(encoding="utf-8").splitlines()) > 100
+    )
+    results = (tmp_path / "runs" / "nsmc" / "results.csv").read_text(encoding="utf-8")
+    assert all(str(m.relative_to(tmp_path)) in results for m in members)  # one row per member teacher
