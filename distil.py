@@ -699,7 +699,7 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         raise RunStateError(
             f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
         ) from None
-    current = {**dataclasses.asdict(cfg), "fingerprints": identity}
+    current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
     changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
     changed += [
         f"{k} fingerprint" for k in identity if (saved.get("fingerprints") or {}).get(k) != identity[k]

@@ -203,6 +203,10 @@ def test_ensemble_of_a_student_and_tfidf_lr_distils_beats_chance_and_reruns_no_m
     [second] = distil.main(["student", *common, *FAST, "--size", "mini", "--kd-loss", "mse", *ensemble])
     assert len(count_teacher_runs) == runs and second["test_accuracy"] > 0.8
     assert second["teacher_test_accuracy"] == metrics["teacher_test_accuracy"]
+    # The finished ensemble run is reused as it is (its settings and fingerprints match).
+    written = (Path(second["run_dir"]) / "metrics.json").stat().st_mtime_ns
+    again = distil.main(["student", *common, *FAST, "--size", "mini", "--kd-loss", "mse", *ensemble])
+    assert again == [second] and (Path(second["run_dir"]) / "metrics.json").stat().st_mtime_ns == written
 
 
 def test_cli_refuses_mismatched_teacher_weights(tmp_path, data_dir, capsys):
