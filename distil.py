@@ -1174,6 +1174,8 @@ def add_arguments(
             options["type"] = kind
         if meta.get("choices"):
             options["choices"] = meta["choices"]
+        elif dest_prefix and kind is not bool:
+            options["metavar"] = f.name.upper()  # N_ITER, not AUGMENT_N_ITER
         if f.name in required:
             options.update(required=True, default=None)
         parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **options)
@@ -1227,7 +1229,7 @@ def build_parser() -> argparse.ArgumentParser:
         common_args(p)
         if stage == "augment":
             p.add_argument(
-                "--out", dest="augment_out", required=True, help="text file to write (one per line)"
+                "--out", dest="augment_out", metavar="FILE", required=True, help="text file to write"
             )
             add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
             continue
