@@ -46,6 +46,7 @@ from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+import augment
 import teacher as teachers
 import utils
 from model import (
@@ -112,6 +113,19 @@ def _base_type(hint: object) -> type:
     return _base_type(args[0]) if origin is not None and args else typing.cast(type, hint)
 
 
+def _takes_several(hint: object) -> bool:
+    """``str | tuple[str, ...] | None``: one value or several (a list or tuple)."""
+    return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
+
+
+def _item_type(hint: object) -> type:
+    """The type of one value: ``tuple[float, ...] | None`` -> float, ``int`` -> int."""
+    for arg in (hint, *typing.get_args(hint)):
+        if typing.get_origin(arg) is tuple:
+            return typing.get_args(arg)[0]
+    return _base_type(hint)
+
+
 def _in_bounds(value: float, bounds: str) -> bool:
     low, high = (float(x) for x in bounds[1:-1].split(","))
     above = value >= low if bounds[0] == "[" else value > low
@@ -127,6 +141,8 @@ def validate_fields(obj: object) -> None:
         name = f"{f.name} ({meta.get('flag') or '--' + f.name.replace('_', '-')})"
         if value is None and type(None) in typing.get_args(hints[f.name]):
             continue
+        if isinstance(value, (list, tuple)) and _takes_several(hints[f.name]):
+            kind = tuple  # several values of a field that also takes one (RunConfig checks the items)
         number = {float: numbers.Real, int: numbers.Integral}.get(kind)
         if number is not None and isinstance(value, number) and not isinstance(value, bool):
             value = kind(value)  # 1 -> 1.0, numpy scalars -> Python numbers
@@ -173,7 +189,7 @@ class DataConfig:
 
 
 # Settings a baseline (alpha = 1) leaves at their defaults: it learns from the labels only.
-KD_FIELDS = ("teacher", "temperature", "kd_loss", "teacher_max_length", "unlabeled")
+KD_FIELDS = ("teacher", "teacher_weights", "temperature", "kd_loss", "teacher_max_length", "unlabeled")
 
 
 @dataclass
@@ -185,8 +201,13 @@ class RunConfig(DataConfig):
     (``grid`` builds the alpha = 1 points of a grid as baselines explicitly).
     """
 
-    teacher: str | None = setting(
-        None, "fine-tuned HF sequence-classification model (directory or hub name) or a student directory"
+    teacher: str | tuple[str, ...] | None = setting(
+        None,
+        "fine-tuned HF sequence-classification model (directory or hub name), scikit-learn teacher or "
+        "student directory; several distil from the (weighted) mean of their logits",
+    )
+    teacher_weights: tuple[float, ...] | None = setting(
+        None, "weights of several teachers' logits in their mean (default: equal)"
     )
     vocab_size: int = setting(
         3000, "WordPiece vocab size(s); several run a grid", bounds="[50, inf)", grid=True
@@ -226,17 +247,21 @@ class RunConfig(DataConfig):
         3, "early stopping: epochs without a better validation accuracy", bounds="[1, inf)"
     )
     max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
-    unlabeled: str | None = setting(
-        None, "extra text, one review per line, that the teacher labels for the student"
+    unlabeled: str | tuple[str, ...] | None = setting(
+        None, "extra text file(s), one review per line, that the teacher labels for the student"
     )
     seed: int = setting(42, "random seed(s)", bounds="[0, 4294967295]", grid=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.teacher = _one_or_several(self.teacher, "teacher (--teacher)")
+        self.unlabeled = _one_or_several(self.unlabeled, "unlabeled (--unlabeled)")
+        stems = [Path(f).stem for f in self.unlabeled_files()]
+        if len(set(stems)) < len(stems):
+            raise ValueError(f"unlabeled (--unlabeled) files need distinct names (their caches): got {stems}")
+        self._check_weights()
         if self.alpha is None:
             self.alpha = DEFAULT_ALPHA if self.teacher else 1.0
-        if self.teacher is not None and not self.teacher.strip():
-            raise ValueError("teacher (--teacher) must be a directory or hub name, got an empty string")
         if self.alpha == 1.0:
             given = [k for k in KD_FIELDS if getattr(self, k) != _default(RunConfig, k)]
             if given:
@@ -249,6 +274,40 @@ class RunConfig(DataConfig):
                 "without a teacher only the baseline can be trained: pass --alpha 1 or --teacher"
             )
         self.student_config()  # the model's own checks (e.g. preset and custom sizes)
+
+    def teacher_members(self) -> tuple[str, ...]:
+        """The teachers: none, one, or the members of an ensemble."""
+        return _as_tuple(self.teacher)
+
+    def unlabeled_files(self) -> tuple[str, ...]:
+        """The unlabeled text files (transfer sets)."""
+        return _as_tuple(self.unlabeled)
+
+    def teacher_label(self) -> str:
+        """One teacher's short name, or ``ens<n>-<hash8>`` of an ensemble's member list."""
+        members = self.teacher_members()
+        if len(members) == 1:
+            return teachers.display_name(members[0])
+        return f"ens{len(members)}-{_short_hash(list(members))}"
+
+    def unlabeled_label(self) -> str:
+        """``u-<stem>``, ``u-<stem1>+<stem2>``, or ``u<n>-<hash8>`` when the stems are long."""
+        stems = [Path(f).stem for f in self.unlabeled_files()]
+        label = "u-" + "+".join(stems)
+        return label if len(stems) == 1 or len(label) <= 40 else f"u{len(stems)}-{_short_hash(stems)}"
+
+    def _check_weights(self) -> None:
+        if self.teacher_weights is None:
+            return
+        weights, members = self.teacher_weights, self.teacher_members()
+        if len(members) < 2 or len(weights) != len(members):
+            raise ValueError(
+                f"teacher_weights (--teacher-weights) needs one weight per teacher of several: "
+                f"got {len(weights)} weight(s) for {len(members)} teacher(s)"
+            )
+        if not all(isinstance(w, numbers.Real) and math.isfinite(w) and w > 0 for w in weights):
+            raise ValueError(f"teacher_weights (--teacher-weights) must be finite numbers > 0, got {weights}")
+        self.teacher_weights = tuple(float(w) for w in weights)
 
     def student_config(self) -> StudentConfig:
         """The model's config: the preset, custom dimensions, and every field StudentConfig shares with this
@@ -270,9 +329,9 @@ class RunConfig(DataConfig):
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
-            parts += [teachers.display_name(self.teacher), f"a{self.alpha:g}", f"T{self.temperature:g}"]
+            parts += [self.teacher_label(), f"a{self.alpha:g}", f"T{self.temperature:g}"]
             parts += ["mse"] if self.kd_loss == "mse" else []
-            parts += [f"u-{Path(self.unlabeled).stem}"] if self.unlabeled else []
+            parts += [self.unlabeled_label()] if self.unlabeled else []
         parts += [f"n{self.max_train}"] if self.max_train else []
         parts += [f"s{self.seed}"] if self.seed != 42 else []
         rest = {k: v for k, v in self.changed_settings().items() if k not in NAMED_FIELDS}
@@ -310,6 +369,25 @@ NAMED_FIELDS = {
     "max_train",
     "seed",
 }
+
+
+def _one_or_several(value: object, name: str) -> str | tuple[str, ...] | None:
+    """One value stays a str (as it always was), several a tuple of distinct non-empty strs; [] is None."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value] if value is not None else []
+    if not all(isinstance(v, (str, Path)) and str(v).strip() for v in items):
+        raise ValueError(f"{name} must be directories, names or files, got {value!r}")
+    items = [str(v) for v in items]
+    if len(set(items)) < len(items):
+        raise ValueError(f"{name} lists the same value twice: {items}")
+    return None if not items else items[0] if len(items) == 1 else tuple(items)
+
+
+def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return () if value is None else (value,) if isinstance(value, str) else tuple(value)
+
+
+def _short_hash(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _default(cls: type, name: str) -> object:
@@ -378,7 +456,8 @@ def configs_from_params(
 ) -> tuple[DataConfig, list[RunConfig]]:
     """The notebook's PARAMS -> (data settings, one RunConfig per grid point); every key and value checked.
 
-    A list value is a grid axis. ``teacher`` replaces PARAMS' teacher; ``alphas`` replaces PARAMS' alpha
+    A list value is a grid axis, but for the fields that take several values (teacher, teacher_weights,
+    unlabeled). ``teacher`` (one or a list) replaces PARAMS' teacher; ``alphas`` replaces PARAMS' alpha
     (alpha = 1 points are baselines). Keys other than RunConfig / Paths fields, TEACHER_PARAMS and
     ``extra_keys`` are refused with the nearest valid key.
     """
@@ -392,8 +471,10 @@ def configs_from_params(
     values["teacher"] = teacher
     if alphas is not None:
         values["alpha"] = list(alphas)
-    fixed = {k: v for k, v in values.items() if not isinstance(v, (list, tuple))}
-    axes = {k: list(v) for k, v in values.items() if isinstance(v, (list, tuple))}
+    hints = typing.get_type_hints(RunConfig)
+    several = {k for k in values if _takes_several(hints[k])}  # teacher, unlabeled: a list is one value
+    fixed = {k: v for k, v in values.items() if k in several or not isinstance(v, (list, tuple))}
+    axes = {k: list(v) for k, v in values.items() if k not in fixed}
     for key in axes:
         if not _meta(RunConfig, key).get("grid"):
             grid_keys = [f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("grid")]
@@ -536,7 +617,8 @@ def train_student(
                 start = time.perf_counter()
                 fit_epoch(cfg, fit, data, writer, log_every)
                 end_epoch(cfg, run_dir, fit, data, writer, start, record)
-            return finish_run(cfg, run_dir, splits, fit.state, dev, writer)
+            ensemble = ensemble_accuracy(cfg, paths, splits, device)
+            return finish_run(cfg, run_dir, splits, fit.state, dev, writer, extra=ensemble)
         finally:
             writer.close()
 
@@ -556,10 +638,11 @@ def load_splits(cfg: DataConfig, paths: Paths | None = None) -> dict[str, pd.Dat
 
 
 def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The training split, plus the unlabeled text (label -1) when the run has some."""
+    """The training split, plus each unlabeled text file's rows (label -1, in file order), if any."""
     if not cfg.unlabeled:
         return splits["train"]
-    return pd.concat([splits["train"], utils.read_unlabeled(cfg.unlabeled)], ignore_index=True)
+    parts = [utils.read_unlabeled(path) for path in cfg.unlabeled_files()]
+    return pd.concat([splits["train"], *parts], ignore_index=True)
 
 
 def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], train: pd.DataFrame) -> dict:
@@ -568,9 +651,11 @@ def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], 
     digest = hashlib.sha256()
     for name, df in [*splits.items(), ("train+unlabeled", train)]:
         digest.update(f"{name}:{utils.data_fingerprint(df)}\n".encode())
-    teacher = None
-    if cfg.teacher is not None:
-        teacher = teachers.teacher_fingerprint(teachers.resolve_teacher(cfg.teacher, paths.teacher_root))
+    prints = [
+        teachers.teacher_fingerprint(teachers.resolve_teacher(member, paths.teacher_root))
+        for member in cfg.teacher_members()
+    ]
+    teacher = None if not prints else prints[0] if len(prints) == 1 else prints  # an ensemble: every member
     return {"data": digest.hexdigest(), "teacher": teacher}
 
 
@@ -614,7 +699,7 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         raise RunStateError(
             f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
         ) from None
-    current = {**dataclasses.asdict(cfg), "fingerprints": identity}
+    current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
     changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
     changed += [
         f"{k} fingerprint" for k in identity if (saved.get("fingerprints") or {}).get(k) != identity[k]
@@ -689,14 +774,39 @@ def prepare(
 
 
 def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str) -> torch.Tensor:
-    """Cached teacher logits aligned with the training rows (labelled rows and unlabeled text apart)."""
-    labelled = train["label"] >= 0
+    """Cached teacher logits (an ensemble's weighted mean) aligned with the training rows: the labelled rows
+    and each unlabeled file (``training_rows`` order) are separate cache splits."""
+    n_labelled = int((train["label"] >= 0).sum())
+    chunks = [("train", train.iloc[:n_labelled])]
+    for path in cfg.unlabeled_files():
+        n = len(utils.read_unlabeled(path))
+        start = sum(len(df) for _, df in chunks)
+        chunks.append((teachers.unlabeled_split(path), train.iloc[start : start + n]))
+    return torch.cat([ensemble_logits(cfg, paths, df, split, device) for split, df in chunks])
+
+
+def ensemble_logits(cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str) -> torch.Tensor:
+    """The run's teacher logits of ``df`` from the cache(s): one teacher's, or an ensemble's weighted mean."""
     options = dict(teacher_root=paths.teacher_root, device=device, max_length=cfg.teacher_max_length)
-    parts = [teachers.teacher_logits(cfg.teacher, train[labelled], cfg.dataset, "train", **options)]
-    if not labelled.all():
-        split = f"unlabeled-{Path(cfg.unlabeled).stem}"
-        parts.append(teachers.teacher_logits(cfg.teacher, train[~labelled], cfg.dataset, split, **options))
-    return torch.cat(parts)
+    members = cfg.teacher_members()
+    return teachers.ensemble_logits(members, df, cfg.dataset, split, cfg.teacher_weights, **options)
+
+
+def ensemble_accuracy(cfg: RunConfig, paths: Paths, splits: dict, device: str) -> dict:
+    """An ensemble's own valid/test accuracy from its members' caches (printed); {} for one teacher."""
+    if len(cfg.teacher_members()) < 2:
+        return {}
+    result = {}
+    for split in ("valid", "test"):
+        logits = ensemble_logits(cfg, paths, splits[split], split, device)
+        result[f"teacher_{'val' if split == 'valid' else split}_accuracy"] = teachers.accuracy(
+            logits, splits[split]
+        )
+    print(
+        f"ensemble teacher {cfg.teacher_label()} ({len(cfg.teacher_members())} members): valid accuracy "
+        f"{result['teacher_val_accuracy']:.4f}, test accuracy {result['teacher_test_accuracy']:.4f}"
+    )
+    return result
 
 
 @dataclass
@@ -876,14 +986,23 @@ def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typin
         ) from None
 
 
-def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: torch.device, writer) -> dict:
-    """Evaluate the best checkpoint once on test, write metrics.json and the TensorBoard HParams entry."""
+def finish_run(
+    cfg: RunConfig,
+    run_dir: Path,
+    splits: dict,
+    state: dict,
+    dev: torch.device,
+    writer,
+    extra: dict | None = None,
+) -> dict:
+    """Evaluate the best checkpoint once on test, write metrics.json (with ``extra``, e.g. an ensemble's own
+    accuracy) and the TensorBoard HParams entry."""
     model, tokenizer = load_best(run_dir, dev)
     test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
     test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
     metrics = {
         "dataset": cfg.dataset,
-        "teacher": cfg.teacher,
+        "teacher": cfg.teacher if isinstance(cfg.teacher, str | None) else cfg.teacher_label(),
         "vocab_size": cfg.vocab_size,
         "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
         "embedding_dim": model.config.embedding_dim,
@@ -893,7 +1012,11 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
         "alpha": cfg.alpha,
         "temperature": cfg.temperature,
         "kd_loss": cfg.kd_loss,
-        "unlabeled": cfg.unlabeled,
+        "unlabeled": (
+            cfg.unlabeled
+            if isinstance(cfg.unlabeled, str | None)
+            else "+".join(Path(f).name for f in cfg.unlabeled)
+        ),
         "seed": cfg.seed,
         "n_train": len(splits["train"]),
         "epochs_run": state["epoch"],
@@ -908,6 +1031,10 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
         "device": str(dev),
         "history": state["history"],
         "run_dir": str(run_dir),
+        **({"teachers": list(cfg.teacher)} if isinstance(cfg.teacher, tuple) else {}),
+        **({"teacher_weights": list(cfg.teacher_weights)} if cfg.teacher_weights else {}),
+        **({"unlabeled_files": list(cfg.unlabeled)} if isinstance(cfg.unlabeled, tuple) else {}),
+        **(extra or {}),
     }
     write_hparams(writer, cfg, metrics, state["epoch"])
     utils.atomic_write_json(run_dir / "metrics.json", metrics)
@@ -938,6 +1065,7 @@ def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: i
     hparam_dict = {
         k: (v if v is not None else "none") for k, v in dataclasses.asdict(cfg).items() if k in HPARAM_FIELDS
     }
+    hparam_dict["teacher"] = metrics["teacher"] or "none"  # an ensemble's short name
     hparam_dict["params"] = metrics["params"]
     metric_dict = {f"hparam/{k}": metrics[k] for k in ("val_accuracy", "test_accuracy", "test_f1")}
     for summary in hparams(hparam_dict, metric_dict):
@@ -961,12 +1089,27 @@ def finetune(
 
 
 def cache_all(
-    teacher: str, splits: dict[str, pd.DataFrame], dataset: str, paths: Paths | None = None, **options
+    teacher: str | typing.Sequence[str],
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths | None = None,
+    weights: typing.Sequence[float] | None = None,
+    **options,
 ) -> dict[str, torch.Tensor]:
     """The ``cache`` stage: ``teacher.cache_all`` under ``paths.teacher_root`` (device, batch_size,
-    max_length, unlabeled)."""
+    max_length, unlabeled) for one teacher or each member of an ensemble (each with its own cache); returns
+    the (weighted) mean logits and prints an ensemble's own accuracy."""
     paths = paths or Paths()
-    return teachers.cache_all(teacher, splits, dataset, teacher_root=paths.teacher_root, **options)
+    members = [teacher] if isinstance(teacher, str) else list(teacher)
+    caches = [
+        teachers.cache_all(m, splits, dataset, teacher_root=paths.teacher_root, **options) for m in members
+    ]
+    logits = {split: teachers.mean_logits([c[split] for c in caches], weights) for split in caches[0]}
+    if len(members) > 1:
+        for split, df in splits.items():
+            if (score := teachers.accuracy(logits[split], df)) is not None:
+                print(f"ensemble teacher ({len(members)} members) {split} accuracy: {score:.4f}")
+    return logits
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:
@@ -1023,14 +1166,16 @@ def add_arguments(
             help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})",
         )
         if kind is bool:
-            options["action"] = "store_true"
-        elif kind is tuple or meta.get("grid"):
-            options.update(nargs="+", type=typing.get_args(hint)[0] if kind is tuple else kind)
-            options["default"] = f.default if kind is tuple else [f.default]
+            options["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        elif kind is tuple or _takes_several(hint) or meta.get("grid"):
+            options.update(nargs="+", type=_item_type(hint))
+            options["default"] = [f.default] if meta.get("grid") else f.default
         else:
             options["type"] = kind
         if meta.get("choices"):
             options["choices"] = meta["choices"]
+        elif dest_prefix and kind is not bool:
+            options["metavar"] = f.name.upper()  # N_ITER, not AUGMENT_N_ITER
         if f.name in required:
             options.update(required=True, default=None)
         parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **options)
@@ -1045,10 +1190,11 @@ def from_args(cls: type, args: argparse.Namespace, **values: object) -> typing.A
 STAGES = {
     "download": "download (or read) and parse the dataset, print its splits",
     "tokenizer": "train WordPiece tokenizers on the training split",
-    "teacher": "fine-tune a pretrained HF model as the teacher, then cache its logits",
+    "teacher": "fine-tune a pretrained HF model (or fit tfidf-lr) as the teacher, then cache its logits",
     "cache": "compute the teacher's logits once for train/valid/test (and --unlabeled)",
     "student": "distil students from the cached logits (a grid for list values)",
     "run": "all stages: download, tokenizer, [teacher], cache, student",
+    "augment": "write a Korean transfer set (masking, POS-guided replacement, n-grams) for --unlabeled",
 }
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataConfig)]
 
@@ -1064,9 +1210,11 @@ def finetune_args(p: argparse.ArgumentParser, required: bool) -> None:
         "--model" if required else "--finetune",
         dest="model",
         required=required,
-        help="pretrained HF model to fine-tune as teacher (e.g. monologg/koelectra-small-v3-discriminator)",
+        help="pretrained HF model to fine-tune as teacher (e.g. monologg/koelectra-small-v3-discriminator), "
+        f"or {', '.join(teachers.SKLEARN_MODELS)}: scikit-learn, fitted on train (--tfidf-*, --lr-*)",
     )
     add_arguments(p, teachers.TeacherConfig, skip=TEACHER_CLI_SKIP, dest_prefix="teacher_")
+    add_arguments(p, teachers.SklearnTeacherConfig, dest_prefix="sklearn_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1076,9 +1224,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True)
     for stage, help in STAGES.items():
         p = sub.add_parser(stage, help=help)
-        add_arguments(p, Paths)
+        add_arguments(p, Paths, skip=["out"] if stage == "augment" else ())
         add_arguments(p, DataConfig)
         common_args(p)
+        if stage == "augment":
+            p.add_argument(
+                "--out", dest="augment_out", metavar="FILE", required=True, help="text file to write"
+            )
+            add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
+            continue
         if stage == "tokenizer":
             add_arguments(p, RunConfig, only=["vocab_size"])
         if stage in ("teacher", "run"):
@@ -1087,7 +1241,10 @@ def build_parser() -> argparse.ArgumentParser:
             add_arguments(p, RunConfig, only=["teacher_max_length", "unlabeled"])
         if stage == "cache":
             add_arguments(
-                p, RunConfig, only=["teacher", "teacher_max_length", "unlabeled"], required=["teacher"]
+                p,
+                RunConfig,
+                only=["teacher", "teacher_weights", "teacher_max_length", "unlabeled"],
+                required=["teacher"],
             )
         if stage in ("student", "run"):
             add_arguments(p, RunConfig, skip=DATA_FIELDS)
@@ -1146,19 +1303,26 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         return predict(args.student, args.texts, args.device, args.backend)
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
-    student_configs(args, getattr(args, "teacher", None) or getattr(args, "model", None))
+    if args.stage == "augment":
+        config = augment_config(args)
+    model = getattr(args, "model", None)
+    members = [*(getattr(args, "teacher", None) or []), *([model] if model else [])]
+    student_configs(args, members)
     splits = load_splits(data, paths)
     for name, df in splits.items():
         print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
     if args.stage in ("tokenizer", "run"):
         for vocab_size in args.vocab_size:
             utils.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
+    if args.stage == "augment":
+        augment.augment_dataset(config, splits, args.augment_out)
+        return None
     if args.stage in ("download", "tokenizer"):
         return None
-    teacher = getattr(args, "teacher", None)
+    teacher = list(getattr(args, "teacher", None) or [])
     if getattr(args, "model", None):
-        teacher = str(finetune(teacher_config(args), splits, data.dataset, paths, args.device))
-    if teacher is not None and args.stage in ("teacher", "cache", "run"):
+        teacher.append(str(make_teacher(args, splits, data.dataset, paths)))
+    if teacher and args.stage in ("teacher", "cache", "run"):
         cache_all(
             teacher,
             splits,
@@ -1168,6 +1332,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
             batch_size=args.teacher_batch_size,
             max_length=args.teacher_max_length,
             unlabeled=args.unlabeled,
+            weights=getattr(args, "teacher_weights", None),
         )
     if args.stage in ("teacher", "cache"):
         return None
@@ -1179,6 +1344,25 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     return results
 
 
+def make_teacher(args: argparse.Namespace, splits: dict, dataset: str, paths: Paths) -> Path:
+    """The ``--model`` teacher: fine-tuned (Hugging Face) or fitted (scikit-learn), reused by its identity;
+    prints its valid/test accuracy."""
+    if args.model not in teachers.SKLEARN_MODELS:
+        return finetune(teacher_config(args), splits, dataset, paths, args.device)
+    fields = [f.name for f in dataclasses.fields(teachers.SklearnTeacherConfig)]
+    cfg = teachers.SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in fields})
+    out_dir = teachers.fit_sklearn_teacher(cfg, splits, dataset, paths.teacher_root)
+    info = json.loads((out_dir / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
+    print(f"teacher {out_dir}: valid accuracy {info['val_accuracy']}, test accuracy {info['test_accuracy']}")
+    return out_dir
+
+
+def augment_config(args: argparse.Namespace) -> augment.AugmentConfig:
+    """The AugmentConfig the ``augment`` stage's options describe."""
+    fields = [f.name for f in dataclasses.fields(augment.AugmentConfig)]
+    return augment.AugmentConfig(**{name: getattr(args, "augment_" + name) for name in fields})
+
+
 def teacher_config(args: argparse.Namespace) -> teachers.TeacherConfig:
     """The TeacherConfig the stage's options describe."""
     fields = {f.name for f in dataclasses.fields(teachers.TeacherConfig)} - set(TEACHER_CLI_SKIP)
@@ -1188,7 +1372,7 @@ def teacher_config(args: argparse.Namespace) -> teachers.TeacherConfig:
     )
 
 
-def student_configs(args: argparse.Namespace, teacher: str | None) -> list[RunConfig]:
+def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -> list[RunConfig]:
     """The grid the stage's RunConfig options describe (every combination of the grid fields' values)."""
     fields = [f for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)]
     fixed = {f.name: getattr(args, f.name) for f in fields if not f.metadata["grid"]}

@@ -821,16 +821,18 @@ def cache_all(
     device: str = "auto",
     batch_size: int | None = None,
     max_length: int = 128,
-    unlabeled: str | Path | None = None,
+    unlabeled: str | Path | Sequence[str | Path] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Teacher logits for every split (and the ``unlabeled`` text file), each computed once, then cached.
+    """Teacher logits for every split (and each ``unlabeled`` text file: split ``unlabeled-<stem>``), each
+    computed once, then cached.
 
     The teacher is loaded at most once, on the first split whose cache is missing or stale. Prints the
     teacher's accuracy on each labelled split.
     """
     parts = dict(splits)
-    if unlabeled:
-        parts[f"unlabeled-{Path(unlabeled).stem}"] = utils.read_unlabeled(unlabeled)
+    files = [unlabeled] if isinstance(unlabeled, (str, Path)) else list(unlabeled or [])
+    for path in files:
+        parts[unlabeled_split(path)] = utils.read_unlabeled(path)
     model_dir = str(resolve_teacher(teacher, teacher_root))
     load = functools.cache(lambda: load_teacher(model_dir, device=device, max_length=max_length))
     logits = {}
@@ -851,6 +853,39 @@ def cache_all(
             accuracy = float((logits[split].argmax(-1).numpy() == df["label"].to_numpy())[labelled].mean())
             print(f"teacher {split} accuracy: {accuracy:.4f} ({labelled.sum():,} examples)")
     return logits
+
+
+def unlabeled_split(path: str | Path) -> str:
+    """The cache split of an unlabeled text file: ``unlabeled-<stem>``."""
+    return f"unlabeled-{Path(path).stem}"
+
+
+def mean_logits(parts: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
+    """The (weighted) mean of several teachers' logits of the same rows (TextBrewer's MultiTeacherDistiller
+    averages logits likewise); one teacher's logits are returned as they are."""
+    if len(parts) == 1 and weights is None:
+        return parts[0]
+    w = torch.tensor(weights if weights is not None else [1.0] * len(parts), dtype=torch.float32)
+    if len(w) != len(parts) or not bool((w > 0).all()):
+        raise ValueError(f"need one weight > 0 per teacher: {len(parts)} teachers, weights {w.tolist()}")
+    return torch.einsum("t,tnc->nc", w / w.sum(), torch.stack([p.float() for p in parts]))
+
+
+def ensemble_logits(
+    members: Sequence[str], df: pd.DataFrame, dataset: str, split: str, weights=None, **options
+) -> torch.Tensor:
+    """The (weighted) mean of the members' cached logits of ``df`` (``teacher_logits`` per member, each with
+    its own cache: a member whose cache is valid does not run)."""
+    return mean_logits([teacher_logits(m, df, dataset, split, **options) for m in members], weights)
+
+
+def accuracy(logits: torch.Tensor, df: pd.DataFrame) -> float | None:
+    """Accuracy of ``logits`` on ``df``'s labelled rows (None without any)."""
+    labels = df["label"].to_numpy()
+    labelled = labels >= 0
+    if not labelled.any():
+        return None
+    return float((logits.argmax(-1).numpy() == labels)[labelled].mean())
 
 
 # ---------------------------------------------------------------------------------------------------------

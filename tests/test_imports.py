@@ -1,4 +1,4 @@
-"""Imports run one way: utils <- model <- teacher <- distil <- (bench, serve, notebook, ...).
+"""Imports run one way: utils <- model <- teacher <- augment <- distil <- (bench, serve, notebook, ...).
 
 Each module is imported in a fresh interpreter, lowest first, and may load only the project modules to its
 left; and no project module imports (at the top or inside a function) a module to its right.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAIN = ["utils", "model", "teacher", "distil"]  # each may import only the modules before it
+CHAIN = ["utils", "model", "teacher", "augment", "distil"]  # each may import only the modules before it
 PROJECT = sorted(p.stem for p in ROOT.glob("*.py"))
 TOP = [m for m in PROJECT if m not in CHAIN]  # bench, serve, ...: may import the chain, the chain not them
 
