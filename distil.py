@@ -24,8 +24,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import math
-import numbers
 import os
 import random
 import shutil
@@ -61,6 +59,7 @@ from model import (
     pad_batch,
     save_student,
 )
+from utils import setting, setting_flag, setting_type, validate_fields
 
 logger = utils.logger
 
@@ -81,69 +80,6 @@ SCHEDULERS = (
 # -------------------------------------------------------------------------------------------------------
 # Settings: dataclass fields carry help, choices, bounds, CLI flag and grid; __post_init__ validates them
 # -------------------------------------------------------------------------------------------------------
-
-
-def setting(
-    default: object,
-    help: str,
-    *,
-    choices: typing.Sequence | None = None,
-    bounds: str | None = None,
-    flag: str | None = None,
-    grid: bool = False,
-) -> typing.Any:
-    """A dataclass field with its metadata. ``bounds`` is an interval: ``"[0, 1)"``, ``"[1, inf)"``."""
-    metadata = {
-        "help": help,
-        "choices": tuple(choices) if choices else None,
-        "bounds": bounds,
-        "flag": flag,
-        "grid": grid,
-    }
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def _base_type(hint: object) -> type:
-    """``int | None`` -> int, ``tuple[str, ...]`` -> tuple, ``str`` -> str."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        return tuple
-    return _base_type(args[0]) if origin is not None and args else typing.cast(type, hint)
-
-
-def _in_bounds(value: float, bounds: str) -> bool:
-    low, high = (float(x) for x in bounds[1:-1].split(","))
-    above = value >= low if bounds[0] == "[" else value > low
-    below = value <= high if bounds[-1] == "]" else value < high
-    return above and below
-
-
-def validate_fields(obj: object) -> None:
-    """Check each field of a settings dataclass against its type, choices and bounds (one-line ValueError)."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value, meta, kind = getattr(obj, f.name), f.metadata, _base_type(hints[f.name])
-        name = f"{f.name} ({meta.get('flag') or '--' + f.name.replace('_', '-')})"
-        if value is None and type(None) in typing.get_args(hints[f.name]):
-            continue
-        number = {float: numbers.Real, int: numbers.Integral}.get(kind)
-        if number is not None and isinstance(value, number) and not isinstance(value, bool):
-            value = kind(value)  # 1 -> 1.0, numpy scalars -> Python numbers
-            object.__setattr__(obj, f.name, value)
-        if kind is tuple and isinstance(value, list):
-            value = tuple(value)
-            object.__setattr__(obj, f.name, value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"{name} must be of type {kind.__name__}, got {value!r}")
-        if kind is float and not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        choices = meta.get("choices")
-        items = value if kind is tuple else (value,)
-        if choices and any(item not in choices for item in items):
-            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
-        if meta.get("bounds") and not _in_bounds(value, meta["bounds"]):
-            raise ValueError(f"{name} must be in {meta['bounds']}, got {value!r}")
 
 
 @dataclass
@@ -1012,7 +948,7 @@ def add_arguments(
         if (only is not None and f.name not in only) or f.name in skip:
             continue
         meta, hint = f.metadata, hints[f.name]
-        kind = _base_type(hint)
+        kind = setting_type(hint)
         notes = [
             f"in {meta['bounds']}" if meta.get("bounds") else "",
             "" if f.name in required else "default: %(default)s",
@@ -1033,7 +969,7 @@ def add_arguments(
             options["choices"] = meta["choices"]
         if f.name in required:
             options.update(required=True, default=None)
-        parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **options)
+        parser.add_argument(setting_flag(f), **options)
 
 
 def from_args(cls: type, args: argparse.Namespace, **values: object) -> typing.Any:

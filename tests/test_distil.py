@@ -125,8 +125,8 @@ def test_grid_runs_every_combination():
 BAD_VALUES = [
     ("batch_size", 0, "[1, inf)"),
     ("batch_size", -3, "[1, inf)"),
-    ("batch_size", 2.5, "type int"),
-    ("batch_size", True, "type int"),
+    ("batch_size", 2.5, "an integer"),
+    ("batch_size", True, "an integer"),
     ("max_train", 0, "[1, inf)"),
     ("grad_clip", -1.0, "[0, inf)"),
     ("temperature", float("nan"), "finite"),
