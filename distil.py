@@ -458,7 +458,10 @@ def train_student(
     train = training_rows(cfg, splits)
     identity = run_identity(cfg, paths, splits, train)
     run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
+    for folder in (Path(paths.out), run_dir.parent):  # temporaries left by runs killed mid-write
+        utils.remove_stale_temporaries(folder)
     with run_lock(run_dir):
+        utils.remove_stale_temporaries(run_dir)
         finished = open_run(run_dir, cfg, identity, overwrite)
         if finished is not None:
             return finished
@@ -472,7 +475,7 @@ def train_student(
                 start = time.perf_counter()
                 fit_epoch(cfg, fit, data, writer, log_every)
                 end_epoch(cfg, run_dir, fit, data, writer, start, record)
-            return finish_run(cfg, run_dir, splits, fit.state, dev, writer)
+            return finish_run(cfg, run_dir, splits, fit, dev, writer)
         finally:
             writer.close()
 
@@ -723,8 +726,8 @@ def end_epoch(
     state, epoch = fit.state, fit.state["epoch"] + 1
     state["train_seconds"] += time.perf_counter() - start
     val = evaluate(fit.model, data.valid_seqs, data.valid_labels, data.train_labels.device)
-    for name in ("accuracy", "f1", "loss"):
-        writer.add_scalar(f"valid/{name}", val[name], epoch)
+    for name in ("accuracy", "f1", "loss"):  # on the global step, the x axis of the train curves
+        writer.add_scalar(f"valid/{name}", val[name], fit.global_step() + fit.steps_per_epoch)
     writer.flush()
     state["epoch"] = epoch
     seconds = time.perf_counter() - start
@@ -812,8 +815,9 @@ def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typin
         ) from None
 
 
-def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: torch.device, writer) -> dict:
+def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, fit: Fit, dev: torch.device, writer) -> dict:
     """Evaluate the best checkpoint once on test, write metrics.json and the TensorBoard HParams entry."""
+    state = fit.state
     model, tokenizer = load_best(run_dir, dev)
     test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
     test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
@@ -845,7 +849,7 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
         "history": state["history"],
         "run_dir": str(run_dir),
     }
-    write_hparams(writer, cfg, metrics, state["epoch"])
+    write_hparams(writer, cfg, metrics, fit.global_step())
     utils.atomic_write_json(run_dir / "metrics.json", metrics)
     logger.info(
         f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f} "
@@ -854,34 +858,31 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, state: dict, dev: to
     return metrics
 
 
-HPARAM_FIELDS = (
-    "dataset",
-    "teacher",
-    "vocab_size",
-    "size",
-    "embedding_dim",
-    "hidden_dim",
-    "alpha",
-    "temperature",
-    "kd_loss",
-    "seed",
-    "max_train",
-)
+HPARAM_FIELDS = ("dataset", "vocab_size", "alpha", "seed", "max_train")
+HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
 
 
 def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: int) -> None:
-    """The run's settings and results for TensorBoard's HParams tab, and the test scalars."""
+    """The run's settings and results for TensorBoard's HParams tab: teacher by its short name ("none" for
+    a baseline), the actual layer sizes of presets, the parameter count; a baseline's KD settings are "-".
+    The test figures are logged here only (as ``hparam/*`` metrics), not as separate scalars."""
+    values = dataclasses.asdict(cfg)
+    baseline = cfg.teacher is None
     hparam_dict = {
-        k: (v if v is not None else "none") for k, v in dataclasses.asdict(cfg).items() if k in HPARAM_FIELDS
+        **{k: "all" if k == "max_train" and values[k] is None else values[k] for k in HPARAM_FIELDS},
+        "teacher": "none" if baseline else teachers.display_name(cfg.teacher),
+        "size": metrics["student_size"],
+        "embedding_dim": metrics["embedding_dim"],
+        "hidden_dim": metrics["hidden_dim"],
+        "params": metrics["params"],
+        "temperature": "-" if baseline else cfg.temperature,
+        "kd_loss": "-" if baseline else cfg.kd_loss,
     }
-    hparam_dict["params"] = metrics["params"]
-    metric_dict = {f"hparam/{k}": metrics[k] for k in ("val_accuracy", "test_accuracy", "test_f1")}
+    metric_dict = {f"hparam/{k}": metrics[k] for k in HPARAM_METRICS}
     for summary in hparams(hparam_dict, metric_dict):
         writer.file_writer.add_summary(summary)
     for key, value in metric_dict.items():
         writer.add_scalar(key, value, epoch)
-    writer.add_scalar("test/accuracy", metrics["test_accuracy"], epoch)
-    writer.add_scalar("test/f1", metrics["test_f1"], epoch)
 
 
 def finetune(

@@ -905,9 +905,7 @@ class TeacherConfig:
         if self.model is not None and not self.model.strip():
             raise ValueError(f"model (--model) must name a Hub model or a directory, got {self.model!r}")
         if self.max_steps == 0:
-            raise ValueError(
-                "max_steps (--teacher-max-steps) must be -1 (the epochs decide) or >= 1, got 0"
-            )
+            raise ValueError("max_steps (--teacher-max-steps) must be -1 (the epochs decide) or >= 1, got 0")
         if self.epochs == 0 and self.max_steps == -1:
             raise ValueError(
                 "epochs (--teacher-epochs) must be > 0 unless --teacher-max-steps is set, got 0.0"
