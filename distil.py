@@ -6,7 +6,7 @@
     python distil.py cache     --dataset nsmc --teacher DIR_OR_NAME
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
     python distil.py run       ... (all stages)
-    python distil.py predict   --student runs/nsmc/<run>/student "재밌어요"
+    python distil.py predict   "재밌어요" [--student runs/nsmc/<run>/student] (default: the bundled student)
 
 Every stage is idempotent: what is already done and valid is reused. Read top to bottom: settings (the
 dataclasses below are the single source of every option, its help, choices and allowed range; the CLI and
@@ -53,6 +53,7 @@ from model import (
     BiLSTMClassifier,
     Student,
     StudentConfig,
+    bundled_student,
     count_parameters,
     encode,
     load_student,
@@ -1038,7 +1039,11 @@ def build_parser() -> argparse.ArgumentParser:
                 help="teacher inference batch size (default: 256 on GPU, 64 on CPU)",
             )
     p = sub.add_parser("predict", help="classify sentences with a trained student")
-    p.add_argument("--student", required=True, help="student directory (runs/<dataset>/<run>/student)")
+    p.add_argument(
+        "--student",
+        help="student directory (runs/<dataset>/<run>/student; default: the bundled models/nsmc-base, "
+        "else models/nsmc-tiny)",
+    )
     p.add_argument(
         "--backend",
         default="torch",
@@ -1134,9 +1139,10 @@ def student_configs(args: argparse.Namespace, teacher: str | None) -> list[RunCo
     )
 
 
-def predict(student_dir: str, texts: list[str], device: str, backend: str) -> None:
-    """Print ``label<TAB>probability<TAB>text`` for each text."""
-    student = Student.from_pretrained(student_dir, device=device, backend=backend)
+def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
+    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
+    the bundled student (``model.bundled_student``)."""
+    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
     for text, proba in zip(texts, student.predict_proba(texts)):
         label = int(proba.argmax())
         print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")

@@ -566,6 +566,22 @@ def test_cli_help_documents_stages(capsys):
         assert stage in out
 
 
+def test_predict_without_student_uses_the_bundled_one(capsys):
+    from model import bundled_student
+
+    texts = ["이 영화 정말 재밌어요 최고예요", "시간 아깝다 최악의 영화", "", "   "]
+    distil.main(["predict", *texts])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(texts)  # an empty or blank text gets its line too
+    rows = [line.split("\t") for line in lines]
+    assert [row[0] for row in rows[:2]] == ["positive", "negative"] and all(
+        0.5 <= float(r[1]) <= 1 for r in rows
+    )
+    assert [row[2] if len(row) > 2 else "" for row in rows] == texts
+    distil.main(["predict", "--student", str(bundled_student()), texts[0]])  # the same student, named
+    assert capsys.readouterr().out.splitlines() == lines[:1]
+
+
 def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
     from conftest import make_reviews
 
