@@ -1130,7 +1130,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
     """plot_accuracy over a results table (runs/<dataset>/results.csv)."""
-    teachers = [
+    teacher_rows = [
         {
             "teacher": teachers.display_name(t["teacher"]),
             "test_accuracy": t["test_accuracy"],
@@ -1138,7 +1138,7 @@ def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
         }
         for t in frame[frame["kind"] == "teacher"].to_dict("records")
     ]
-    return plot_accuracy(accuracy_table(frame[frame["kind"] != "teacher"]), teachers, path)
+    return plot_accuracy(accuracy_table(frame[frame["kind"] != "teacher"]), teacher_rows, path)
 
 
 # -----------------------------------------------------------------------------

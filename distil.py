@@ -859,7 +859,7 @@ def finish_run(cfg: RunConfig, run_dir: Path, splits: dict, fit: Fit, dev: torch
     return metrics
 
 
-HPARAM_FIELDS = ("dataset", "vocab_size", "alpha", "seed", "max_train")
+HPARAM_FIELDS = ("vocab_size", "alpha", "seed", "max_train")  # the dataset is in the run's path
 HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
 
 

@@ -124,7 +124,7 @@ def screenshot(
 
 
 def screenshot_hparams(
-    url: str, out: str | Path, size: tuple[int, int] = (1280, 700), browser: str = CHROMIUM
+    url: str, out: str | Path, size: tuple[int, int] = (2560, 420), browser: str = CHROMIUM
 ) -> None:
     """Save a PNG of the HParams dashboard's table (one row per run: its hyperparameters and metrics)."""
     from playwright.sync_api import sync_playwright
@@ -135,6 +135,11 @@ def screenshot_hparams(
             page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
             page.goto(url + "#hparams", wait_until="networkidle")
             page.get_by_text("Trial ID").first.wait_for(timeout=60_000)
+            # TensorBoard shows only the first few hyperparameters and no metric: tick every column
+            for box in page.get_by_role("checkbox").all():
+                if box.is_visible() and box.get_attribute("aria-checked") == "false":
+                    box.click()
+            page.mouse.wheel(0, -10_000)  # the ticking scrolled the column list: back to its top
             page.wait_for_timeout(1000)
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
