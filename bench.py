@@ -719,7 +719,8 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
         params = 0
         for weights in directory.glob("model*.safetensors"):
             with safe_open(str(weights), framework="pt") as f:
-                params += sum(math.prod(f.get_slice(k).get_shape()) for k in f)
+                # safe_open is not iterable: keys() is needed
+                params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
         if info.get("test_accuracy") is not None and params:
             found.append(
                 {
