@@ -19,15 +19,17 @@ import dataclasses
 import logging
 import re
 import time
+import typing
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import utils
+from utils import setting, validate_fields
 
 logger = logging.getLogger("distilkobilstm")
 
@@ -38,58 +40,32 @@ Morph = tuple[str, str, bool]  # (form, POS tag, a space before it)
 class AugmentConfig:
     """How the transfer set is generated from the training sentences."""
 
-    n_iter: int = field(
-        default=2, metadata={"help": "samples drawn per training sentence (before deduplication)"}
+    n_iter: int = setting(2, "samples drawn per training sentence (before deduplication)", bounds="[1, 1000]")
+    p_mask: float = setting(0.1, "probability that a morpheme becomes the mask token", bounds="[0, 1]")
+    p_pos: float = setting(
+        0.1, "probability that a morpheme is replaced by another of the same POS tag", bounds="[0, 1]"
     )
-    p_mask: float = field(
-        default=0.1, metadata={"help": "probability that a morpheme becomes the mask token"}
+    p_ng: float = setting(0.25, "probability that only a random n-gram of words is kept", bounds="[0, 1]")
+    ngram_max: int = setting(5, "longest n-gram (in words) kept by n-gram sampling", bounds="[1, 100]")
+    mask_token: str = setting(
+        "[MASK]",
+        "the mask token: [MASK] for the students and BiLSTM teachers, a transformer teacher's own mask_token",
     )
-    p_pos: float = field(
-        default=0.1,
-        metadata={"help": "probability that a morpheme is replaced by another of the same POS tag"},
+    seed: int = setting(
+        42, "random seed: the same seed and data give the same file", bounds="[0, 4294967295]"
     )
-    p_ng: float = field(
-        default=0.25, metadata={"help": "probability that only a random n-gram of words is kept"}
-    )
-    ngram_max: int = field(default=5, metadata={"help": "longest n-gram (in words) kept by n-gram sampling"})
-    mask_token: str = field(
-        default="[MASK]",
-        metadata={
-            "help": "the mask token: [MASK] for the students and BiLSTM teachers, "
-            "a transformer teacher's own mask_token"
-        },
-    )
-    seed: int = field(default=42, metadata={"help": "random seed: the same seed and data give the same file"})
-    threads: int = field(default=1, metadata={"help": "Kiwi analysis threads"})
-    max_sentences: int | None = field(
-        default=None, metadata={"help": "augment only the first N training sentences (default: all)"}
+    threads: int = setting(1, "Kiwi analysis threads", bounds="[1, 256]")
+    max_sentences: int | None = setting(
+        None, "augment only the first N training sentences (default: all)", bounds="[1, inf)"
     )
 
     def __post_init__(self) -> None:
-        for name in ("p_mask", "p_pos", "p_ng"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"AugmentConfig.{name} must be a probability in [0, 1], got {value!r}")
+        validate_fields(self)
         if self.p_mask + self.p_pos > 1.0:
-            raise ValueError(f"AugmentConfig.p_mask + p_pos must be <= 1, got {self.p_mask} + {self.p_pos}")
-        ranges = {"n_iter": (1, 1000), "ngram_max": (1, 100), "threads": (1, 256), "seed": (0, 2**32 - 1)}
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"AugmentConfig.{name} must be an integer in [{low}, {high}], got {value!r}")
-        if self.max_sentences is not None and (
-            not isinstance(self.max_sentences, int) or self.max_sentences < 1
-        ):
+            raise ValueError(f"p_mask + p_pos must be <= 1, got {self.p_mask} + {self.p_pos}")
+        if not self.mask_token or self.mask_token != "".join(self.mask_token.split()):
             raise ValueError(
-                f"AugmentConfig.max_sentences must be a positive integer or None, got {self.max_sentences!r}"
-            )
-        if (
-            not isinstance(self.mask_token, str)
-            or not self.mask_token
-            or self.mask_token != "".join(self.mask_token.split())
-        ):
-            raise ValueError(
-                f"AugmentConfig.mask_token must be a non-empty string without spaces, got {self.mask_token!r}"
+                f"mask_token (--mask-token) must be a non-empty word without spaces, got {self.mask_token!r}"
             )
 
 
@@ -243,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", default="data", help="where downloaded datasets live (default: %(default)s)"
     )
     parser.add_argument("--out", required=True, help="text file to write (one augmented review per line)")
+    hints = typing.get_type_hints(AugmentConfig)
     for f in dataclasses.fields(AugmentConfig):
-        kind = int if f.name == "max_sentences" else type(f.default)
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            type=kind,
+            utils.setting_flag(f),
+            type=utils.setting_type(hints[f.name]),
             default=f.default,
             help=f"{f.metadata['help']} (default: %(default)s)",
         )

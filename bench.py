@@ -56,7 +56,6 @@ import torch
 import distil
 import teacher as teachers
 import utils
-from distil import setting, validate_fields
 from model import (
     BACKENDS,
     SIZE_PRESETS,
@@ -68,6 +67,7 @@ from model import (
     export_onnx,
     pad_ids,
 )
+from utils import setting, validate_fields
 
 BATCH = 64  # the batched setting (and the distillation batch size)
 EPOCH_EXAMPLES = 150_000  # an NSMC-sized distillation epoch
@@ -1421,31 +1421,26 @@ def serve_main(argv: list[str]) -> dict:
 # 6. peers: what a user would pick instead (n-gram models), measured beside the students
 
 
-def _field(default, text: str, **kwargs):
-    return dataclasses.field(default=default, metadata={"help": text}, **kwargs)
-
-
 @dataclass
 class PeersConfig:
     """The n-gram peers: scikit-learn TF-IDF + LR (the scikit-learn teacher's pipeline) and fastText."""
 
-    tfidf_lr: teachers.SklearnTeacherConfig = dataclasses.field(
+    tfidf_lr: teachers.SklearnTeacherConfig = setting(
+        help="the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)",
         default_factory=teachers.SklearnTeacherConfig,
-        metadata={"help": "the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)"},
     )
-    fasttext_dim: int = _field(64, "fastText word vector size")
-    fasttext_word_ngrams: int = _field(2, "fastText word n-grams (2: bigrams)")
-    fasttext_minn: int = _field(2, "shortest fastText character n-gram")
-    fasttext_maxn: int = _field(4, "longest fastText character n-gram")
-    fasttext_epochs: int = _field(10, "fastText training epochs")
-    fasttext_bucket: int = _field(2_000_000, "fastText n-gram hash buckets")
-    quantize_cutoff: int = _field(100_000, "words and n-grams kept by quantized fastText (then retrained)")
+    fasttext_dim: int = setting(64, "fastText word vector size", bounds="[1, inf)")
+    fasttext_word_ngrams: int = setting(2, "fastText word n-grams (2: bigrams)", bounds="[1, inf)")
+    fasttext_minn: int = setting(2, "shortest fastText character n-gram", bounds="[1, inf)")
+    fasttext_maxn: int = setting(4, "longest fastText character n-gram", bounds="[1, inf)")
+    fasttext_epochs: int = setting(10, "fastText training epochs", bounds="[1, inf)")
+    fasttext_bucket: int = setting(2_000_000, "fastText n-gram hash buckets", bounds="[1, inf)")
+    quantize_cutoff: int = setting(
+        100_000, "words and n-grams kept by quantized fastText (then retrained)", bounds="[1, inf)"
+    )
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name != "tfidf_lr" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"PeersConfig.{f.name} must be a positive integer, got {value!r}")
+        validate_fields(self)
         if self.fasttext_minn > self.fasttext_maxn or self.fasttext_dim % 2:
             raise ValueError(
                 "PeersConfig needs fasttext_minn <= fasttext_maxn and an even fasttext_dim (for "

@@ -6,7 +6,7 @@
     python distil.py cache     --dataset nsmc --teacher DIR_OR_NAME
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
     python distil.py run       ... (all stages)
-    python distil.py predict   --student runs/nsmc/<run>/student "재밌어요"
+    python distil.py predict   "재밌어요" [--student runs/nsmc/<run>/student] (default: the bundled student)
 
 Every stage is idempotent: what is already done and valid is reused. Read top to bottom: settings (the
 dataclasses below are the single source of every option, its help, choices and allowed range; the CLI and
@@ -24,8 +24,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import math
-import numbers
 import os
 import random
 import shutil
@@ -56,12 +54,14 @@ from model import (
     BiLSTMClassifier,
     Student,
     StudentConfig,
+    bundled_student,
     count_parameters,
     encode,
     load_student,
     pad_batch,
     save_student,
 )
+from utils import setting, setting_flag, setting_type, validate_fields
 
 logger = utils.logger
 
@@ -82,84 +82,6 @@ SCHEDULERS = (
 # -------------------------------------------------------------------------------------------------------
 # Settings: dataclass fields carry help, choices, bounds, CLI flag and grid; __post_init__ validates them
 # -------------------------------------------------------------------------------------------------------
-
-
-def setting(
-    default: object,
-    help: str,
-    *,
-    choices: typing.Sequence | None = None,
-    bounds: str | None = None,
-    flag: str | None = None,
-    grid: bool = False,
-) -> typing.Any:
-    """A dataclass field with its metadata. ``bounds`` is an interval: ``"[0, 1)"``, ``"[1, inf)"``."""
-    metadata = {
-        "help": help,
-        "choices": tuple(choices) if choices else None,
-        "bounds": bounds,
-        "flag": flag,
-        "grid": grid,
-    }
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-def _base_type(hint: object) -> type:
-    """``int | None`` -> int, ``tuple[str, ...]`` -> tuple, ``str`` -> str."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        return tuple
-    return _base_type(args[0]) if origin is not None and args else typing.cast(type, hint)
-
-
-def _takes_several(hint: object) -> bool:
-    """``str | tuple[str, ...] | None``: one value or several (a list or tuple)."""
-    return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
-
-
-def _item_type(hint: object) -> type:
-    """The type of one value: ``tuple[float, ...] | None`` -> float, ``int`` -> int."""
-    for arg in (hint, *typing.get_args(hint)):
-        if typing.get_origin(arg) is tuple:
-            return typing.get_args(arg)[0]
-    return _base_type(hint)
-
-
-def _in_bounds(value: float, bounds: str) -> bool:
-    low, high = (float(x) for x in bounds[1:-1].split(","))
-    above = value >= low if bounds[0] == "[" else value > low
-    below = value <= high if bounds[-1] == "]" else value < high
-    return above and below
-
-
-def validate_fields(obj: object) -> None:
-    """Check each field of a settings dataclass against its type, choices and bounds (one-line ValueError)."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value, meta, kind = getattr(obj, f.name), f.metadata, _base_type(hints[f.name])
-        name = f"{f.name} ({meta.get('flag') or '--' + f.name.replace('_', '-')})"
-        if value is None and type(None) in typing.get_args(hints[f.name]):
-            continue
-        if isinstance(value, (list, tuple)) and _takes_several(hints[f.name]):
-            kind = tuple  # several values of a field that also takes one (RunConfig checks the items)
-        number = {float: numbers.Real, int: numbers.Integral}.get(kind)
-        if number is not None and isinstance(value, number) and not isinstance(value, bool):
-            value = kind(value)  # 1 -> 1.0, numpy scalars -> Python numbers
-            object.__setattr__(obj, f.name, value)
-        if kind is tuple and isinstance(value, list):
-            value = tuple(value)
-            object.__setattr__(obj, f.name, value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"{name} must be of type {kind.__name__}, got {value!r}")
-        if kind is float and not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        choices = meta.get("choices")
-        items = value if kind is tuple else (value,)
-        if choices and any(item not in choices for item in items):
-            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
-        if meta.get("bounds") and not _in_bounds(value, meta["bounds"]):
-            raise ValueError(f"{name} must be in {meta['bounds']}, got {value!r}")
 
 
 @dataclass
@@ -472,7 +394,7 @@ def configs_from_params(
     if alphas is not None:
         values["alpha"] = list(alphas)
     hints = typing.get_type_hints(RunConfig)
-    several = {k for k in values if _takes_several(hints[k])}  # teacher, unlabeled: a list is one value
+    several = {k for k in values if utils.takes_several(hints[k])}  # teacher, unlabeled: a list is one value
     fixed = {k: v for k, v in values.items() if k in several or not isinstance(v, (list, tuple))}
     axes = {k: list(v) for k, v in values.items() if k not in fixed}
     for key in axes:
@@ -603,7 +525,10 @@ def train_student(
     train = training_rows(cfg, splits)
     identity = run_identity(cfg, paths, splits, train)
     run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
+    for folder in (Path(paths.out), run_dir.parent):  # temporaries left by runs killed mid-write
+        utils.remove_stale_temporaries(folder)
     with run_lock(run_dir):
+        utils.remove_stale_temporaries(run_dir)
         finished = open_run(run_dir, cfg, identity, overwrite)
         if finished is not None:
             return finished
@@ -618,7 +543,7 @@ def train_student(
                 fit_epoch(cfg, fit, data, writer, log_every)
                 end_epoch(cfg, run_dir, fit, data, writer, start, record)
             ensemble = ensemble_accuracy(cfg, paths, splits, device)
-            return finish_run(cfg, run_dir, splits, fit.state, dev, writer, extra=ensemble)
+            return finish_run(cfg, run_dir, splits, fit, dev, writer, extra=ensemble)
         finally:
             writer.close()
 
@@ -897,8 +822,8 @@ def end_epoch(
     state, epoch = fit.state, fit.state["epoch"] + 1
     state["train_seconds"] += time.perf_counter() - start
     val = evaluate(fit.model, data.valid_seqs, data.valid_labels, data.train_labels.device)
-    for name in ("accuracy", "f1", "loss"):
-        writer.add_scalar(f"valid/{name}", val[name], epoch)
+    for name in ("accuracy", "f1", "loss"):  # on the global step, the x axis of the train curves
+        writer.add_scalar(f"valid/{name}", val[name], fit.global_step() + fit.steps_per_epoch)
     writer.flush()
     state["epoch"] = epoch
     seconds = time.perf_counter() - start
@@ -987,16 +912,11 @@ def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typin
 
 
 def finish_run(
-    cfg: RunConfig,
-    run_dir: Path,
-    splits: dict,
-    state: dict,
-    dev: torch.device,
-    writer,
-    extra: dict | None = None,
+    cfg: RunConfig, run_dir: Path, splits: dict, fit: Fit, dev: torch.device, writer, extra: dict | None = None
 ) -> dict:
     """Evaluate the best checkpoint once on test, write metrics.json (with ``extra``, e.g. an ensemble's own
     accuracy) and the TensorBoard HParams entry."""
+    state = fit.state
     model, tokenizer = load_best(run_dir, dev)
     test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
     test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
@@ -1036,7 +956,7 @@ def finish_run(
         **({"unlabeled_files": list(cfg.unlabeled)} if isinstance(cfg.unlabeled, tuple) else {}),
         **(extra or {}),
     }
-    write_hparams(writer, cfg, metrics, state["epoch"])
+    write_hparams(writer, cfg, metrics, fit.global_step())
     utils.atomic_write_json(run_dir / "metrics.json", metrics)
     logger.info(
         f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f} "
@@ -1045,35 +965,31 @@ def finish_run(
     return metrics
 
 
-HPARAM_FIELDS = (
-    "dataset",
-    "teacher",
-    "vocab_size",
-    "size",
-    "embedding_dim",
-    "hidden_dim",
-    "alpha",
-    "temperature",
-    "kd_loss",
-    "seed",
-    "max_train",
-)
+HPARAM_FIELDS = ("vocab_size", "alpha", "seed", "max_train")  # the dataset is in the run's path
+HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
 
 
 def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: int) -> None:
-    """The run's settings and results for TensorBoard's HParams tab, and the test scalars."""
+    """The run's settings and results for TensorBoard's HParams tab: teacher by its short name ("none" for
+    a baseline), the actual layer sizes of presets, the parameter count; a baseline's KD settings are "-".
+    The test figures are logged here only (as ``hparam/*`` metrics), not as separate scalars."""
+    values = dataclasses.asdict(cfg)
+    baseline = cfg.teacher is None
     hparam_dict = {
-        k: (v if v is not None else "none") for k, v in dataclasses.asdict(cfg).items() if k in HPARAM_FIELDS
+        **{k: "all" if k == "max_train" and values[k] is None else values[k] for k in HPARAM_FIELDS},
+        "teacher": "none" if baseline else teachers.display_name(metrics["teacher"]),  # ens<n>-<hash>
+        "size": metrics["student_size"],
+        "embedding_dim": metrics["embedding_dim"],
+        "hidden_dim": metrics["hidden_dim"],
+        "params": metrics["params"],
+        "temperature": "-" if baseline else cfg.temperature,
+        "kd_loss": "-" if baseline else cfg.kd_loss,
     }
-    hparam_dict["teacher"] = metrics["teacher"] or "none"  # an ensemble's short name
-    hparam_dict["params"] = metrics["params"]
-    metric_dict = {f"hparam/{k}": metrics[k] for k in ("val_accuracy", "test_accuracy", "test_f1")}
+    metric_dict = {f"hparam/{k}": metrics[k] for k in HPARAM_METRICS}
     for summary in hparams(hparam_dict, metric_dict):
         writer.file_writer.add_summary(summary)
     for key, value in metric_dict.items():
         writer.add_scalar(key, value, epoch)
-    writer.add_scalar("test/accuracy", metrics["test_accuracy"], epoch)
-    writer.add_scalar("test/f1", metrics["test_f1"], epoch)
 
 
 def finetune(
@@ -1155,7 +1071,7 @@ def add_arguments(
         if (only is not None and f.name not in only) or f.name in skip:
             continue
         meta, hint = f.metadata, hints[f.name]
-        kind = _base_type(hint)
+        kind = setting_type(hint)
         notes = [
             f"in {meta['bounds']}" if meta.get("bounds") else "",
             "" if f.name in required else "default: %(default)s",
@@ -1167,8 +1083,8 @@ def add_arguments(
         )
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
-        elif kind is tuple or _takes_several(hint) or meta.get("grid"):
-            options.update(nargs="+", type=_item_type(hint))
+        elif kind is tuple or utils.takes_several(hint) or meta.get("grid"):
+            options.update(nargs="+", type=utils.item_type(hint))
             options["default"] = [f.default] if meta.get("grid") else f.default
         else:
             options["type"] = kind
@@ -1178,7 +1094,7 @@ def add_arguments(
             options["metavar"] = f.name.upper()  # N_ITER, not AUGMENT_N_ITER
         if f.name in required:
             options.update(required=True, default=None)
-        parser.add_argument(meta.get("flag") or "--" + f.name.replace("_", "-"), **options)
+        parser.add_argument(setting_flag(f), **options)
 
 
 def from_args(cls: type, args: argparse.Namespace, **values: object) -> typing.Any:
@@ -1258,7 +1174,11 @@ def build_parser() -> argparse.ArgumentParser:
                 help="teacher inference batch size (default: 256 on GPU, 64 on CPU)",
             )
     p = sub.add_parser("predict", help="classify sentences with a trained student")
-    p.add_argument("--student", required=True, help="student directory (runs/<dataset>/<run>/student)")
+    p.add_argument(
+        "--student",
+        help="student directory (runs/<dataset>/<run>/student; default: the bundled models/nsmc-base, "
+        "else models/nsmc-tiny)",
+    )
     p.add_argument(
         "--backend",
         default="torch",
@@ -1381,9 +1301,10 @@ def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -
     )
 
 
-def predict(student_dir: str, texts: list[str], device: str, backend: str) -> None:
-    """Print ``label<TAB>probability<TAB>text`` for each text."""
-    student = Student.from_pretrained(student_dir, device=device, backend=backend)
+def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
+    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
+    the bundled student (``model.bundled_student``)."""
+    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
     for text, proba in zip(texts, student.predict_proba(texts)):
         label = int(proba.argmax())
         print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")

@@ -19,14 +19,13 @@ import hashlib
 import inspect
 import json
 import math
-import numbers
 import os
 import pickle
 import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -65,6 +64,7 @@ from transformers.utils import logging as hf_logging
 
 import utils
 from model import LABEL_NAMES, Student, count_parameters, is_student_dir
+from utils import setting, validate_fields
 
 logger = utils.logger
 
@@ -893,74 +893,58 @@ def accuracy(logits: torch.Tensor, df: pd.DataFrame) -> float | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _setting(default: object, help: str, flag: str) -> object:
-    return field(default=default, metadata={"help": help, "flag": flag})
-
-
 @dataclass
 class TeacherConfig:
     """How the teacher is fine-tuned and run: the one source of these settings for CLI, notebook and code."""
 
-    model: str | None = _setting(
-        None, "pretrained HF model (Hub name or directory) to fine-tune as the teacher", "--model"
+    model: str | None = setting(
+        None, "pretrained HF model (Hub name or directory) to fine-tune as the teacher", flag="--model"
     )
-    epochs: float = _setting(3.0, "teacher fine-tuning epochs", "--teacher-epochs")
-    lr: float = _setting(5e-5, "teacher learning rate", "--teacher-lr")
-    train_batch_size: int = _setting(32, "teacher fine-tuning batch size", "--teacher-train-batch-size")
-    max_steps: int = _setting(
-        -1, "stop teacher fine-tuning after this many steps (-1: the epochs decide)", "--teacher-max-steps"
+    epochs: float = setting(3.0, "teacher fine-tuning epochs", bounds="[0, inf)", flag="--teacher-epochs")
+    lr: float = setting(5e-5, "teacher learning rate", bounds="(0, 1]", flag="--teacher-lr")
+    train_batch_size: int = setting(
+        32, "teacher fine-tuning batch size", bounds="[1, inf)", flag="--teacher-train-batch-size"
     )
-    max_length: int = _setting(128, "tokens per text the teacher reads", "--teacher-max-length")
-    seed: int = _setting(42, "seed of the teacher's new classification head and data order", "--teacher-seed")
-    patience: int = _setting(
+    max_steps: int = setting(
+        -1,
+        "stop teacher fine-tuning after this many steps (-1: the epochs decide)",
+        bounds="[-1, inf)",
+        flag="--teacher-max-steps",
+    )
+    max_length: int = setting(
+        128, "tokens per text the teacher reads", bounds="[2, inf)", flag="--teacher-max-length"
+    )
+    seed: int = setting(
+        42,
+        "seed of the teacher's new classification head and data order",
+        bounds="[0, 4294967295]",
+        flag="--teacher-seed",
+    )
+    patience: int = setting(
         2,
         "stop teacher fine-tuning after this many epochs without a better validation accuracy",
-        "--teacher-patience",
+        bounds="[1, inf)",
+        flag="--teacher-patience",
     )
-    batch_size: int | None = _setting(
-        None, "teacher inference batch size (default: 256 on GPU, 64 on CPU)", "--teacher-batch-size"
+    batch_size: int | None = setting(
+        None,
+        "teacher inference batch size (default: 256 on GPU, 64 on CPU)",
+        bounds="[1, inf)",
+        flag="--teacher-batch-size",
     )
 
     def __post_init__(self) -> None:
         if isinstance(self.model, Path):
             self.model = str(self.model)
-        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
-            raise ValueError(f"--model must name a Hub model or a directory, got {self.model!r}")
-        for name in ("epochs", "lr"):
-            setattr(self, name, _number(self, name, float))
-        for name in ("train_batch_size", "max_steps", "max_length", "seed", "patience", "batch_size"):
-            setattr(self, name, _number(self, name, int))
-        rules = [
-            ("epochs", self.epochs >= 0 and math.isfinite(self.epochs), "a finite number >= 0"),
-            ("lr", 0 < self.lr <= 1, "a number in (0, 1]"),
-            ("train_batch_size", self.train_batch_size >= 1, ">= 1"),
-            ("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 (the epochs decide) or >= 1"),
-            ("max_length", self.max_length >= 2, ">= 2"),
-            ("seed", self.seed >= 0, ">= 0"),
-            ("patience", self.patience >= 1, ">= 1"),
-            ("batch_size", self.batch_size is None or self.batch_size >= 1, ">= 1 (or unset)"),
-            ("epochs", self.epochs > 0 or self.max_steps > 0, "> 0 unless --teacher-max-steps is set"),
-        ]
-        for name, ok, allowed in rules:
-            if not ok:
-                raise ValueError(f"{_flag(name)} must be {allowed}, got {getattr(self, name)!r}")
-
-
-def _flag(name: str) -> str:
-    return next(f.metadata["flag"] for f in fields(TeacherConfig) if f.name == name)
-
-
-def _number(cfg: TeacherConfig, name: str, kind: type) -> int | float | None:
-    """``cfg.<name>`` as ``kind``; a TypeError for anything else (None only for the inference batch size)."""
-    value = getattr(cfg, name)
-    if value is None and name == "batch_size":
-        return None
-    whole = isinstance(value, numbers.Real) and (kind is float or float(value).is_integer())
-    if isinstance(value, bool) or not whole:
-        raise TypeError(
-            f"{_flag(name)} must be {'a number' if kind is float else 'an integer'}, got {value!r}"
-        )
-    return kind(value)
+        validate_fields(self)
+        if self.model is not None and not self.model.strip():
+            raise ValueError(f"model (--model) must name a Hub model or a directory, got {self.model!r}")
+        if self.max_steps == 0:
+            raise ValueError("max_steps (--teacher-max-steps) must be -1 (the epochs decide) or >= 1, got 0")
+        if self.epochs == 0 and self.max_steps == -1:
+            raise ValueError(
+                "epochs (--teacher-epochs) must be > 0 unless --teacher-max-steps is set, got 0.0"
+            )
 
 
 # The settings that change the fine-tuned weights (not the inference batch size).
@@ -1339,42 +1323,23 @@ LOG_PROB_FLOOR = -100.0
 class SklearnTeacherConfig:
     """TF-IDF (character n-grams within words + word n-grams) and logistic regression, fitted on train."""
 
-    char_max_n: int = field(
-        default=3,
-        metadata={"help": "longest character n-gram (char_wb, from 1)", "flag": "--tfidf-char-max-n"},
+    char_max_n: int = setting(
+        3, "longest character n-gram (char_wb, from 1)", bounds="[1, 10]", flag="--tfidf-char-max-n"
     )
-    word_max_n: int = field(
-        default=2, metadata={"help": "longest word n-gram (from 1)", "flag": "--tfidf-word-max-n"}
+    word_max_n: int = setting(2, "longest word n-gram (from 1)", bounds="[1, 5]", flag="--tfidf-word-max-n")
+    min_df: int = setting(
+        2, "drop n-grams seen in fewer training texts", bounds="[1, 1000000]", flag="--tfidf-min-df"
     )
-    min_df: int = field(
-        default=2, metadata={"help": "drop n-grams seen in fewer training texts", "flag": "--tfidf-min-df"}
+    sublinear_tf: bool = setting(True, "1 + log(tf) instead of raw counts", flag="--tfidf-sublinear-tf")
+    c: float = setting(
+        3.0, "inverse L2 regularisation strength of the logistic regression", bounds="(0, inf)", flag="--lr-c"
     )
-    sublinear_tf: bool = field(
-        default=True, metadata={"help": "1 + log(tf) instead of raw counts", "flag": "--tfidf-sublinear-tf"}
-    )
-    c: float = field(
-        default=3.0,
-        metadata={"help": "inverse L2 regularisation strength of the logistic regression", "flag": "--lr-c"},
-    )
-    max_iter: int = field(
-        default=1000,
-        metadata={"help": "lbfgs iterations of the logistic regression", "flag": "--lr-max-iter"},
+    max_iter: int = setting(
+        1000, "lbfgs iterations of the logistic regression", bounds="[1, 1000000]", flag="--lr-max-iter"
     )
 
     def __post_init__(self) -> None:
-        ranges = {"char_max_n": (1, 10), "word_max_n": (1, 5), "min_df": (1, 10**6), "max_iter": (1, 10**6)}
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(
-                    f"SklearnTeacherConfig.{name} must be an integer in [{low}, {high}], got {value!r}"
-                )
-        if self.sublinear_tf not in (True, False):
-            raise ValueError(
-                f"SklearnTeacherConfig.sublinear_tf must be True or False, got {self.sublinear_tf!r}"
-            )
-        if isinstance(self.c, bool) or not isinstance(self.c, (int, float)) or not 0 < self.c < math.inf:
-            raise ValueError(f"SklearnTeacherConfig.c must be a positive finite number, got {self.c!r}")
+        validate_fields(self)
 
 
 def build_sklearn_pipeline(cfg: SklearnTeacherConfig):

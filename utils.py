@@ -12,22 +12,27 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import http.client
 import json
 import logging
+import math
+import numbers
 import os
 import random
 import re
 import shutil
 import tempfile
 import time
+import typing
 import unicodedata
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -176,6 +181,126 @@ def text_hashes(texts: Iterable[str]) -> torch.Tensor:
         for t in texts
     ]
     return torch.tensor(values, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Settings dataclasses: each field carries its help, choices, bounds, CLI flag and grid flag (``setting``);
+# ``validate_fields`` checks a dataclass against them (distil, teacher, augment and bench all use these two)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SettingTypeError(TypeError, ValueError):
+    """A setting of the wrong type: a TypeError, and a ValueError like any other bad setting."""
+
+
+def setting(
+    default: object = dataclasses.MISSING,
+    help: str = "",
+    *,
+    choices: Sequence | None = None,
+    bounds: str | None = None,
+    flag: str | None = None,
+    grid: bool = False,
+    default_factory: Callable[[], object] | None = None,
+) -> Any:
+    """A dataclass field with its metadata. ``bounds`` is an interval: ``"[0, 1)"``, ``"[1, inf)"``."""
+    metadata = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "bounds": bounds,
+        "flag": flag,
+        "grid": grid,
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def setting_flag(f: dataclasses.Field) -> str:
+    """The command-line option of a settings field: its ``flag``, else ``--name-with-dashes``."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def setting_type(hint: object) -> type:
+    """``int | None`` -> int, ``tuple[str, ...]`` -> tuple, ``str`` -> str."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return tuple
+    return setting_type(args[0]) if origin is not None and args else typing.cast(type, hint)
+
+
+def takes_several(hint: object) -> bool:
+    """``str | tuple[str, ...] | None``: a field that takes one value or several (a list or tuple)."""
+    return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
+
+
+def item_type(hint: object) -> type:
+    """The type of one value: ``tuple[float, ...] | None`` -> float, ``int`` -> int."""
+    for arg in (hint, *typing.get_args(hint)):
+        if typing.get_origin(arg) is tuple:
+            return typing.get_args(arg)[0]
+    return setting_type(hint)
+
+
+def _in_bounds(value: float, bounds: str) -> bool:
+    low, high = (float(x) for x in bounds[1:-1].split(","))
+    above = value >= low if bounds[0] == "[" else value > low
+    below = value <= high if bounds[-1] == "]" else value < high
+    return above and below
+
+
+def _describe_bounds(bounds: str, kind: type, value: float) -> str:
+    """``"[1, inf)"`` -> "in [1, inf)"; a float: "a number in (0, 1]" ("a finite number ..." for inf, nan)."""
+    if kind is not float:
+        return f"in {bounds}"
+    return f"a {'' if math.isfinite(value) else 'finite '}number in {bounds}"
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "True or False"}
+
+
+def _coerce(value: object, kind: type) -> object:
+    """``value`` as ``kind`` where that loses nothing (1 -> 1.0, 16.0 -> 16, numpy scalars, list -> tuple);
+    else ``value`` unchanged."""
+    if isinstance(value, bool) or (kind is bool and isinstance(value, np.bool_)):
+        return bool(value)
+    if kind is float and isinstance(value, numbers.Real):
+        return float(value)
+    if kind is int and isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def validate_fields(obj: object) -> None:
+    """Check each field of a settings dataclass against its type, choices and bounds, converting lossless
+    numbers in place; a one-line ValueError (``SettingTypeError`` for a wrong type) names the field,
+    its flag, what is allowed and the value given."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint, meta = hints[f.name], f.metadata
+        kind, value = setting_type(hint), getattr(obj, f.name)
+        if value is None and type(None) in typing.get_args(hint):
+            continue
+        if isinstance(value, (list, tuple)) and takes_several(hint):
+            kind = tuple  # several values of a field that also takes one (its dataclass checks the items)
+        if not dataclasses.is_dataclass(kind):
+            value = _coerce(value, kind)
+            object.__setattr__(obj, f.name, value)
+        name = f"{f.name} ({setting_flag(f)})"
+        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+            what = _TYPE_WORDS.get(kind, f"of type {kind.__name__}")
+            raise SettingTypeError(f"{name} must be {what}, got {value!r}")
+        choices = meta.get("choices")
+        if choices and any(item not in choices for item in (value if kind is tuple else (value,))):
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        bounds = meta.get("bounds")
+        if bounds and (math.isnan(value) or not _in_bounds(value, bounds)):
+            raise ValueError(f"{name} must be {_describe_bounds(bounds, kind, value)}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------

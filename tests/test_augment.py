@@ -40,10 +40,10 @@ def analysed(kiwi):
 def test_config_validates():
     AugmentConfig()
     for bad, message in (
-        ({"p_mask": 1.5}, "p_mask must be a probability"),
-        ({"p_ng": -0.1}, "p_ng must be"),
+        ({"p_mask": 1.5}, r"p_mask \(--p-mask\) must be a number in \[0, 1\], got 1.5"),
+        ({"p_ng": -0.1}, "p_ng .* must be"),
         ({"p_mask": 0.6, "p_pos": 0.6}, "p_mask \\+ p_pos must be <= 1"),
-        ({"n_iter": 0}, "n_iter must be"),
+        ({"n_iter": 0}, "n_iter .* must be"),
         ({"ngram_max": 0}, "ngram_max"),
         ({"mask_token": "[ M ]"}, "mask_token"),
         ({"max_sentences": 0}, "max_sentences"),
@@ -174,5 +174,5 @@ def test_augmented_file_is_read_as_unlabeled_text(tmp_path):
     splits = utils.load_dataset("nsmc", data_dir=data_dir)
     assert not set(lines) & {t for df in splits.values() for t in df["text"]}
     assert not list(tmp_path.glob(".aug.txt*"))  # written atomically, no temporary left
-    with pytest.raises(SystemExit, match="p_ng must be a probability"):
+    with pytest.raises(SystemExit, match=r"p_ng \(--p-ng\) must be a number in \[0, 1\]"):
         augment.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "x.txt"), "--p-ng", "2"])

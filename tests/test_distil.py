@@ -125,8 +125,8 @@ def test_grid_runs_every_combination():
 BAD_VALUES = [
     ("batch_size", 0, "[1, inf)"),
     ("batch_size", -3, "[1, inf)"),
-    ("batch_size", 2.5, "type int"),
-    ("batch_size", True, "type int"),
+    ("batch_size", 2.5, "an integer"),
+    ("batch_size", True, "an integer"),
     ("max_train", 0, "[1, inf)"),
     ("grad_clip", -1.0, "[0, inf)"),
     ("temperature", float("nan"), "finite"),
@@ -376,28 +376,85 @@ def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
         distil.train_student(cfg, paths, device="cpu")
 
 
-def test_tensorboard_tags_and_hparams(tmp_path, data_dir):
+def scalars_and_hparams(run_dir: str | Path) -> tuple[dict[str, list[int]], dict]:
+    """The scalar tags of a run with their steps, and its HParams values (from the event files)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    values = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+    return steps, values
+
+
+def test_tensorboard_one_step_axis_test_once_and_readable_hparams(tmp_path, data_dir):
+    paths = paths_for(tmp_path, data_dir)
+    cfg = RunConfig(alpha=1.0, **{**FAST, "epochs": 2})
+    metrics = distil.train_student(cfg, paths, device="cpu", log_every=5)
+    steps, hparams = scalars_and_hparams(metrics["run_dir"])
+    assert {"train/loss", "train/ce", "train/kd", "train/lr", "valid/accuracy", "valid/f1"} <= set(steps)
+    assert not [tag for tag in steps if tag.startswith("test/")]  # test figures only as HParams metrics
+    assert {tag for tag in steps if tag.startswith("hparam/")} == {
+        "hparam/val_accuracy",
+        "hparam/test_accuracy",
+        "hparam/test_f1",
+    }
+    # one x axis: each epoch's validation point sits on the global step of that epoch's last train point
+    per_epoch = -(-len(utils.load_dataset("nsmc", data_dir=data_dir)["train"]) // FAST["batch_size"])
+    assert steps["valid/accuracy"] == [per_epoch, 2 * per_epoch] == steps["valid/loss"]
+    assert {per_epoch, 2 * per_epoch} <= set(steps["train/loss"]) and max(
+        steps["train/loss"]
+    ) == 2 * per_epoch
+    assert hparams["teacher"] == "none" and hparams["size"] == "tiny" and hparams["vocab_size"] == 300
+    assert hparams["alpha"] == 1.0 and hparams["params"] == metrics["params"] > 0
+    assert hparams["temperature"] == "-" and hparams["kd_loss"] == "-"  # a baseline has no KD settings
+    assert hparams["embedding_dim"] == metrics["embedding_dim"] > 0  # the preset's dims, not "none"
+    assert hparams["hidden_dim"] == metrics["hidden_dim"] > 0
+
+
+def test_teacher_and_student_logs_live_under_one_root(tmp_path, data_dir, tiny_teacher):
+    paths = paths_for(tmp_path, data_dir)
+    splits = distil.load_splits(RunConfig(alpha=1.0), paths)
+    cfg = teacher.TeacherConfig(model=str(tiny_teacher), epochs=1, train_batch_size=32, max_length=32)
+    teacher_dir = distil.finetune(cfg, splits, "nsmc", paths, device="cpu")
+    student = RunConfig(teacher=str(teacher_dir), alpha=0.5, **{**FAST, "epochs": 1})
+    metrics = distil.train_student(student, paths, device="cpu", splits=splits)
+    root = Path(paths.out) / "nsmc"
+    assert Path(metrics["run_dir"]) == root / student.run_name()
+    teacher_logs = root / "teachers" / teacher_dir.name
+    assert list(teacher_logs.rglob("events.out.tfevents.*")) and list(
+        root.glob(f"{student.run_name()}/events*")
+    )
+    _, hparams = scalars_and_hparams(metrics["run_dir"])
+    assert (
+        hparams["teacher"] == teacher_dir.name and hparams["kd_loss"] == "kl" and hparams["temperature"] == 2
+    )
+
+
+def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path, data_dir):
+    import os
+    import time
 
     paths = paths_for(tmp_path, data_dir)
-    metrics = distil.train_student(
-        RunConfig(alpha=1.0, **{**FAST, "epochs": 1}), paths, device="cpu", log_every=5
-    )
-    events = EventAccumulator(metrics["run_dir"])
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    assert {
-        "train/loss",
-        "train/ce",
-        "train/kd",
-        "train/lr",
-        "valid/accuracy",
-        "valid/f1",
-        "hparam/test_accuracy",
-    } <= tags
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(
-        events.PluginTagToContent("hparams")
-    )
+    cfg = RunConfig(alpha=1.0, **{**FAST, "epochs": 1})
+    run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
+    old = time.time() - 2 * 3600  # older than remove_stale_temporaries' limit (one hour)
+    stale = [
+        run_dir / ".checkpoint.pt.abcd1234.tmp",
+        run_dir / ".student.tmp-abcd1234",
+        Path(paths.out) / ".x.tmp-abcd1234",
+    ]
+    fresh = run_dir.parent / ".other.tmp-efgh5678"  # another writer's, still at work
+    for path in [*stale, fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("partial")
+        if path != fresh:
+            os.utime(path, (old, old))
+    distil.train_student(cfg, paths, device="cpu")
+    assert not [path for path in stale if path.exists()] and fresh.exists()
 
 
 def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
@@ -507,6 +564,22 @@ def test_cli_help_documents_stages(capsys):
     out = capsys.readouterr().out
     for stage in ("download", "tokenizer", "teacher", "cache", "student", "run", "predict"):
         assert stage in out
+
+
+def test_predict_without_student_uses_the_bundled_one(capsys):
+    from model import bundled_student
+
+    texts = ["이 영화 정말 재밌어요 최고예요", "시간 아깝다 최악의 영화", "", "   "]
+    distil.main(["predict", *texts])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(texts)  # an empty or blank text gets its line too
+    rows = [line.split("\t") for line in lines]
+    assert [row[0] for row in rows[:2]] == ["positive", "negative"] and all(
+        0.5 <= float(r[1]) <= 1 for r in rows
+    )
+    assert [row[2] if len(row) > 2 else "" for row in rows] == texts
+    distil.main(["predict", "--student", str(bundled_student()), texts[0]])  # the same student, named
+    assert capsys.readouterr().out.splitlines() == lines[:1]
 
 
 def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_teacher, count_teacher_runs):

@@ -313,3 +313,13 @@ def test_utils_imports_nothing_the_set_up_may_install():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_demo_server_answers_and_stops_and_push_is_off_by_default(executed):
+    _, first, *_ = executed
+    served = text_of(first, "serve")
+    assert "DistilKoBiLSTM demo: http://127.0.0.1:" in served  # outside Colab: the URL
+    predictions = [line for line in served.splitlines() if line.startswith("POST /predict:")]
+    assert len(predictions) == 2 and all(line.split()[2] in ("positive", "negative") for line in predictions)
+    assert "demo server stopped" in served  # headless: nothing keeps serving after the notebook
+    assert "push to the Hugging Face Hub is off" in text_of(first, "push-to-hub")

@@ -43,7 +43,7 @@ def test_config_validates_every_setting():
         {"sublinear_tf": "yes"},
         {"max_iter": -1},
     ):
-        with pytest.raises(ValueError, match=f"SklearnTeacherConfig.{next(iter(bad))} must be"):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} .* must be"):
             T.SklearnTeacherConfig(**bad)
 
 
@@ -196,7 +196,7 @@ def test_bench_peers_are_trained_scored_and_timed(splits):
         )
     assert by_model["fasttext quantized"]["size_bytes"] < by_model["fasttext"]["size_bytes"] / 4
     assert by_model["tfidf-lr (scikit-learn)"]["features"] > 0
-    with pytest.raises(ValueError, match="PeersConfig.fasttext_dim must be a positive integer"):
+    with pytest.raises(ValueError, match=r"fasttext_dim \(--fasttext-dim\) must be in \[1, inf\), got 0"):
         bench.PeersConfig(fasttext_dim=0)
     with pytest.raises(ValueError, match="even fasttext_dim"):
         bench.PeersConfig(fasttext_dim=63)

@@ -505,16 +505,16 @@ def test_finetune_refuses_a_foreign_out_dir_and_bad_data(tmp_path, teacher_finet
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"epochs": 0}, "--teacher-epochs must be > 0 unless --teacher-max-steps is set, got 0.0"),
-        ({"epochs": float("nan")}, "--teacher-epochs must be a finite number >= 0"),
-        ({"lr": 0}, r"--teacher-lr must be a number in \(0, 1\], got 0.0"),
-        ({"lr": float("inf")}, "--teacher-lr must be a number in"),
-        ({"train_batch_size": 0}, "--teacher-train-batch-size must be >= 1, got 0"),
-        ({"batch_size": -3}, "--teacher-batch-size must be >= 1"),
-        ({"max_steps": 0}, "--teacher-max-steps must be -1"),
-        ({"max_length": 1}, "--teacher-max-length must be >= 2, got 1"),
-        ({"patience": 0}, "--teacher-patience must be >= 1, got 0"),
-        ({"model": ""}, "--model must name"),
+        ({"epochs": 0}, "--teacher-epochs\\) must be > 0 unless --teacher-max-steps is set, got 0.0"),
+        ({"epochs": float("nan")}, r"--teacher-epochs\) must be a finite number in \[0, inf\)"),
+        ({"lr": 0}, r"--teacher-lr\) must be a number in \(0, 1\], got 0.0"),
+        ({"lr": float("inf")}, "--teacher-lr\\) must be a finite number in"),
+        ({"train_batch_size": 0}, r"--teacher-train-batch-size\) must be in \[1, inf\), got 0"),
+        ({"batch_size": -3}, r"--teacher-batch-size\) must be in \[1, inf\)"),
+        ({"max_steps": 0}, "--teacher-max-steps\\) must be -1"),
+        ({"max_length": 1}, r"--teacher-max-length\) must be in \[2, inf\), got 1"),
+        ({"patience": 0}, r"--teacher-patience\) must be in \[1, inf\), got 0"),
+        ({"model": ""}, "--model\\) must name"),
     ],
 )
 def test_teacher_config_refuses_bad_values(settings, message):
@@ -532,9 +532,9 @@ def test_dataset_and_split_names_cannot_leave_their_folder(tmp_path):
 
 
 def test_teacher_config_types_and_metadata():
-    with pytest.raises(TypeError, match="--teacher-train-batch-size must be an integer, got 8.5"):
+    with pytest.raises(TypeError, match="--teacher-train-batch-size\\) must be an integer, got 8.5"):
         T.TeacherConfig(train_batch_size=8.5)
-    with pytest.raises(TypeError, match="--teacher-epochs must be a number, got '3'"):
+    with pytest.raises(TypeError, match="--teacher-epochs\\) must be a number, got '3'"):
         T.TeacherConfig(epochs="3")
     cfg = T.TeacherConfig(epochs=0, max_steps=5, train_batch_size=16.0)
     assert cfg.epochs == 0.0 and isinstance(cfg.train_batch_size, int)

@@ -39,7 +39,7 @@ def test_learning_curves_are_drawn_in_a_real_browser(tmp_path, data_dir):
 
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[:2] == (1060, 1280) and pixels[..., :3].std() > 0.1  # a drawn page, not a blank one
-    assert matplotlib.image.imread(tmp_path / "hparams.png").shape[:2] == (700, 1280)
+    assert matplotlib.image.imread(tmp_path / "hparams.png").shape[:2] == (360, 3400)
 
 
 def test_missing_browser_is_a_clear_error(tmp_path):

@@ -124,7 +124,7 @@ def screenshot(
 
 
 def screenshot_hparams(
-    url: str, out: str | Path, size: tuple[int, int] = (1280, 700), browser: str = CHROMIUM
+    url: str, out: str | Path, size: tuple[int, int] = (3400, 360), browser: str = CHROMIUM
 ) -> None:
     """Save a PNG of the HParams dashboard's table (one row per run: its hyperparameters and metrics)."""
     from playwright.sync_api import sync_playwright
@@ -135,6 +135,13 @@ def screenshot_hparams(
             page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
             page.goto(url + "#hparams", wait_until="networkidle")
             page.get_by_text("Trial ID").first.wait_for(timeout=60_000)
+            # TensorBoard shows only the first few hyperparameters and no metric: tick every column in the
+            # list on the left (not the table rows' "Show Metrics" boxes)
+            for box in page.get_by_role("checkbox").all():
+                where = box.bounding_box() if box.is_visible() else None
+                if where and where["x"] < size[0] / 4 and box.get_attribute("aria-checked") == "false":
+                    box.click()
+            page.mouse.move(size[0] - 1, size[1] - 1)  # no tooltip over the table
             page.wait_for_timeout(1000)
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
