@@ -24,6 +24,8 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
+import numbers
 import os
 import random
 import shutil
@@ -912,7 +914,13 @@ def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typin
 
 
 def finish_run(
-    cfg: RunConfig, run_dir: Path, splits: dict, fit: Fit, dev: torch.device, writer, extra: dict | None = None
+    cfg: RunConfig,
+    run_dir: Path,
+    splits: dict,
+    fit: Fit,
+    dev: torch.device,
+    writer,
+    extra: dict | None = None,
 ) -> dict:
     """Evaluate the best checkpoint once on test, write metrics.json (with ``extra``, e.g. an ensemble's own
     accuracy) and the TensorBoard HParams entry."""
