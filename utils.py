@@ -946,14 +946,16 @@ def atomic_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
 
     An existing ``path`` is moved aside, replaced, and deleted only once the new one is in place (it is put
     back if the swap fails); temporary directories never outlive the call (unless the process is killed:
-    see remove_stale_temporaries). The directory gets the usual mode (0777 less the umask), not 0700.
+    see remove_stale_temporaries). Its folders and files get the usual modes (0777 / 0666 less the umask),
+    not mkdtemp's 0700 or the 0600 some writers use.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         write(tmp)
-        _default_mode(tmp, directory=True)
+        for entry in [tmp, *tmp.rglob("*")]:  # also files libraries create private (safetensors: 0600)
+            _default_mode(entry, directory=entry.is_dir())
         if not path.exists():
             os.replace(tmp, path)
             return path

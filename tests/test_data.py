@@ -382,18 +382,22 @@ def test_get_tokenizer_clears_temporaries_of_killed_trainings(tmp_path, data_dir
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_atomic_writers_use_the_umask(tmp_path, umask):
+    import torch
+    from safetensors.torch import save_file
+
     previous = os.umask(umask)
     try:
         utils.atomic_write_json(tmp_path / "a.json", {"x": 1})
         utils.atomic_save(tmp_path / "b.bin", lambda p: p.write_bytes(b"1"))
         utils.atomic_dir(tmp_path / "d", lambda p: (p / "f.txt").write_text("x"))
         utils.atomic_dir(tmp_path / "d", lambda p: (p / "f.txt").write_text("y"))  # replacing an existing one
+        utils.atomic_dir(tmp_path / "s", lambda p: save_file({"w": torch.zeros(2)}, p / "w.safetensors"))
     finally:
         os.umask(previous)
-    for name in ("a.json", "b.bin", "d/f.txt"):
+    for name in ("a.json", "b.bin", "d/f.txt", "s/w.safetensors"):  # safetensors itself creates files 0600
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~umask
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin", "d"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin", "d", "s"]
 
 
 # --- corrupt derived data: logits cache, shared tokenizer ------------------------------------------------
