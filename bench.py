@@ -243,7 +243,8 @@ SYNTHETIC_WORDS = {
 
 
 def synthetic_reviews(n: int, seed: int) -> pd.DataFrame:
-    """Reviews made of filler and sentiment words (as in tests/conftest.py), for runs without --data-dir."""
+    """Reviews made of filler and sentiment words (tests/conftest.py uses the same words), for runs without
+    --data-dir."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):

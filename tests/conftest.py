@@ -19,28 +19,10 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-POSITIVE = ["최고", "재밌어요", "감동", "좋아요", "명작", "추천합니다", "훌륭한", "꿀잼"]
-NEGATIVE = ["최악", "별로", "지루해요", "실망", "노잼", "아까운", "엉망", "비추"]
-FILLER = [
-    "영화",
-    "배우",
-    "스토리",
-    "연기",
-    "진짜",
-    "그냥",
-    "정말",
-    "오늘",
-    "보고",
-    "왔는데",
-    "음악",
-    "감독",
-    "내용",
-    "처음",
-    "마지막",
-    "ㅋㅋ",
-    "the",
-    "movie",
-]
+from bench import SYNTHETIC_WORDS  # noqa: E402  (the project's one word list; its folder is on sys.path now)
+
+POSITIVE, NEGATIVE = SYNTHETIC_WORDS[1], SYNTHETIC_WORDS[0]
+FILLER = [*SYNTHETIC_WORDS[None], "the", "movie"]
 
 
 def make_reviews(n: int, seed: int) -> list[tuple[str, int]]:
