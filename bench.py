@@ -1153,8 +1153,6 @@ def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
 # -----------------------------------------------------------------------------
 # 6. serving: a bounded load test of serve.py on 127.0.0.1 (python bench.py serve ...)
 
-SERVE_SAMPLE = Path(__file__).resolve().parent / "models" / "nsmc-test-sample.txt"
-
 
 @dataclass
 class LoadTest:
@@ -1174,7 +1172,7 @@ class LoadTest:
     time_cap_s: float = 10.0  # per scenario and repeat: no new request after this
     repeats: int = 3
     out: str = "bench_out"
-    data_dir: str | None = None  # NSMC test reviews from here, else the 1,000 in models/nsmc-test-sample.txt
+    data_dir: str | None = None  # NSMC test reviews from here, else synthetic reviews
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.repeats < 1 or self.time_cap_s <= 0:
@@ -1319,7 +1317,7 @@ def serve_load_test(load: LoadTest) -> dict:
     if load.data_dir:
         texts = utils.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
     else:
-        texts = utils.parse_file(SERVE_SAMPLE, "nsmc", "nsmc")[0]["text"].tolist()
+        texts = synthetic_reviews(1024, seed=0)["text"].tolist()
     single = [json.dumps({"text": t}).encode() for t in texts]
     batches = [json.dumps({"texts": (texts * 2)[i : i + 64]}).encode() for i in range(0, len(texts), 64)]
     machine = machine_info(1)

@@ -787,6 +787,7 @@ project's `model.py` (torch, transformers, tokenizers, onnxruntime and huggingfa
 
 ```python
 from model import Student
+
 student = Student.from_pretrained("{where}", backend="onnx-int8")  # or "torch", "onnx"
 student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[p(negative), p(positive)], ...]
 ```
