@@ -105,3 +105,40 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
+    """distil.py options that keep a CLI test's data, tokenizers, teachers and runs under ``tmp_path``."""
+    return [
+        "--dataset",
+        "nsmc",
+        "--data-dir",
+        str(data_dir),
+        "--data-root",
+        str(tmp_path / "data"),
+        "--tokenizer-root",
+        str(tmp_path / "tok"),
+        "--teacher-root",
+        str(tmp_path / "teachers"),
+        "--out",
+        str(tmp_path / "runs"),
+        "--device",
+        "cpu",
+        "-q",
+    ]
+
+
+@pytest.fixture
+def count_teacher_runs(monkeypatch) -> list[int]:
+    """How many texts each teacher run scores, call by call."""
+    import teacher
+
+    calls: list[int] = []
+    original = teacher.Teacher.predict_logits
+
+    def counting(self, texts, *args, **kwargs):
+        calls.append(len(texts))
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(teacher.Teacher, "predict_logits", counting)
+    return calls

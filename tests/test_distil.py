@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import distil
 import teacher
 import utils
-from conftest import write_nsmc
+from conftest import cli_common, write_nsmc
 from distil import Paths, RunConfig
 
 FAST = dict(epochs=3, batch_size=32, size="tiny", vocab_size=300, lr=1e-2, warmup_ratio=0.0)
@@ -28,22 +28,6 @@ def paths_for(tmp_path: Path, data_dir: Path, teacher_root: Path | None = None) 
         str(teacher_root or tmp_path / "teachers"),
         str(tmp_path / "runs"),
     )
-
-
-@pytest.fixture
-def count_teacher_runs(monkeypatch) -> list[int]:
-    """Count how many texts the teacher is run on, call by call."""
-    import teacher as teachers
-
-    calls: list[int] = []
-    original = teachers.Teacher.predict_logits
-
-    def counting(self, texts, *args, **kwargs):
-        calls.append(len(texts))
-        return original(self, texts, *args, **kwargs)
-
-    monkeypatch.setattr(teachers.Teacher, "predict_logits", counting)
-    return calls
 
 
 # --- losses and batching ---------------------------------------------------------------------------------
@@ -497,23 +481,7 @@ def test_distillation_reuses_cache_across_vocab_sizes(tmp_path, data_dir, tiny_t
 
 
 def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, capsys):
-    common = [
-        "--dataset",
-        "nsmc",
-        "--data-dir",
-        str(data_dir),
-        "--data-root",
-        str(tmp_path / "data"),
-        "--tokenizer-root",
-        str(tmp_path / "tok"),
-        "--teacher-root",
-        str(tmp_path / "teachers"),
-        "--out",
-        str(tmp_path / "runs"),
-        "--device",
-        "cpu",
-        "-q",
-    ]
+    common = cli_common(tmp_path, data_dir)
     fast = [
         "--vocab-size",
         "300",
@@ -754,22 +722,6 @@ def test_a_second_process_on_the_same_run_is_refused_and_stale_locks_do_not_bloc
         holder.kill()  # dies holding the lock: the kernel releases it
         holder.wait()
     assert distil.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
-
-
-def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
-    return [
-        "--data-dir",
-        str(data_dir),
-        "--data-root",
-        str(tmp_path / "data"),
-        "--tokenizer-root",
-        str(tmp_path / "tok"),
-        "--out",
-        str(tmp_path / "runs"),
-        "--device",
-        "cpu",
-        "-q",
-    ]
 
 
 @pytest.mark.parametrize(

@@ -11,45 +11,10 @@ import torch
 import distil
 import teacher
 import utils
-from conftest import make_reviews
+from conftest import cli_common, make_reviews
 from distil import RunConfig
 
-
-def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
-    return [
-        "--dataset",
-        "nsmc",
-        "--data-dir",
-        str(data_dir),
-        "--data-root",
-        str(tmp_path / "data"),
-        "--tokenizer-root",
-        str(tmp_path / "tok"),
-        "--teacher-root",
-        str(tmp_path / "teachers"),
-        "--out",
-        str(tmp_path / "runs"),
-        "--device",
-        "cpu",
-        "-q",
-    ]
-
-
 FAST = ["--vocab-size", "300", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--warmup-ratio", "0"]
-
-
-@pytest.fixture
-def count_teacher_runs(monkeypatch) -> list[int]:
-    """How many texts each teacher run scores."""
-    calls: list[int] = []
-    original = teacher.Teacher.predict_logits
-
-    def counting(self, texts, *args, **kwargs):
-        calls.append(len(texts))
-        return original(self, texts, *args, **kwargs)
-
-    monkeypatch.setattr(teacher.Teacher, "predict_logits", counting)
-    return calls
 
 
 def write_unlabeled(path: Path, seed: int, n: int = 120) -> Path:
