@@ -18,6 +18,9 @@ Sections, each printed as a table and saved in <out>/bench_results.json:
 7. serving  `python bench.py serve [--student DIR]`: a bounded load test of serve.py on 127.0.0.1 (requests/s,
             sentences/s, p50/p99 latency for single sentences at concurrency 1/16/64, 64-text requests and
             GET /health as the ceiling), with and without micro-batching (<out>/serve_results.json).
+8. ladder   `python bench.py ladder [--runs runs/ladder] [--bench F] [--readme README.md]`: records every
+            finished run in results/runs.csv and regenerates the accuracy ladder from it (mean ± std over
+            seeds, transfer-set rows, seconds per epoch, total time) with issue 10's targets, met or not.
 
 Every timing is the median over repeats with its spread; rows measured while the machine was busy (load
 average above half the CPUs) or whose repeats disagree are flagged in a "warning" column.
@@ -1608,6 +1611,283 @@ def peer_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # -----------------------------------------------------------------------------
+# 8. the accuracy ladder: every run recorded in results/runs.csv, the README's table regenerated from it
+
+
+@dataclass
+class LadderConfig:
+    """Where the ladder's runs and records are (the ``bench.py ladder`` command line comes from these)."""
+
+    runs: tuple[str, ...] = setting(
+        ("runs/ladder",), "folders of the ladder's runs (distil.py student --out)"
+    )
+    csv: str = setting("results/runs.csv", "every run's record (one row per run folder; updated in place)")
+    bench: str | None = setting(None, "a bench_results.json whose peers the targets compare with")
+    readme: str | None = setting(
+        None, "a file whose block between <!-- ladder:start --> and <!-- ladder:end --> is rewritten"
+    )
+    out: str = setting("results/ladder.md", "where the generated tables go")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+RUN_COLUMNS = [
+    "run_dir",
+    "dataset",
+    "teacher",
+    "unlabeled",
+    "vocab_size",
+    "student_size",
+    "params",
+    "size_bytes",
+    "alpha",
+    "temperature",
+    "kd_loss",
+    "seed",
+    "n_train",
+    "epochs_run",
+    "best_epoch",
+    "val_accuracy",
+    "test_accuracy",
+    "test_f1",
+    "train_seconds",
+    "device",
+    "seconds_per_epoch",
+    "n_transfer",
+    "teacher_members",
+    "teacher_test_accuracy",
+]
+LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
+SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
+
+
+def teacher_members(metrics: dict) -> str:
+    """The teacher as written in the ladder: its short name, or each member's with its weight."""
+    members = metrics.get("teachers") or ([metrics["teacher"]] if metrics.get("teacher") else [])
+    weights = metrics.get("teacher_weights") or [1] * len(members)
+    if len(members) < 2:
+        return teachers.display_name(members[0]) if members else "none"
+    return " + ".join(f"{teachers.display_name(m)}×{w:g}" for m, w in zip(members, weights))
+
+
+def single_teacher_accuracy(name: str) -> float | None:
+    """A single teacher's test accuracy from its teacher.json (fine-tuned) or metrics.json (a student)."""
+    for record in ("teacher.json", "metrics.json"):
+        path = Path(name) / record
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8")).get("test_accuracy")
+    return None
+
+
+def run_record(metrics: dict) -> dict:
+    """One results/runs.csv row from a run's metrics.json (older runs: the transfer set counted from the
+    unlabeled files, as training read them)."""
+    row = {key: metrics.get(key) for key in RUN_COLUMNS}
+    if row["n_transfer"] is None:
+        files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
+        row["n_transfer"] = metrics["n_train"] + sum(len(utils.read_unlabeled(f)) for f in files)
+    row["teacher_members"] = teacher_members(metrics)
+    if row["teacher_test_accuracy"] is None and metrics.get("teacher") and not metrics.get("teachers"):
+        row["teacher_test_accuracy"] = single_teacher_accuracy(metrics["teacher"])
+    return row
+
+
+def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> pd.DataFrame:
+    """Add every finished run under runs_dirs to the CSV (a run folder recorded before is replaced)."""
+    rows = [
+        run_record(json.loads(path.read_text(encoding="utf-8")))
+        for runs_dir in runs_dirs
+        for path in sorted(Path(runs_dir).glob("**/metrics.json"))
+    ]
+    new = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    old = pd.read_csv(csv).reindex(columns=RUN_COLUMNS) if Path(csv).is_file() else new.iloc[:0]
+    parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]
+    frame = pd.concat(parts, ignore_index=True) if parts else new
+    utils.atomic_write_text(csv, frame.to_csv(index=False))
+    return frame
+
+
+def transfer_set(unlabeled: object) -> str:
+    """``train`` plus the stem of each unlabeled file: ``train + unlabeled + nsmc-aug30k``."""
+    if pd.isna(unlabeled) or not unlabeled:
+        return "train"
+    return " + ".join(["train", *(Path(part).stem for part in str(unlabeled).split("+"))])
+
+
+def mean_std(values: pd.Series, scale: float = 100.0) -> str:
+    """``86.12 ± 0.08`` (percent) over seeds; the value alone for one seed."""
+    text = f"{scale * values.mean():.2f}"
+    return text + (f" ± {scale * values.std():.2f}" if len(values) > 1 else "")
+
+
+def ladder_rows(frame: pd.DataFrame) -> list[dict]:
+    """The ladder: runs grouped by everything but the seed, ordered by student size, teacher and transfer
+    set size, with each row's cost (transfer rows, seconds per epoch, total minutes)."""
+    keys = ["student_size", "vocab_size", "teacher_members", "unlabeled", "alpha", "temperature", "kd_loss"]
+    rows = []
+    for _, group in frame.fillna({"unlabeled": ""}).groupby(keys, sort=False):
+        first = group.iloc[0]
+        teacher_acc = group["teacher_test_accuracy"].dropna()
+        rows.append(
+            {
+                "student": f"{first['student_size']} v{int(first['vocab_size'])}",
+                "teacher": first["teacher_members"]
+                + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
+                "transfer set": transfer_set(first["unlabeled"])
+                if first["teacher_members"] != "none"
+                else "",
+                "rows": f"{int(first['n_transfer']):,}",
+                "seeds": len(group),
+                "test acc (%)": mean_std(group["test_accuracy"]),
+                "val acc (%)": mean_std(group["val_accuracy"]),
+                "best / last epoch": ", ".join(
+                    f"{int(b)}/{int(e)}" for b, e in zip(group["best_epoch"], group["epochs_run"])
+                ),
+                "s / epoch": f"{group['seconds_per_epoch'].mean():.0f}",
+                "total (min)": f"{group['train_seconds'].mean() / 60:.0f}",
+                "_order": (
+                    SIZE_ORDER.get(first["student_size"], 99),
+                    first["teacher_members"] != "none",
+                    first["teacher_members"],
+                    int(first["n_transfer"]),
+                ),
+                "_size": first["student_size"],
+                "_test": float(group["test_accuracy"].mean()),
+                "_teacher_test": float(teacher_acc.iloc[0]) if len(teacher_acc) else None,
+            }
+        )
+    return sorted(rows, key=lambda r: r["_order"])
+
+
+def target_row(
+    target: str, value: float | None, goal: float, seeds: int | None = None, ok: bool = True
+) -> dict:
+    """One line of the targets table: the best value (with its seeds) and whether it meets the goal."""
+    shown = (
+        "not run"
+        if value is None
+        else f"{100 * value:.2f}" + (f" ({seeds} seed{'s' * (seeds > 1)})" if seeds else "")
+    )
+    return {
+        "target": target,
+        "best (%)": shown,
+        "met": "yes" if value is not None and value >= goal and ok else "no",
+    }
+
+
+def ladder_targets(rows: list[dict], peers: list[dict]) -> list[dict]:
+    """Issue 10's targets, met or not: an ensemble teacher >= 88.0 %, the base student >= 87.5 % (mean of 3
+    seeds) and above the TF-IDF+LR peer of the bench run given, the tiny student >= 85.5 %."""
+    tfidf = next((p["test_accuracy"] for p in peers if p["model"].startswith("tfidf-lr")), None)
+    ensembles = [r["_teacher_test"] for r in rows if "×" in r["teacher"] and r["_teacher_test"] is not None]
+    best = {
+        size: max((r for r in rows if r["_size"] == size), key=lambda r: r["_test"], default=None)
+        for size in ("base", "tiny")
+    }
+    base, tiny = best["base"], best["tiny"]
+    base_ok = base is not None and base["seeds"] >= 3 and tfidf is not None and base["_test"] > tfidf
+    table = [
+        target_row("ensemble teacher ≥ 88.0 %", max(ensembles, default=None), 0.88),
+        target_row(
+            "base ≥ 87.5 % (3 seeds) and > TF-IDF+LR",
+            base and base["_test"],
+            0.875,
+            base and base["seeds"],
+            base_ok,
+        ),
+        target_row("tiny ≥ 85.5 %", tiny and tiny["_test"], 0.855, tiny and tiny["seeds"]),
+    ]
+    if tfidf is not None:
+        table.append(
+            {"target": "TF-IDF+LR peer (same bench run)", "best (%)": f"{100 * tfidf:.2f}", "met": ""}
+        )
+    return table
+
+
+def peer_rows(peers: list[dict]) -> list[dict]:
+    """The peers of a bench run as ladder rows: accuracy, training time, speed at batch 64, size."""
+    return [
+        {
+            "peer (same bench run)": p["model"],
+            "test acc (%)": f"{100 * p['test_accuracy']:.2f}",
+            "train (s)": f"{p['train_seconds']:.0f}",
+            "sentences/s, batch 64": f"{p['batch64_per_s']:,.0f}",
+            "size": human_bytes(p["size_bytes"]),
+        }
+        for p in peers
+    ]
+
+
+def bench_summary(path: str | Path) -> tuple[list[dict], str]:
+    """A bench_results.json's peers and the ladder's text about them (a table and the machine it ran on)."""
+    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    machine, threads = results["machine"], results["settings"]["threads"]
+    load = machine["load_average_at_start"][0], machine["load_average_at_end"][0]
+    text = (
+        markdown(peer_rows(results["peers"]))
+        + f"\n\nPeers trained and timed by `python bench.py` ({path}) on {machine['cpu']}, {threads} "
+        + f"thread(s), load average {load[0]:.2f} at the start and {load[1]:.2f} at the end."
+    )
+    return results["peers"], text
+
+
+def markdown(rows: list[dict]) -> str:
+    """A GitHub table of the rows' public columns (those not starting with _)."""
+    columns = [c for c in rows[0] if not c.startswith("_")] if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def replace_block(path: str | Path, text: str) -> None:
+    """Rewrite the part of ``path`` between the ladder markers (both must be there)."""
+    content = Path(path).read_text(encoding="utf-8")
+    start, end = LADDER_MARKERS
+    if content.count(start) != 1 or content.count(end) != 1 or content.index(start) > content.index(end):
+        raise ValueError(f"{path}: needs one {start} line before one {end} line")
+    head, rest = content.split(start)
+    utils.atomic_write_text(path, head + start + "\n" + text + "\n" + end + rest.split(end)[1])
+
+
+def ladder(cfg: LadderConfig) -> str:
+    """Record the runs in --csv, print the ladder and the targets, write them to --out (and the README)."""
+    frame = record_runs(cfg.runs, cfg.csv)
+    ours = [any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in frame["run_dir"]]
+    rows = ladder_rows(frame.loc[ours])
+    if not rows:
+        raise ValueError(
+            f"no finished run under {' '.join(cfg.runs)}: train with `distil.py student --out DIR`"
+        )
+    peers, about_peers = bench_summary(cfg.bench) if cfg.bench else ([], "")
+    text = (
+        markdown(rows)
+        + "\n\n"
+        + markdown(ladder_targets(rows, peers))
+        + (f"\n\n{about_peers}" if about_peers else "")
+        + f"\n\n_Generated by `python bench.py ladder --runs {' '.join(cfg.runs)}"
+        + (f" --bench {cfg.bench}" if cfg.bench else "")
+        + f"` from {cfg.csv}._"
+    )
+    print(text)
+    utils.atomic_write_text(cfg.out, text + "\n")
+    if cfg.readme:
+        replace_block(cfg.readme, text)
+    return text
+
+
+def ladder_main(argv: list[str]) -> str:
+    """python bench.py ladder [--runs runs/ladder] [--csv results/runs.csv] [--bench F] [--readme F]"""
+    parser = argparse.ArgumentParser(prog="bench.py ladder", description=ladder.__doc__)
+    distil.add_arguments(parser, LadderConfig)
+    args = parser.parse_args(argv)
+    try:
+        return ladder(LadderConfig(**vars(args)))
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"bench.py ladder: {err}") from None
+
+
+# -----------------------------------------------------------------------------
 # driver
 
 
@@ -1796,6 +2076,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> dict:
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
+    if argv and argv[0] == "ladder":
+        return ladder_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)

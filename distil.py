@@ -746,6 +746,7 @@ class Fit:
     rng: np.random.Generator
     state: dict
     steps_per_epoch: int
+    rows: int  # training rows per epoch: the labelled ones and every unlabeled file's
 
     def global_step(self) -> int:
         return self.state["epoch"] * self.steps_per_epoch
@@ -774,7 +775,7 @@ def start_fit(cfg: RunConfig, run_dir: Path, data: Prepared, dev: torch.device) 
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint, model, optimizer, scheduler, rng)
         logger.info(f"resuming {run_dir} after epoch {state['epoch']}")
-    return Fit(model, optimizer, scheduler, rng, state, steps_per_epoch)
+    return Fit(model, optimizer, scheduler, rng, state, steps_per_epoch, len(data.train_seqs))
 
 
 def fit_epoch(cfg: RunConfig, fit: Fit, data: Prepared, writer: SummaryWriter, log_every: int) -> None:
@@ -947,6 +948,7 @@ def finish_run(
         ),
         "seed": cfg.seed,
         "n_train": len(splits["train"]),
+        "n_transfer": fit.rows,
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
         "val_accuracy": state["best_accuracy"],

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -877,6 +878,20 @@ def ensemble_logits(
     """The (weighted) mean of the members' cached logits of ``df`` (``teacher_logits`` per member, each with
     its own cache: a member whose cache is valid does not run)."""
     return mean_logits([teacher_logits(m, df, dataset, split, **options) for m in members], weights)
+
+
+def rank_weights(
+    parts: Sequence[torch.Tensor], df: pd.DataFrame, grid: Sequence[float] = (0, 1, 2, 3, 4)
+) -> list[tuple[tuple[float, ...], float]]:
+    """Every weighting of the members' logits ``parts`` drawn from ``grid`` (0 leaves a member out), with its
+    accuracy on ``df``: best first, ties to fewer members and smaller weights. Rank on validation rows."""
+    ranked = []
+    for weights in itertools.product(grid, repeat=len(parts)):
+        kept = [i for i, w in enumerate(weights) if w > 0]
+        if kept:
+            logits = mean_logits([parts[i] for i in kept], [weights[i] for i in kept])
+            ranked.append((tuple(float(w) for w in weights), accuracy(logits, df)))
+    return sorted(ranked, key=lambda r: (-r[1], sum(w > 0 for w in r[0]), sum(r[0])))
 
 
 def accuracy(logits: torch.Tensor, df: pd.DataFrame) -> float | None:

@@ -563,3 +563,120 @@ def test_student_result_times_the_saved_student(results):
     assert list(row) == bench.RESULT_COLUMNS
     assert row["kind"] == "baseline" and row["run_dir"] == str(run_dir) and row["test_accuracy"] == 0.69
     assert row["cpu_sentences_per_s"] > 0 and row["cpu_batch1_ms"] > 0
+
+
+def ladder_run(runs: Path, name: str, size: str, seed: int, test: float, **extra) -> None:
+    """A metrics.json as distil.py writes it (without n_transfer, as runs before it was recorded)."""
+    run_dir = runs / "nsmc" / name
+    run_dir.mkdir(parents=True)
+    metrics = {
+        "dataset": "nsmc",
+        "teacher": None,
+        "vocab_size": 3000,
+        "student_size": size,
+        "params": 27394,
+        "size_bytes": 110504,
+        "alpha": 1.0,
+        "temperature": 2.0,
+        "kd_loss": "kl",
+        "unlabeled": None,
+        "seed": seed,
+        "n_train": 600,
+        "epochs_run": 9,
+        "best_epoch": 6,
+        "val_accuracy": test + 0.01,
+        "test_accuracy": test,
+        "test_f1": test,
+        "train_seconds": 540.0,
+        "seconds_per_epoch": 60.0,
+        "device": "cpu",
+        "run_dir": str(run_dir),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics | extra))
+
+
+@pytest.fixture
+def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
+    """Three runs (a baseline over two seeds, an ensemble-distilled run with two transfer files), an older
+    record of one of them and of another run, a README with the ladder block and a bench run's peers."""
+    monkeypatch.chdir(tmp_path)
+    runs = Path("runs/ladder")
+    for name, lines in (("u1.txt", 3), ("u2.txt", 2)):
+        Path(name).write_text("".join(f"리뷰 {name} {i}\n" for i in range(lines)), encoding="utf-8")
+    ladder_run(runs, "tiny-base-s1", "tiny", 1, 0.80)
+    ladder_run(runs, "tiny-base-s2", "tiny", 2, 0.82)
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.885, "teacher_val_accuracy": 0.89}
+    kd |= {"unlabeled": "u1.txt+u2.txt", "unlabeled_files": ["u1.txt", "u2.txt"]}
+    ladder_run(runs, "tiny-kd-s1", "tiny", 1, 0.86, **kd)
+    ladder_run(Path("runs/members"), "base-v9000", "base", 42, 0.865, vocab_size=9000)
+    old = pd.DataFrame(
+        [
+            {"run_dir": "runs/nsmc/elsewhere", "test_accuracy": 0.5},
+            {"run_dir": "runs/ladder/nsmc/tiny-base-s1", "test_accuracy": 0.1},
+        ]
+    )
+    old.to_csv("runs.csv", index=False)
+    Path("README.md").write_text("before\n<!-- ladder:start -->\nold table\n<!-- ladder:end -->\nafter\n")
+    peer = {"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.873, "train_seconds": 61.4}
+    peers = [peer | {"batch64_per_s": 1234.5, "size_bytes": 6_620_151}]
+    peers.append({"model": "fasttext", "test_accuracy": 0.8658, "train_seconds": 15.0, "batch64_per_s": 9e4})
+    peers[-1]["size_bytes"] = 608e6
+    machine = {"cpu": "Some CPU", "load_average_at_start": [0.5, 0, 0], "load_average_at_end": [1.25, 0, 0]}
+    Path("bench.json").write_text(
+        json.dumps({"peers": peers, "machine": machine, "settings": {"threads": 1}})
+    )
+    return bench.LadderConfig(
+        runs=(str(runs), "runs/members"),
+        csv="runs.csv",
+        bench="bench.json",
+        readme="README.md",
+        out="ladder.md",
+    )
+
+
+def test_ladder_records_every_run_and_groups_seeds(ladder_files):
+    text = bench.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    assert len(frame) == 5  # the older record of tiny-base-s1 was replaced, the other run kept
+    assert frame.set_index("run_dir").loc["runs/ladder/nsmc/tiny-base-s1", "test_accuracy"] == 0.80
+    baseline, kd, base = bench.ladder_rows(frame[frame["run_dir"].str.startswith("runs/")])
+    assert (base["student"], base["seeds"], base["test acc (%)"]) == ("base v9000", 1, "86.50")
+    assert (baseline["teacher"], baseline["seeds"], baseline["test acc (%)"]) == ("none", 2, "81.00 ± 1.41")
+    assert baseline["transfer set"] == "" and baseline["rows"] == "600"
+    assert kd["teacher"] == "tfidf-lr-nsmc-1×3 + b×1 (88.50)"
+    assert (kd["transfer set"], kd["rows"]) == ("train + u1 + u2", "605")  # 600 + 3 + 2 lines
+    assert (kd["s / epoch"], kd["total (min)"], kd["best / last epoch"]) == ("60", "9", "6/9")
+    assert Path("ladder.md").read_text(encoding="utf-8") == text + "\n"
+    readme = Path("README.md").read_text(encoding="utf-8")
+    assert readme.startswith("before\n<!-- ladder:start -->\n| student |") and readme.endswith("-->\nafter\n")
+    assert "old table" not in readme and text in readme
+    bench.ladder(ladder_files)  # regenerating changes nothing
+    assert Path("README.md").read_text(encoding="utf-8") == readme
+
+
+def test_ladder_targets_say_met_or_not(ladder_files):
+    bench.ladder(ladder_files)
+    table = Path("ladder.md").read_text(encoding="utf-8")
+    assert "| ensemble teacher ≥ 88.0 % | 88.50 | yes |" in table
+    assert "| base ≥ 87.5 % (3 seeds) and > TF-IDF+LR | 86.50 (1 seed) | no |" in table
+    assert "| tiny ≥ 85.5 % | 86.00 (1 seed) | yes |" in table
+    assert "| TF-IDF+LR peer (same bench run) | 87.30 |  |" in table
+    assert "| tfidf-lr (scikit-learn) | 87.30 | 61 | 1,234 | 6.62 MB |" in table
+    assert "| fasttext | 86.58 | 15 | 90,000 | 608 MB |" in table
+    assert "on Some CPU, 1 thread(s), load average 0.50 at the start and 1.25 at the end." in table
+    assert [row["best (%)"] for row in bench.ladder_targets([], [])] == ["not run"] * 3
+    base = {"_size": "base", "_test": 0.88, "seeds": 2, "teacher": "x", "_teacher_test": None}
+    assert bench.ladder_targets([base], [])[1]["met"] == "no"  # two seeds and no peer to compare with
+    peers = [{"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.885}]
+    assert bench.ladder_targets([base | {"seeds": 3}], peers)[1]["met"] == "no"  # below the peer
+    above = [{"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.87}]
+    assert bench.ladder_targets([base | {"seeds": 3}], above)[1]["met"] == "yes"
+
+
+def test_ladder_errors_are_one_line(ladder_files, capsys):
+    Path("README.md").write_text("no markers\n")
+    with pytest.raises(SystemExit, match="README.md: needs one <!-- ladder:start --> line before one"):
+        bench.main(["ladder", "--runs", *ladder_files.runs, "--csv", "runs.csv", "--readme", "README.md"])
+    with pytest.raises(SystemExit, match="no finished run under empty"):
+        bench.main(["ladder", "--runs", "empty", "--csv", "other.csv"])

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import bench
 import distil
 import teacher
 import utils
@@ -559,6 +560,9 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     cfg = RunConfig(teacher=str(tiny_teacher), alpha=0.5, unlabeled=str(unlabeled), **{**FAST, "epochs": 1})
     metrics = distil.train_student(cfg, paths, device="cpu")
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
+    assert metrics["n_transfer"] == metrics["n_train"] + len(utils.read_unlabeled(unlabeled))
+    before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
+    assert bench.run_record(before)["n_transfer"] == metrics["n_transfer"]
     assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
     assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
     with pytest.raises(ValueError, match="baseline.*teacher, unlabeled"):

@@ -129,6 +129,39 @@ def test_ensemble_logits_are_the_weighted_mean_of_the_members_caches(tmp_path, d
     assert torch.equal(teacher.ensemble_logits(members[:1], valid, "nsmc", "valid", **options), a)
 
 
+def test_weights_are_ranked_by_accuracy_with_ties_to_the_simplest():
+    import pandas as pd
+
+    rows = pd.DataFrame({"label": [0, 0, 0, 0, 1, 1, 1, 1]})
+    # each member is wrong, by a small margin, on two rows the other gets right by a large one
+    a = torch.tensor([[0.1, 0.5], [0.1, 0.5], [4, 0], [4, 0], [0, 4], [0, 4], [0, 4], [0, 4]]).float()
+    b = torch.tensor([[4, 0], [4, 0], [4, 0], [4, 0], [0.5, 0.1], [0.5, 0.1], [0, 4], [0, 4]]).float()
+    ranked = teacher.rank_weights([a, b], rows, grid=(0, 1, 2))
+    assert len(ranked) == 3 * 3 - 1  # every weighting but all zeros
+    assert ranked[0] == ((1.0, 1.0), 1.0)  # the mean fixes both; (2, 2) ties and loses to smaller weights
+    assert dict(ranked)[(1.0, 0.0)] == dict(ranked)[(0.0, 2.0)] == 0.75  # alone: two rows wrong
+
+
+def test_ensemble_weights_tool_picks_on_validation(tmp_path, data_dir, tiny_teacher, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import ensemble_weights
+
+    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    fitted = teacher.fit_sklearn_teacher(teacher.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
+    args = ["--data-dir", str(data_dir), "--teacher-root", str(tmp_path / "t"), "--device", "cpu"]
+    ranked = ensemble_weights.main(
+        [*args, "--teacher", str(tiny_teacher), str(fitted), "--grid", "0", "1", "3"]
+    )
+    out = capsys.readouterr().out
+    assert len(ranked) == 8 and ranked[0][1] == max(score for _, score in ranked)
+    assert f"{tiny_teacher}: valid " in out and ", test " in out
+    best = ranked[0][0]
+    assert f"weights {best[0]:g} {best[1]:g}: valid {ranked[0][1]:.4f}" in out
+    assert "best on validation: --teacher " in out
+
+
 def test_ensemble_of_a_student_and_tfidf_lr_distils_beats_chance_and_reruns_no_member(
     tmp_path, data_dir, capsys, count_teacher_runs
 ):
