@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import logging
 import re
 import time
@@ -198,6 +200,20 @@ def augment_dataset(cfg: AugmentConfig, splits: dict, out: str | Path) -> Path:
         f"in {time.perf_counter() - start:.1f} s"
     )
     return Path(out)
+
+
+def augmented_file(cfg: AugmentConfig, splits: dict, data_root: str | Path, dataset: str) -> Path:
+    """The augmented transfer set of these settings and training data: ``<data_root>/<dataset>-augmented-
+    <hash8>.txt``, the hash over every setting that changes the text and the training data's fingerprint;
+    written once (atomically) and reused after."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}  # threads: speed only
+    key = json.dumps([settings, utils.data_fingerprint(splits["train"])], sort_keys=True)
+    path = Path(data_root) / f"{dataset}-augmented-{hashlib.sha256(key.encode()).hexdigest()[:8]}.txt"
+    if path.is_file():
+        logger.info(f"reusing the augmented transfer set {path} (same settings and training data)")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return augment_dataset(cfg, splits, path)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1695,12 +1695,14 @@ def run_record(metrics: dict) -> dict:
 
 def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> pd.DataFrame:
     """Add every finished run under runs_dirs to the CSV (a run folder recorded before is replaced)."""
-    rows = [
-        run_record(json.loads(path.read_text(encoding="utf-8")))
+    found = (
+        json.loads(path.read_text(encoding="utf-8"))
         for runs_dir in runs_dirs
         for path in sorted(Path(runs_dir).glob("**/metrics.json"))
-    ]
-    new = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    )
+    new = pd.DataFrame(
+        [run_record(m) for m in found if m.get("test_accuracy") is not None], columns=RUN_COLUMNS
+    )
     old = pd.read_csv(csv).reindex(columns=RUN_COLUMNS) if Path(csv).is_file() else new.iloc[:0]
     parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]
     frame = pd.concat(parts, ignore_index=True) if parts else new
@@ -1732,7 +1734,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
         rows.append(
             {
                 "student": f"{first['student_size']} v{int(first['vocab_size'])}",
-                "teacher": first["teacher_members"]
+                "teacher": (first["teacher"] if "×" in first["teacher_members"] else first["teacher_members"])
                 + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
                 "transfer set": transfer_set(first["unlabeled"])
                 if first["teacher_members"] != "none"
@@ -1755,6 +1757,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "_size": first["student_size"],
                 "_test": float(group["test_accuracy"].mean()),
                 "_teacher_test": float(teacher_acc.iloc[0]) if len(teacher_acc) else None,
+                "_members": first["teacher_members"],
             }
         )
     return sorted(rows, key=lambda r: r["_order"])
@@ -1780,7 +1783,7 @@ def ladder_targets(rows: list[dict], peers: list[dict]) -> list[dict]:
     """Issue 10's targets, met or not: an ensemble teacher >= 88.0 %, the base student >= 87.5 % (mean of 3
     seeds) and above the TF-IDF+LR peer of the bench run given, the tiny student >= 85.5 %."""
     tfidf = next((p["test_accuracy"] for p in peers if p["model"].startswith("tfidf-lr")), None)
-    ensembles = [r["_teacher_test"] for r in rows if "×" in r["teacher"] and r["_teacher_test"] is not None]
+    ensembles = [r["_teacher_test"] for r in rows if "×" in r["_members"] and r["_teacher_test"] is not None]
     best = {
         size: max((r for r in rows if r["_size"] == size), key=lambda r: r["_test"], default=None)
         for size in ("base", "tiny")
@@ -1832,6 +1835,12 @@ def bench_summary(path: str | Path) -> tuple[list[dict], str]:
     return results["peers"], text
 
 
+def ensemble_legend(rows: list[dict]) -> str:
+    """What each ensemble in the ladder is: its label, its members and their weights."""
+    ensembles = {r["teacher"].split(" (")[0]: r["_members"] for r in rows if "×" in r["_members"]}
+    return "\n".join(f"- `{label}` = {members}" for label, members in ensembles.items())
+
+
 def markdown(rows: list[dict]) -> str:
     """A GitHub table of the rows' public columns (those not starting with _)."""
     columns = [c for c in rows[0] if not c.startswith("_")] if rows else []
@@ -1860,8 +1869,10 @@ def ladder(cfg: LadderConfig) -> str:
             f"no finished run under {' '.join(cfg.runs)}: train with `distil.py student --out DIR`"
         )
     peers, about_peers = bench_summary(cfg.bench) if cfg.bench else ([], "")
+    legend = ensemble_legend(rows)
     text = (
         markdown(rows)
+        + (f"\n\n{legend}" if legend else "")
         + "\n\n"
         + markdown(ladder_targets(rows, peers))
         + (f"\n\n{about_peers}" if about_peers else "")

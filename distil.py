@@ -1172,6 +1172,14 @@ def build_parser() -> argparse.ArgumentParser:
                 only=["teacher", "teacher_weights", "teacher_max_length", "unlabeled"],
                 required=["teacher"],
             )
+        if stage == "run":
+            p.add_argument(
+                "--augment",
+                action="store_true",
+                help="add an augmented copy of the training texts (augment.py; options below) to the "
+                "transfer set, written once per settings and data and labelled by the teacher(s)",
+            )
+            add_arguments(p, augment.AugmentConfig, skip=["seed"], dest_prefix="augment_")
         if stage in ("student", "run"):
             add_arguments(p, RunConfig, skip=DATA_FIELDS)
             p.add_argument(
@@ -1233,10 +1241,14 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         return predict(args.student, args.texts, args.device, args.backend)
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
-    if args.stage == "augment":
+    if args.stage == "augment" or getattr(args, "augment", False):
         config = augment_config(args)
     model = getattr(args, "model", None)
     members = [*(getattr(args, "teacher", None) or []), *([model] if model else [])]
+    if getattr(args, "augment", False) and not members:
+        raise ValueError(
+            "--augment: the augmented texts are learnt from a teacher; give --teacher or --finetune"
+        )
     student_configs(args, members)
     splits = load_splits(data, paths)
     for name, df in splits.items():
@@ -1247,6 +1259,9 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     if args.stage == "augment":
         augment.augment_dataset(config, splits, args.augment_out)
         return None
+    if getattr(args, "augment", False):
+        augmented = augment.augmented_file(config, splits, paths.data_root, data.dataset)
+        args.unlabeled = [*(args.unlabeled or []), str(augmented)]
     if args.stage in ("download", "tokenizer"):
         return None
     teacher = list(getattr(args, "teacher", None) or [])
@@ -1288,9 +1303,9 @@ def make_teacher(args: argparse.Namespace, splits: dict, dataset: str, paths: Pa
 
 
 def augment_config(args: argparse.Namespace) -> augment.AugmentConfig:
-    """The AugmentConfig the ``augment`` stage's options describe."""
-    fields = [f.name for f in dataclasses.fields(augment.AugmentConfig)]
-    return augment.AugmentConfig(**{name: getattr(args, "augment_" + name) for name in fields})
+    """The AugmentConfig the options describe (``run --augment`` keeps the default augmentation seed)."""
+    names = [f.name for f in dataclasses.fields(augment.AugmentConfig) if hasattr(args, "augment_" + f.name)]
+    return augment.AugmentConfig(**{name: getattr(args, "augment_" + name) for name in names})
 
 
 def teacher_config(args: argparse.Namespace) -> teachers.TeacherConfig:

@@ -610,6 +610,8 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
     kd |= {"unlabeled": "u1.txt+u2.txt", "unlabeled_files": ["u1.txt", "u2.txt"]}
     ladder_run(runs, "tiny-kd-s1", "tiny", 1, 0.86, **kd)
     ladder_run(Path("runs/members"), "base-v9000", "base", 42, 0.865, vocab_size=9000)
+    (runs / "nsmc" / "unfinished").mkdir()
+    (runs / "nsmc" / "unfinished" / "metrics.json").write_text(json.dumps({"dataset": "nsmc"}))
     old = pd.DataFrame(
         [
             {"run_dir": "runs/nsmc/elsewhere", "test_accuracy": 0.5},
@@ -644,7 +646,9 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     assert (base["student"], base["seeds"], base["test acc (%)"]) == ("base v9000", 1, "86.50")
     assert (baseline["teacher"], baseline["seeds"], baseline["test acc (%)"]) == ("none", 2, "81.00 ± 1.41")
     assert baseline["transfer set"] == "" and baseline["rows"] == "600"
-    assert kd["teacher"] == "tfidf-lr-nsmc-1×3 + b×1 (88.50)"
+    assert (
+        kd["teacher"] == "ens2-abcd1234 (88.50)" and "- `ens2-abcd1234` = tfidf-lr-nsmc-1×3 + b×1\n" in text
+    )
     assert (kd["transfer set"], kd["rows"]) == ("train + u1 + u2", "605")  # 600 + 3 + 2 lines
     assert (kd["s / epoch"], kd["total (min)"], kd["best / last epoch"]) == ("60", "9", "6/9")
     assert Path("ladder.md").read_text(encoding="utf-8") == text + "\n"
@@ -666,7 +670,7 @@ def test_ladder_targets_say_met_or_not(ladder_files):
     assert "| fasttext | 86.58 | 15 | 90,000 | 608 MB |" in table
     assert "on Some CPU, 1 thread(s), load average 0.50 at the start and 1.25 at the end." in table
     assert [row["best (%)"] for row in bench.ladder_targets([], [])] == ["not run"] * 3
-    base = {"_size": "base", "_test": 0.88, "seeds": 2, "teacher": "x", "_teacher_test": None}
+    base = {"_size": "base", "_test": 0.88, "seeds": 2, "_members": "x", "_teacher_test": None}
     assert bench.ladder_targets([base], [])[1]["met"] == "no"  # two seeds and no peer to compare with
     peers = [{"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.885}]
     assert bench.ladder_targets([base | {"seeds": 3}], peers)[1]["met"] == "no"  # below the peer

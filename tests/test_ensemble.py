@@ -249,6 +249,34 @@ def test_augment_stage_writes_a_deterministic_transfer_set_without_split_texts(t
     assert exit_info.value.code == 2
 
 
+def test_run_augment_writes_the_transfer_set_once_and_distils_from_it(
+    tmp_path, data_dir, tiny_teacher, count_teacher_runs, capsys
+):
+    common = cli_common(tmp_path, data_dir)
+    args = ["run", *common, "--teacher", str(tiny_teacher), "--alpha", "0.5", *FAST, "--augment"]
+    args += ["--n-iter", "1", "--max-sentences", "100", "--p-mask", "0.3"]
+    [metrics] = distil.main(args)
+    [augmented] = (tmp_path / "data").glob("nsmc-augmented-*.txt")
+    lines = augmented.read_text(encoding="utf-8").splitlines()
+    assert 50 <= len(lines) <= 100 and sum("[MASK]" in line for line in lines) > len(lines) / 4
+    assert metrics["unlabeled"] == str(augmented) and metrics["n_transfer"] == metrics["n_train"] + len(lines)
+    assert metrics["test_accuracy"] > 0.6
+    assert sum(count_teacher_runs) <= 1200 + len(lines)  # train/valid/test and the augmented texts, once
+    written = augmented.stat().st_mtime_ns
+    runs_before = len(count_teacher_runs)
+    distil.main(
+        [*args, "--threads", "2"]
+    )  # same texts: the file, the teacher's logits and the run are reused
+    assert augmented.stat().st_mtime_ns == written and len(count_teacher_runs) == runs_before
+    distil.main([*args[:-7], "--augment", "--n-iter", "1", "--max-sentences", "100", "--p-mask", "0.2"])
+    assert len(list((tmp_path / "data").glob("nsmc-augmented-*.txt"))) == 2  # other settings: another file
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        distil.main(["run", *common, "--alpha", "1", *FAST, "--augment"])
+    assert exit_info.value.code == 2
+    assert "--augment: the augmented texts are learnt from a teacher" in capsys.readouterr().err
+
+
 # --- the notebook ----------------------------------------------------------------------------------------
 
 
