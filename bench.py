@@ -1693,8 +1693,9 @@ def run_record(metrics: dict) -> dict:
     return row
 
 
-def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> pd.DataFrame:
-    """Add every finished run under runs_dirs to the CSV (a run folder recorded before is replaced)."""
+def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Add every finished run under runs_dirs to the CSV (a run folder recorded before is replaced); returns
+    the whole record and the run folders found now."""
     found = (
         json.loads(path.read_text(encoding="utf-8"))
         for runs_dir in runs_dirs
@@ -1707,7 +1708,7 @@ def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> pd.DataFram
     parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]
     frame = pd.concat(parts, ignore_index=True) if parts else new
     utils.atomic_write_text(csv, frame.to_csv(index=False))
-    return frame
+    return frame, new["run_dir"].tolist()
 
 
 def transfer_set(unlabeled: object) -> str:
@@ -1724,8 +1725,8 @@ def mean_std(values: pd.Series, scale: float = 100.0) -> str:
 
 
 def ladder_rows(frame: pd.DataFrame) -> list[dict]:
-    """The ladder: runs grouped by everything but the seed, ordered by student size, teacher and transfer
-    set size, with each row's cost (transfer rows, seconds per epoch, total minutes)."""
+    """The ladder: runs grouped by everything but the seed, ordered by student size, vocabulary, teacher and
+    transfer set size, with each row's cost (transfer rows, seconds per epoch, total minutes)."""
     keys = ["student_size", "vocab_size", "teacher_members", "unlabeled", "alpha", "temperature", "kd_loss"]
     rows = []
     for _, group in frame.fillna({"unlabeled": ""}).groupby(keys, sort=False):
@@ -1750,6 +1751,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "total (min)": f"{group['train_seconds'].mean() / 60:.0f}",
                 "_order": (
                     SIZE_ORDER.get(first["student_size"], 99),
+                    int(first["vocab_size"]),
                     first["teacher_members"] != "none",
                     first["teacher_members"],
                     int(first["n_transfer"]),
@@ -1861,8 +1863,9 @@ def replace_block(path: str | Path, text: str) -> None:
 
 def ladder(cfg: LadderConfig) -> str:
     """Record the runs in --csv, print the ladder and the targets, write them to --out (and the README)."""
-    frame = record_runs(cfg.runs, cfg.csv)
-    ours = [any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in frame["run_dir"]]
+    frame, found = record_runs(cfg.runs, cfg.csv)
+    # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders
+    ours = [d in found or any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in frame["run_dir"]]
     rows = ladder_rows(frame.loc[ours])
     if not rows:
         raise ValueError(

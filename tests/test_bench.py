@@ -610,6 +610,7 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
     kd |= {"unlabeled": "u1.txt+u2.txt", "unlabeled_files": ["u1.txt", "u2.txt"]}
     ladder_run(runs, "tiny-kd-s1", "tiny", 1, 0.86, **kd)
     ladder_run(Path("runs/members"), "base-v9000", "base", 42, 0.865, vocab_size=9000)
+    ladder_run(Path("models"), "nsmc-base", "base", 42, 0.86, run_dir="runs/nsmc/base-baseline")  # bundled
     (runs / "nsmc" / "unfinished").mkdir()
     (runs / "nsmc" / "unfinished" / "metrics.json").write_text(json.dumps({"dataset": "nsmc"}))
     old = pd.DataFrame(
@@ -629,7 +630,7 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
         json.dumps({"peers": peers, "machine": machine, "settings": {"threads": 1}})
     )
     return bench.LadderConfig(
-        runs=(str(runs), "runs/members"),
+        runs=(str(runs), "runs/members", "models"),
         csv="runs.csv",
         bench="bench.json",
         readme="README.md",
@@ -640,10 +641,12 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
 def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     text = bench.ladder(ladder_files)
     frame = pd.read_csv("runs.csv")
-    assert len(frame) == 5  # the older record of tiny-base-s1 was replaced, the other run kept
+    assert len(frame) == 6  # the older record of tiny-base-s1 was replaced, the other run kept
     assert frame.set_index("run_dir").loc["runs/ladder/nsmc/tiny-base-s1", "test_accuracy"] == 0.80
-    baseline, kd, base = bench.ladder_rows(frame[frame["run_dir"].str.startswith("runs/")])
-    assert (base["student"], base["seeds"], base["test acc (%)"]) == ("base v9000", 1, "86.50")
+    baseline, kd, base, base9000 = bench.ladder_rows(frame[frame["run_dir"].str.startswith("runs/")])
+    assert (base9000["student"], base9000["seeds"], base9000["test acc (%)"]) == ("base v9000", 1, "86.50")
+    assert (base["student"], base["test acc (%)"]) == ("base v3000", "86.00")  # recorded by its run_dir
+    assert "| base v3000 | none |" in text and "elsewhere" not in text
     assert (baseline["teacher"], baseline["seeds"], baseline["test acc (%)"]) == ("none", 2, "81.00 ± 1.41")
     assert baseline["transfer set"] == "" and baseline["rows"] == "600"
     assert (
