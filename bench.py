@@ -1657,6 +1657,8 @@ RUN_COLUMNS = [
     "n_transfer",
     "teacher_members",
     "teacher_test_accuracy",
+    "max_epochs",
+    "patience",
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
@@ -1680,10 +1682,11 @@ def single_teacher_accuracy(name: str) -> float | None:
     return None
 
 
-def run_record(metrics: dict) -> dict:
-    """One results/runs.csv row from a run's metrics.json (older runs: the transfer set counted from the
-    unlabeled files, as training read them)."""
+def run_record(metrics: dict, config: dict | None = None) -> dict:
+    """One results/runs.csv row from a run's metrics.json and config.json (older runs: the transfer set
+    counted from the unlabeled files, as training read them)."""
     row = {key: metrics.get(key) for key in RUN_COLUMNS}
+    row["max_epochs"], row["patience"] = (config or {}).get("epochs"), (config or {}).get("patience")
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
         row["n_transfer"] = metrics["n_train"] + sum(len(utils.read_unlabeled(f)) for f in files)
@@ -1696,19 +1699,23 @@ def run_record(metrics: dict) -> dict:
 def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Add every finished run under runs_dirs to the CSV (a run folder recorded before is replaced); returns
     the whole record and the run folders found now."""
-    found = (
-        json.loads(path.read_text(encoding="utf-8"))
-        for runs_dir in runs_dirs
-        for path in sorted(Path(runs_dir).glob("**/metrics.json"))
-    )
-    new = pd.DataFrame(
-        [run_record(m) for m in found if m.get("test_accuracy") is not None], columns=RUN_COLUMNS
-    )
+    found = [path.parent for runs_dir in runs_dirs for path in sorted(Path(runs_dir).glob("**/metrics.json"))]
+    records = [
+        run_record(metrics, read_json(folder / "config.json"))
+        for folder in found
+        if (metrics := read_json(folder / "metrics.json")).get("test_accuracy") is not None
+    ]
+    new = pd.DataFrame(records, columns=RUN_COLUMNS)
     old = pd.read_csv(csv).reindex(columns=RUN_COLUMNS) if Path(csv).is_file() else new.iloc[:0]
     parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]
     frame = pd.concat(parts, ignore_index=True) if parts else new
     utils.atomic_write_text(csv, frame.to_csv(index=False))
     return frame, new["run_dir"].tolist()
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file's content ({} when it is missing)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def transfer_set(unlabeled: object) -> str:
@@ -1728,8 +1735,9 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
     """The ladder: runs grouped by everything but the seed, ordered by student size, vocabulary, teacher and
     transfer set size, with each row's cost (transfer rows, seconds per epoch, total minutes)."""
     keys = ["student_size", "vocab_size", "teacher_members", "unlabeled", "alpha", "temperature", "kd_loss"]
+    keys += ["max_epochs", "patience"]
     rows = []
-    for _, group in frame.fillna({"unlabeled": ""}).groupby(keys, sort=False):
+    for _, group in frame.fillna({"unlabeled": "", "max_epochs": 0, "patience": 0}).groupby(keys, sort=False):
         first = group.iloc[0]
         teacher_acc = group["teacher_test_accuracy"].dropna()
         rows.append(
@@ -1744,6 +1752,9 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "seeds": len(group),
                 "test acc (%)": mean_std(group["test_accuracy"]),
                 "val acc (%)": mean_std(group["val_accuracy"]),
+                "epochs (patience)": f"{int(first['max_epochs'])} ({int(first['patience'])})"
+                if first["max_epochs"]
+                else "",
                 "best / last epoch": ", ".join(
                     f"{int(b)}/{int(e)}" for b, e in zip(group["best_epoch"], group["epochs_run"])
                 ),
@@ -1755,6 +1766,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                     first["teacher_members"] != "none",
                     first["teacher_members"],
                     int(first["n_transfer"]),
+                    int(first["patience"]),
                 ),
                 "_size": first["student_size"],
                 "_test": float(group["test_accuracy"].mean()),

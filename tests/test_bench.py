@@ -593,6 +593,7 @@ def ladder_run(runs: Path, name: str, size: str, seed: int, test: float, **extra
         "run_dir": str(run_dir),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics | extra))
+    (run_dir / "config.json").write_text(json.dumps({"epochs": 12, "patience": 2 + (seed == 7)}))
 
 
 @pytest.fixture
@@ -609,6 +610,7 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
     kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.885, "teacher_val_accuracy": 0.89}
     kd |= {"unlabeled": "u1.txt+u2.txt", "unlabeled_files": ["u1.txt", "u2.txt"]}
     ladder_run(runs, "tiny-kd-s1", "tiny", 1, 0.86, **kd)
+    ladder_run(runs, "tiny-base-s7", "tiny", 7, 0.84)  # patience 3: another protocol, its own row
     ladder_run(Path("runs/members"), "base-v9000", "base", 42, 0.865, vocab_size=9000)
     ladder_run(Path("models"), "nsmc-base", "base", 42, 0.86, run_dir="runs/nsmc/base-baseline")  # bundled
     (runs / "nsmc" / "unfinished").mkdir()
@@ -641,14 +643,16 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
 def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     text = bench.ladder(ladder_files)
     frame = pd.read_csv("runs.csv")
-    assert len(frame) == 6  # the older record of tiny-base-s1 was replaced, the other run kept
+    assert len(frame) == 7  # the older record of tiny-base-s1 was replaced, the other run kept
     assert frame.set_index("run_dir").loc["runs/ladder/nsmc/tiny-base-s1", "test_accuracy"] == 0.80
-    baseline, kd, base, base9000 = bench.ladder_rows(frame[frame["run_dir"].str.startswith("runs/")])
+    baseline, patient, kd, base, base9000 = bench.ladder_rows(frame[frame["run_dir"].str.startswith("runs/")])
+    assert (patient["seeds"], patient["test acc (%)"], patient["epochs (patience)"]) == (1, "84.00", "12 (3)")
     assert (base9000["student"], base9000["seeds"], base9000["test acc (%)"]) == ("base v9000", 1, "86.50")
     assert (base["student"], base["test acc (%)"]) == ("base v3000", "86.00")  # recorded by its run_dir
     assert "| base v3000 | none |" in text and "elsewhere" not in text
     assert (baseline["teacher"], baseline["seeds"], baseline["test acc (%)"]) == ("none", 2, "81.00 ± 1.41")
     assert baseline["transfer set"] == "" and baseline["rows"] == "600"
+    assert baseline["epochs (patience)"] == "12 (2)"
     assert (
         kd["teacher"] == "ens2-abcd1234 (88.50)" and "- `ens2-abcd1234` = tfidf-lr-nsmc-1×3 + b×1\n" in text
     )
