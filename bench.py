@@ -1697,8 +1697,9 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
 
 
 def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Add every finished run under runs_dirs to the CSV (a run folder recorded before is replaced); returns
-    the whole record and the run folders found now."""
+    """Add every finished run under runs_dirs to the CSV; returns the whole record and the run folders found
+    now. A run recorded before (same folder and training time) is replaced; a run trained again in the same
+    folder is a new row, so the CSV keeps the history (the ladder shows each folder's latest row)."""
     found = [path.parent for runs_dir in runs_dirs for path in sorted(Path(runs_dir).glob("**/metrics.json"))]
     records = [
         run_record(metrics, read_json(folder / "config.json"))
@@ -1707,7 +1708,10 @@ def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.Da
     ]
     new = pd.DataFrame(records, columns=RUN_COLUMNS)
     old = pd.read_csv(csv).reindex(columns=RUN_COLUMNS) if Path(csv).is_file() else new.iloc[:0]
-    parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]
+    same = old.set_index(["run_dir", "train_seconds"]).index.isin(
+        new.set_index(["run_dir", "train_seconds"]).index
+    )
+    parts = [df for df in (old[~same], new) if not df.empty]
     frame = pd.concat(parts, ignore_index=True) if parts else new
     utils.atomic_write_text(csv, frame.to_csv(index=False))
     return frame, new["run_dir"].tolist()
@@ -1877,8 +1881,9 @@ def ladder(cfg: LadderConfig) -> str:
     """Record the runs in --csv, print the ladder and the targets, write them to --out (and the README)."""
     frame, found = record_runs(cfg.runs, cfg.csv)
     # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders
-    ours = [d in found or any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in frame["run_dir"]]
-    rows = ladder_rows(frame.loc[ours])
+    latest = frame.drop_duplicates("run_dir", keep="last")
+    ours = [d in found or any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in latest["run_dir"]]
+    rows = ladder_rows(latest.loc[ours])
     if not rows:
         raise ValueError(
             f"no finished run under {' '.join(cfg.runs)}: train with `distil.py student --out DIR`"

@@ -618,7 +618,8 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
     old = pd.DataFrame(
         [
             {"run_dir": "runs/nsmc/elsewhere", "test_accuracy": 0.5},
-            {"run_dir": "runs/ladder/nsmc/tiny-base-s1", "test_accuracy": 0.1},
+            {"run_dir": "runs/ladder/nsmc/tiny-base-s1", "test_accuracy": 0.1, "train_seconds": 9.0},
+            {"run_dir": "runs/ladder/nsmc/tiny-base-s2", "test_accuracy": 0.82, "train_seconds": 540.0},
         ]
     )
     old.to_csv("runs.csv", index=False)
@@ -643,9 +644,14 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
 def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     text = bench.ladder(ladder_files)
     frame = pd.read_csv("runs.csv")
-    assert len(frame) == 7  # the older record of tiny-base-s1 was replaced, the other run kept
-    assert frame.set_index("run_dir").loc["runs/ladder/nsmc/tiny-base-s1", "test_accuracy"] == 0.80
-    baseline, patient, kd, base, base9000 = bench.ladder_rows(frame[frame["run_dir"].str.startswith("runs/")])
+    # tiny-base-s2's earlier record (same training time) was replaced; tiny-base-s1 was trained again (another
+    # time): both rows stay, the ladder shows the latest
+    assert len(frame) == 8 and list(frame["test_accuracy"][:2]) == [0.5, 0.1]
+    assert list(frame["run_dir"]).count("runs/ladder/nsmc/tiny-base-s2") == 1
+    latest = frame.drop_duplicates("run_dir", keep="last")
+    baseline, patient, kd, base, base9000 = bench.ladder_rows(
+        latest[latest["run_dir"].str.startswith("runs/")]
+    )
     assert (patient["seeds"], patient["test acc (%)"], patient["epochs (patience)"]) == (1, "84.00", "12 (3)")
     assert (base9000["student"], base9000["seeds"], base9000["test acc (%)"]) == ("base v9000", 1, "86.50")
     assert (base["student"], base["test acc (%)"]) == ("base v3000", "86.00")  # recorded by its run_dir
@@ -663,7 +669,7 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     assert readme.startswith("before\n<!-- ladder:start -->\n| student |") and readme.endswith("-->\nafter\n")
     assert "old table" not in readme and text in readme
     bench.ladder(ladder_files)  # regenerating changes nothing
-    assert Path("README.md").read_text(encoding="utf-8") == readme
+    assert Path("README.md").read_text(encoding="utf-8") == readme and len(pd.read_csv("runs.csv")) == 8
 
 
 def test_ladder_targets_say_met_or_not(ladder_files):
