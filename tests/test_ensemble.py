@@ -160,6 +160,10 @@ def test_ensemble_weights_tool_picks_on_validation(tmp_path, data_dir, tiny_teac
     best = ranked[0][0]
     assert f"weights {best[0]:g} {best[1]:g}: valid {ranked[0][1]:.4f}" in out
     assert "best on validation: --teacher " in out
+    with pytest.raises(SystemExit):  # one member is no ensemble
+        ensemble_weights.main([*args, "--teacher", str(fitted)])
+    with pytest.raises(SystemExit, match="^error: .*no-such-teacher"):  # one line, no traceback
+        ensemble_weights.main([*args, "--teacher", str(fitted), str(tmp_path / "no-such-teacher")])
 
 
 def test_ensemble_of_a_student_and_tfidf_lr_distils_beats_chance_and_reruns_no_member(
@@ -264,9 +268,8 @@ def test_run_augment_writes_the_transfer_set_once_and_distils_from_it(
     assert sum(count_teacher_runs) <= 1200 + len(lines)  # train/valid/test and the augmented texts, once
     written = augmented.stat().st_mtime_ns
     runs_before = len(count_teacher_runs)
-    distil.main(
-        [*args, "--threads", "2"]
-    )  # same texts: the file, the teacher's logits and the run are reused
+    # same texts (threads only change speed): the file, the teacher's logits and the run are reused
+    distil.main([*args, "--threads", "2"])
     assert augmented.stat().st_mtime_ns == written and len(count_teacher_runs) == runs_before
     distil.main([*args[:-7], "--augment", "--n-iter", "1", "--max-sentences", "100", "--p-mask", "0.2"])
     assert len(list((tmp_path / "data").glob("nsmc-augmented-*.txt"))) == 2  # other settings: another file

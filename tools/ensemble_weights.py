@@ -45,6 +45,16 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
     parser.add_argument("--top", type=int, default=5, help="weightings shown (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="where a member without a cache runs")
     args = parser.parse_args(argv)
+    if len(args.teacher) < 2:
+        parser.error("--teacher: give two or more members")
+    try:
+        return rank(args)
+    except (ValueError, OSError) as err:  # a bad setting, a missing teacher or data file: one line
+        raise SystemExit(f"error: {' '.join(str(err).split())}") from None
+
+
+def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
+    """Print the members' accuracies and the best weightings on validation; returns them all, best first."""
     data = distil.DataConfig(**{k: getattr(args, k) for k in distil.DataConfig.__dataclass_fields__})
     paths = distil.Paths(**{k: getattr(args, k) for k in distil.Paths.__dataclass_fields__})
     splits = distil.load_splits(data, paths)
