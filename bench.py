@@ -1066,11 +1066,16 @@ def teacher_result(
 
 def accumulate_results(rows: list[dict], path: str | Path) -> pd.DataFrame:
     """Merge rows into the results CSV at path, one row per run directory (the latest wins); returns all."""
-    path = Path(path)
-    new = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    old = pd.read_csv(path).reindex(columns=RESULT_COLUMNS) if path.is_file() else new.iloc[:0]
-    parts = [df for df in (old[~old["run_dir"].isin(new["run_dir"])], new) if not df.empty]  # no empty concat
-    frame = pd.concat(parts, ignore_index=True).reindex(columns=RESULT_COLUMNS) if parts else new
+    return merge_csv(path, pd.DataFrame(rows, columns=RESULT_COLUMNS), ["run_dir"])
+
+
+def merge_csv(path: str | Path, new: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Write ``new`` into the CSV at path (atomically), replacing the old rows with the same ``key`` values;
+    returns all rows, in ``new``'s columns."""
+    old = pd.read_csv(path).reindex(columns=new.columns) if Path(path).is_file() else new.iloc[:0]
+    same = old.set_index(key).index.isin(new.set_index(key).index)
+    parts = [df for df in (old[~same], new) if not df.empty]  # no empty concat
+    frame = pd.concat(parts, ignore_index=True).reindex(columns=new.columns) if parts else new
     utils.atomic_write_text(path, frame.to_csv(index=False))
     return frame
 
@@ -1707,14 +1712,7 @@ def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.Da
         if (metrics := read_json(folder / "metrics.json")).get("test_accuracy") is not None
     ]
     new = pd.DataFrame(records, columns=RUN_COLUMNS)
-    old = pd.read_csv(csv).reindex(columns=RUN_COLUMNS) if Path(csv).is_file() else new.iloc[:0]
-    same = old.set_index(["run_dir", "train_seconds"]).index.isin(
-        new.set_index(["run_dir", "train_seconds"]).index
-    )
-    parts = [df for df in (old[~same], new) if not df.empty]
-    frame = pd.concat(parts, ignore_index=True) if parts else new
-    utils.atomic_write_text(csv, frame.to_csv(index=False))
-    return frame, new["run_dir"].tolist()
+    return merge_csv(csv, new, ["run_dir", "train_seconds"]), new["run_dir"].tolist()
 
 
 def read_json(path: Path) -> dict:

@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
 
 def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
     """Print the members' accuracies and the best weightings on validation; returns them all, best first."""
-    data = distil.DataConfig(**{k: getattr(args, k) for k in distil.DataConfig.__dataclass_fields__})
-    paths = distil.Paths(**{k: getattr(args, k) for k in distil.Paths.__dataclass_fields__})
+    data, paths = distil.from_args(distil.DataConfig, args), distil.from_args(distil.Paths, args)
     splits = distil.load_splits(data, paths)
     logits = member_logits(args.teacher, splits, data.dataset, paths, args.device)
     for i, member in enumerate(args.teacher):
