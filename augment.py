@@ -1,6 +1,6 @@
 """Transfer-set augmentation for Korean: Tang et al.'s three rules on morphemes (kiwipiepy).
 
-    python augment.py --dataset nsmc --data-dir ../shared/data/nsmc --out augmented.txt [--n-iter 2]
+    python distil.py augment --dataset nsmc --data-dir ../shared/data/nsmc --out augmented.txt [--n-iter 2]
 
 Each training sentence is split into morphemes with Kiwi; each morpheme is masked with probability
 ``p_mask`` or, with probability ``p_pos``, replaced by another morpheme of the same POS tag drawn from the
@@ -14,14 +14,12 @@ Neural Networks", section 3.2.)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import logging
 import re
 import time
-import typing
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -214,49 +212,3 @@ def augmented_file(cfg: AugmentConfig, splits: dict, data_root: str | Path, data
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     return augment_dataset(cfg, splits, path)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--dataset", default="nsmc", help="dataset whose training split is augmented (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--data-dir", help="local copies of the dataset files (else downloaded into --data-root)"
-    )
-    parser.add_argument(
-        "--data-root", default="data", help="where downloaded datasets live (default: %(default)s)"
-    )
-    parser.add_argument("--out", required=True, help="text file to write (one augmented review per line)")
-    hints = typing.get_type_hints(AugmentConfig)
-    for f in dataclasses.fields(AugmentConfig):
-        parser.add_argument(
-            utils.setting_flag(f),
-            type=utils.setting_type(hints[f.name]),
-            default=f.default,
-            help=f"{f.metadata['help']} (default: %(default)s)",
-        )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(AugmentConfig)}
-    try:
-        cfg = AugmentConfig(**options)
-    except ValueError as err:
-        raise SystemExit(f"augment.py: {err}") from None
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    splits = utils.load_dataset(args.dataset, args.data_dir, args.data_root)
-    return augment_dataset(cfg, splits, args.out)
-
-
-if __name__ == "__main__":
-    main()

@@ -1056,7 +1056,7 @@ def teacher_result(
         "dataset": dataset,
         "teacher": str(teacher),
         "params": model.num_parameters(),
-        "size_bytes": sum(path.stat().st_size for path in teachers.weight_files(model.model_dir)),
+        "size_bytes": model.size_bytes(),
         "val_accuracy": float((predicted["valid"] == labels["valid"]).mean()),
         "test_accuracy": float((predicted["test"] == labels["test"]).mean()),
         "test_f1": float(f1_score(labels["test"], predicted["test"], average="macro")),
@@ -1908,7 +1908,7 @@ def ladder(cfg: LadderConfig) -> str:
 def ladder_main(argv: list[str]) -> str:
     """python bench.py ladder [--runs runs/ladder] [--csv results/runs.csv] [--bench F] [--readme F]"""
     parser = argparse.ArgumentParser(prog="bench.py ladder", description=ladder.__doc__)
-    distil.add_arguments(parser, LadderConfig)
+    utils.add_arguments(parser, LadderConfig)
     args = parser.parse_args(argv)
     try:
         return ladder(LadderConfig(**vars(args)))
@@ -2086,7 +2086,7 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    distil.add_arguments(parser, Settings)
+    utils.add_arguments(parser, Settings)
     quick = "fewer sentences and repeats, ONNX forms of the base student only"
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

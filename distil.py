@@ -63,7 +63,7 @@ from model import (
     pad_batch,
     save_student,
 )
-from utils import setting, setting_flag, setting_type, validate_fields
+from utils import add_arguments, from_args, setting, shared_setting, validate_fields
 
 logger = utils.logger
 
@@ -156,7 +156,7 @@ class RunConfig(DataConfig):
     kd_loss: str = setting(
         "kl", "kl (Hinton, x T^2) or mse on logits (Tang et al.)", choices=KD_LOSSES, grid=True
     )
-    teacher_max_length: int = setting(128, "tokens per text for the teacher", bounds="[1, inf)")
+    teacher_max_length: int = shared_setting(teachers.TeacherConfig, "max_length")
     epochs: int = setting(10, "training epochs", bounds="[1, inf)")
     batch_size: int = setting(64, "training batch size", bounds="[1, inf)")
     lr: float = setting(2e-3, "peak learning rate", bounds="(0, 1]")
@@ -1062,55 +1062,6 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------------------------
 # Command line: generated from the settings dataclasses
 # -------------------------------------------------------------------------------------------------------
-
-
-def add_arguments(
-    parser: argparse.ArgumentParser,
-    cls: type,
-    *,
-    only: typing.Iterable[str] | None = None,
-    skip: typing.Iterable[str] = (),
-    required: typing.Iterable[str] = (),
-    dest_prefix: str = "",
-) -> None:
-    """One option per field of the dataclass ``cls``, from its type and metadata (help, choices, bounds, flag,
-    grid). A grid field or a tuple takes several values; a bool is a switch. The dataclass checks values.
-    ``dest_prefix`` keeps two dataclasses' fields of one name apart (the teacher's and the student's seed)."""
-    hints, only, skip, required = typing.get_type_hints(cls), only and set(only), set(skip), set(required)
-    for f in dataclasses.fields(cls):
-        if (only is not None and f.name not in only) or f.name in skip:
-            continue
-        meta, hint = f.metadata, hints[f.name]
-        kind = setting_type(hint)
-        notes = [
-            f"in {meta['bounds']}" if meta.get("bounds") else "",
-            "" if f.name in required else "default: %(default)s",
-        ]
-        options: dict = dict(
-            dest=dest_prefix + f.name,
-            default=f.default,
-            help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})",
-        )
-        if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
-        elif kind is tuple or utils.takes_several(hint) or meta.get("grid"):
-            options.update(nargs="+", type=utils.item_type(hint))
-            options["default"] = [f.default] if meta.get("grid") else f.default
-        else:
-            options["type"] = kind
-        if meta.get("choices"):
-            options["choices"] = meta["choices"]
-        elif dest_prefix and kind is not bool:
-            options["metavar"] = f.name.upper()  # N_ITER, not AUGMENT_N_ITER
-        if f.name in required:
-            options.update(required=True, default=None)
-        parser.add_argument(setting_flag(f), **options)
-
-
-def from_args(cls: type, args: argparse.Namespace, **values: object) -> typing.Any:
-    """The dataclass ``cls`` built from the parsed options of its fields (and ``values``)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    return cls(**{**given, **values})
 
 
 STAGES = {

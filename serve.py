@@ -26,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from model import BACKENDS, Student, bundled_student, count_parameters, student_name
+from utils import add_arguments, setting, validate_fields
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
@@ -43,45 +44,31 @@ WORKER_START_TIMEOUT_S = 180
 
 @dataclass
 class ServeConfig:
-    """What to serve, where, and the limits on requests."""
+    """What to serve, where, and the limits on requests: the one source of serve.py's options."""
 
-    student: str | None = field(
-        default=None,
-        metadata={"help": "student folder or Hub id (default: models/nsmc-base, else models/nsmc-tiny)"},
+    student: str | None = setting(
+        None, "student folder or Hub id; None serves models/nsmc-base, else models/nsmc-tiny"
     )
-    backend: str = field(default="onnx-int8", metadata={"help": "inference backend", "choices": BACKENDS})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0: all)"})
-    port: int = field(default=8000, metadata={"help": "TCP port (0: any free port)"})
-    workers: int = field(default=1, metadata={"help": "worker processes, each with its own model"})
-    threads: int = field(default=1, metadata={"help": "ONNX Runtime threads per worker"})
-    batch_window_ms: float = field(
-        default=2.0,
-        metadata={"help": "micro-batching window in milliseconds (0: off, one model call per request)"},
+    backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: all)")
+    port: int = setting(8000, "TCP port (0: any free port)", bounds="[0, 65535]")
+    workers: int = setting(1, "worker processes, each with its own model", bounds="[1, inf)")
+    threads: int = setting(1, "ONNX Runtime threads per worker", bounds="[1, inf)")
+    batch_window_ms: float = setting(
+        2.0, "micro-batching window in milliseconds (0: off, one model call per request)", bounds="[0, 1000]"
     )
-    max_batch: int = field(default=64, metadata={"help": "most texts in one micro-batch"})
-    max_texts: int = field(default=256, metadata={"help": "most texts in one request"})
-    max_chars: int = field(default=2000, metadata={"help": "most characters in one text"})
-    max_body_bytes: int = field(default=1_000_000, metadata={"help": "largest request body in bytes"})
-    log_level: str = field(
-        default="info",
-        metadata={
-            "help": "uvicorn's log level (info logs one line per request: method, path, status)",
-            "choices": ("debug", "info", "warning", "error"),
-        },
+    max_batch: int = setting(64, "most texts in one micro-batch", bounds="[1, inf)")
+    max_texts: int = setting(256, "most texts in one request", bounds="[1, inf)")
+    max_chars: int = setting(2000, "most characters in one text", bounds="[1, inf)")
+    max_body_bytes: int = setting(1_000_000, "largest request body in bytes", bounds="[1, inf)")
+    log_level: str = setting(
+        "info",
+        "uvicorn's log level (info logs one line per request: method, path, status)",
+        choices=("debug", "info", "warning", "error"),
     )
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in [0, 65535], got {self.port}")
-        if self.log_level not in ("debug", "info", "warning", "error"):
-            raise ValueError(f"log_level must be one of debug, info, warning, error, got {self.log_level!r}")
-        if not 0 <= self.batch_window_ms <= 1000:
-            raise ValueError(f"batch_window_ms must be in [0, 1000], got {self.batch_window_ms}")
-        for name in ("workers", "threads", "max_batch", "max_texts", "max_chars", "max_body_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        validate_fields(self)
 
 
 def model_info(student: Student, source: str) -> dict:
@@ -377,16 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    for f in dataclasses.fields(ServeConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        parser.add_argument(
-            flag,
-            type=kind,
-            default=f.default,
-            choices=f.metadata.get("choices"),
-            help=f.metadata["help"] + " (default: %(default)s)",
-        )
+    add_arguments(parser, ServeConfig)
     return parser
 
 

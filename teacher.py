@@ -654,6 +654,10 @@ class Teacher(abc.ABC):
         """Number of parameters of the teacher network."""
         return count_parameters(self.network)
 
+    def size_bytes(self) -> int:
+        """Bytes of the files that hold the teacher's weights."""
+        return sum(path.stat().st_size for path in weight_files(self.model_dir))
+
 
 class TransformerTeacher(Teacher):
     """A Hugging Face sequence classifier."""
@@ -1526,12 +1530,15 @@ class SklearnTeacher(Teacher):
         classifier = self.pipeline.named_steps["classifier"]
         return int(classifier.coef_.size + classifier.intercept_.size)
 
+    def size_bytes(self) -> int:
+        """Bytes of the skops pipeline and its vocabularies."""
+        files = (SKLEARN_MODEL_FILE, SKLEARN_VOCAB_FILE)
+        return sum((self.model_dir / name).stat().st_size for name in files)
+
     def _predict(self, texts: list[str], batch_size: int, show_progress: bool) -> torch.Tensor:
         chunk = 64 * batch_size
         parts = [np.empty((0, self.num_labels), dtype=np.float32)]
-        disable = None if show_progress else True
-        progress = tqdm(total=len(texts), desc=f"teacher {self.name}", unit="text", disable=disable)
-        with progress as bar:
+        with self._bar(len(texts), show_progress) as bar:
             for start in range(0, len(texts), chunk):
                 parts.append(_log_probabilities(self.pipeline, texts[start : start + chunk]))
                 bar.update(len(parts[-1]))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import hashlib
@@ -216,6 +217,13 @@ def setting(
     return field(default=default, metadata=metadata)
 
 
+def shared_setting(config: type, name: str) -> Any:
+    """A dataclass field with the default and metadata of ``config``'s field ``name``: one setting that two
+    configs hold (e.g. the teacher's max length, for fine-tuning and for caching)."""
+    source = {f.name: f for f in dataclasses.fields(config)}[name]
+    return field(default=source.default, metadata=dict(source.metadata))
+
+
 def setting_flag(f: dataclasses.Field) -> str:
     """The command-line option of a settings field: its ``flag``, else ``--name-with-dashes``."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
@@ -301,6 +309,55 @@ def validate_fields(obj: object) -> None:
             raise ValueError(f"{name} must be {_describe_bounds(bounds, kind, value)}, got {value!r}")
         if kind is float and not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    only: typing.Iterable[str] | None = None,
+    skip: typing.Iterable[str] = (),
+    required: typing.Iterable[str] = (),
+    dest_prefix: str = "",
+) -> None:
+    """One option per field of the dataclass ``cls``, from its type and metadata (help, choices, bounds, flag,
+    grid). A grid field or a tuple takes several values; a bool is a switch. The dataclass checks values.
+    ``dest_prefix`` keeps two dataclasses' fields of one name apart (the teacher's and the student's seed)."""
+    hints, only, skip, required = typing.get_type_hints(cls), only and set(only), set(skip), set(required)
+    for f in dataclasses.fields(cls):
+        if (only is not None and f.name not in only) or f.name in skip:
+            continue
+        meta, hint = f.metadata, hints[f.name]
+        kind = setting_type(hint)
+        notes = [
+            f"in {meta['bounds']}" if meta.get("bounds") else "",
+            "" if f.name in required else "default: %(default)s",
+        ]
+        options: dict = dict(
+            dest=dest_prefix + f.name,
+            default=f.default,
+            help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})",
+        )
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        elif kind is tuple or takes_several(hint) or meta.get("grid"):
+            options.update(nargs="+", type=item_type(hint))
+            options["default"] = [f.default] if meta.get("grid") else f.default
+        else:
+            options["type"] = kind
+        if meta.get("choices"):
+            options["choices"] = meta["choices"]
+        elif dest_prefix and kind is not bool:
+            options["metavar"] = f.name.upper()  # N_ITER, not AUGMENT_N_ITER
+        if f.name in required:
+            options.update(required=True, default=None)
+        parser.add_argument(setting_flag(f), **options)
+
+
+def from_args(cls: type, args: argparse.Namespace, **values: object) -> typing.Any:
+    """The dataclass ``cls`` built from the parsed options of its fields (and ``values``)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**given, **values})
 
 
 # ---------------------------------------------------------------------------------------------------------

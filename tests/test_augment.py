@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import augment
+import distil
 import utils
 from augment import AugmentConfig, PosTable
 from conftest import write_nsmc
@@ -150,29 +151,18 @@ def test_samples_are_deterministic_deduplicated_and_never_a_split_text(kiwi):
     assert not set(held_out) & set(augment.augment_texts(SENTENCES, unigrams, exclude=held_out, kiwi=kiwi))
 
 
-def test_augmented_file_is_read_as_unlabeled_text(tmp_path):
+def test_augmented_file_is_read_as_unlabeled_text(tmp_path, capsys):
     data_dir = write_nsmc(tmp_path / "nsmc", n_train=200, n_test=50)
-    out = augment.main(
-        [
-            "--data-dir",
-            str(data_dir),
-            "--data-root",
-            str(tmp_path / "d"),
-            "--out",
-            str(tmp_path / "aug.txt"),
-            "--n-iter",
-            "3",
-            "--p-mask",
-            "0.2",
-            "--seed",
-            "5",
-        ]
-    )
+    out = tmp_path / "aug.txt"
+    options = ["--data-dir", str(data_dir), "--data-root", str(tmp_path / "d"), "--n-iter", "3"]
+    distil.main(["augment", *options, "--out", str(out), "--p-mask", "0.2", "--seed", "5"])
     lines = out.read_text(encoding="utf-8").splitlines()
     unlabeled = utils.read_unlabeled(out)
     assert len(unlabeled) == len(lines) > 200 and (unlabeled["label"] == -1).all()
     splits = utils.load_dataset("nsmc", data_dir=data_dir)
     assert not set(lines) & {t for df in splits.values() for t in df["text"]}
     assert not list(tmp_path.glob(".aug.txt*"))  # written atomically, no temporary left
-    with pytest.raises(SystemExit, match=r"p_ng \(--p-ng\) must be a number in \[0, 1\]"):
-        augment.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "x.txt"), "--p-ng", "2"])
+    with pytest.raises(SystemExit) as stop:
+        distil.main(["augment", *options, "--out", str(tmp_path / "x.txt"), "--p-ng", "2"])
+    assert stop.value.code == 2 and not (tmp_path / "x.txt").exists()
+    assert "p_ng (--p-ng) must be a number in [0, 1]" in capsys.readouterr().err

@@ -228,6 +228,18 @@ def test_cli_options_are_generated_from_the_fields():
         parser.parse_args(["student", "--size", "huge"])
 
 
+def test_teacher_max_length_is_one_setting_for_fine_tuning_and_caching():
+    run = {f.name: f for f in dataclasses.fields(RunConfig)}["teacher_max_length"]
+    tune = {f.name: f for f in dataclasses.fields(teacher.TeacherConfig)}["max_length"]
+    assert (run.default, dict(run.metadata)) == (tune.default, dict(tune.metadata))
+    for config in (lambda: RunConfig(teacher_max_length=1), lambda: teacher.TeacherConfig(max_length=1)):
+        with pytest.raises(ValueError, match=r"--teacher-max-length\) must be in \[2, inf\), got 1"):
+            config()
+    args = distil.build_parser().parse_args(["run", "--finetune", "m", "--teacher-max-length", "64"])
+    student = distil.student_configs(args, "t")[0]
+    assert distil.teacher_config(args).max_length == student.teacher_max_length == 64
+
+
 # --- logits cache -----------------------------------------------------------------------------------------
 
 

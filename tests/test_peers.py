@@ -74,6 +74,8 @@ def test_saved_teacher_round_trips(sklearn_teacher, splits):
     fresh.fit(splits["train"]["text"].tolist(), splits["train"]["label"].to_numpy())
     loaded = T.load_teacher(str(sklearn_teacher))
     assert isinstance(loaded, T.SklearnTeacher) and loaded.num_labels == 2 and loaded.num_parameters() > 0
+    files = [sklearn_teacher / T.SKLEARN_MODEL_FILE, sklearn_teacher / T.SKLEARN_VOCAB_FILE]
+    assert loaded.size_bytes() == sum(path.stat().st_size for path in files) > 0  # bench.py's size column
     logits = loaded.predict_logits(texts, batch_size=8, show_progress=False)  # several chunks
     expected = np.maximum(fresh.predict_log_proba(texts), T.LOG_PROB_FLOOR)
     assert logits.dtype == torch.float32 and logits.shape == (len(texts), 2)

@@ -220,12 +220,16 @@ def test_micro_batch_with_a_bad_text_answers_the_others(student):
 
 
 def test_serve_config_validation_and_cli_errors():
-    with pytest.raises(ValueError, match=r"batch_window_ms must be in \[0, 1000\]"):
+    with pytest.raises(
+        ValueError, match=r"batch_window_ms \(--batch-window-ms\) must be a number in \[0, 1000\]"
+    ):
         serve.ServeConfig(batch_window_ms=-1)
-    with pytest.raises(ValueError, match="max_texts must be >= 1"):
+    with pytest.raises(ValueError, match=r"max_texts \(--max-texts\) must be in \[1, inf\), got 0"):
         serve.ServeConfig(max_texts=0)
-    with pytest.raises(SystemExit, match="port must be in"):
+    with pytest.raises(SystemExit, match=r"port \(--port\) must be in \[0, 65535\], got 70000"):
         serve.main(["--port", "70000"])
+    with pytest.raises(SystemExit, match=r"workers \(--workers\) must be in \[1, inf\), got 0"):
+        serve.main(["--workers", "0"])
     assert serve.build_parser().parse_args([]).backend == "onnx-int8"
 
 

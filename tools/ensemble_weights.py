@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import distil
 import teacher as teachers
+import utils
 
 
 def member_logits(members: list[str], splits: dict, dataset: str, paths: distil.Paths, device: str) -> dict:
@@ -36,8 +37,8 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    distil.add_arguments(parser, distil.DataConfig)
-    distil.add_arguments(parser, distil.Paths)
+    utils.add_arguments(parser, distil.DataConfig)
+    utils.add_arguments(parser, distil.Paths)
     parser.add_argument("--teacher", nargs="+", required=True, help="the members (two or more)")
     parser.add_argument(
         "--grid", nargs="+", type=float, default=[0, 1, 2, 3, 4], help="weights tried per member"
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
 
 def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
     """Print the members' accuracies and the best weightings on validation; returns them all, best first."""
-    data, paths = distil.from_args(distil.DataConfig, args), distil.from_args(distil.Paths, args)
+    data, paths = utils.from_args(distil.DataConfig, args), utils.from_args(distil.Paths, args)
     splits = distil.load_splits(data, paths)
     logits = member_logits(args.teacher, splits, data.dataset, paths, args.device)
     for i, member in enumerate(args.teacher):
