@@ -1796,16 +1796,19 @@ def target_row(
 
 
 def ladder_targets(rows: list[dict], peers: list[dict]) -> list[dict]:
-    """Issue 10's targets, met or not: an ensemble teacher >= 88.0 %, the base student >= 87.5 % (mean of 3
-    seeds) and above the TF-IDF+LR peer of the bench run given, the tiny student >= 85.5 %."""
+    """Issue 10's targets, met or not: an ensemble teacher >= 88.0 %, the base student >= 87.5 % and above
+    the TF-IDF+LR peer of the bench run given, the tiny student >= 85.5 %; a student row counts with 3 seeds
+    (mean), and a row of 3 seeds is shown before a better one of fewer."""
     tfidf = next((p["test_accuracy"] for p in peers if p["model"].startswith("tfidf-lr")), None)
     ensembles = [r["_teacher_test"] for r in rows if "×" in r["_members"] and r["_teacher_test"] is not None]
     best = {
-        size: max((r for r in rows if r["_size"] == size), key=lambda r: r["_test"], default=None)
+        size: max(
+            (r for r in rows if r["_size"] == size), key=lambda r: (r["seeds"] >= 3, r["_test"]), default=None
+        )
         for size in ("base", "tiny")
     }
     base, tiny = best["base"], best["tiny"]
-    base_ok = base is not None and base["seeds"] >= 3 and tfidf is not None and base["_test"] > tfidf
+    above_peer = base is not None and tfidf is not None and base["_test"] > tfidf
     table = [
         target_row("ensemble teacher ≥ 88.0 %", max(ensembles, default=None), 0.88),
         target_row(
@@ -1813,9 +1816,15 @@ def ladder_targets(rows: list[dict], peers: list[dict]) -> list[dict]:
             base and base["_test"],
             0.875,
             base and base["seeds"],
-            base_ok,
+            above_peer and base["seeds"] >= 3,
         ),
-        target_row("tiny ≥ 85.5 %", tiny and tiny["_test"], 0.855, tiny and tiny["seeds"]),
+        target_row(
+            "tiny ≥ 85.5 % (3 seeds)",
+            tiny and tiny["_test"],
+            0.855,
+            tiny and tiny["seeds"],
+            tiny is not None and tiny["seeds"] >= 3,
+        ),
     ]
     if tfidf is not None:
         table.append(
