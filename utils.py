@@ -186,7 +186,8 @@ def text_hashes(texts: Iterable[str]) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------------
 # Settings dataclasses: each field carries its help, choices, bounds, CLI flag and grid flag (``setting``);
-# ``validate_fields`` checks a dataclass against them (distil, teacher, augment and bench all use these two)
+# ``validate_fields`` checks a dataclass against them and ``add_arguments`` makes its command-line options
+# (distil, teacher, augment, serve, bench and tools/ all use these)
 # ---------------------------------------------------------------------------------------------------------
 
 
