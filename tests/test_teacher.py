@@ -33,29 +33,9 @@ from transformers import (
 
 import teacher as T
 import utils
+from conftest import FILLER, NEGATIVE, POSITIVE, ROOT
 from model import BiLSTMClassifier, StudentConfig, save_student
 
-ROOT = Path(__file__).resolve().parents[1]
-POSITIVE = ["좋아요", "최고", "재밌어요", "감동", "추천합니다", "명작"]
-NEGATIVE = ["별로", "최악", "지루해요", "실망", "노잼", "엉망"]
-FILLER = [
-    "영화",
-    "배우",
-    "스토리",
-    "연기",
-    "진짜",
-    "그냥",
-    "정말",
-    "오늘",
-    "보고",
-    "왔는데",
-    "음악",
-    "감독",
-    "내용",
-    "처음",
-    "마지막",
-    "ㅋㅋ",
-]
 PREDICT_TEXTS = [
     "좋아요",
     "이 영화 정말 최고 감동",
