@@ -280,7 +280,7 @@ def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
     return train, sample, source
 
 
-def load_tokenizers(train: pd.DataFrame, root: Path):
+def load_tokenizers(train: pd.DataFrame, root: Path) -> tuple:
     """The students' WordPiece tokenizer (vocab 3000) and a stand-in for the teachers' (vocab 32000,
     [CLS] ... [SEP])."""
     from tokenizers import processors
@@ -1938,16 +1938,49 @@ def show(title: str, rows: list[dict], columns: list[str] | None = None) -> None
     print(frame[columns or list(frame.columns)].to_string(index=False, float_format=lambda x: f"{x:,.4g}"))
 
 
-def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
-    """Every section; prints the tables, writes <out>/bench_results.json and the plot, and returns the
-    JSON's content."""
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(settings.threads)
-    machine = machine_info(settings.threads)
+SPEED_COLUMNS = [
+    "model",
+    "backend",
+    "params",
+    "end_to_end_batch1_median_ms",
+    "end_to_end_batch1_median_ms_spread_pct",
+    "end_to_end_batch64_per_s",
+    "end_to_end_batch64_per_s_spread_pct",
+    "model_only_batch1_median_ms",
+    "model_only_batch64_per_s",
+    "model_only_batch64_per_s_spread_pct",
+    "warning",
+]
+CACHE_COLUMNS = [
+    "teacher",
+    "student_step_s",
+    "teacher_batch_s",
+    "epoch_s_with_cache",
+    "epoch_s_teacher_in_loop",
+    "speedup",
+    "cache_build_s",
+]
+ACCURACY_COLUMNS = [
+    "model",
+    "teacher",
+    "alpha",
+    "unlabeled",
+    "vocab_size",
+    "params",
+    "seeds",
+    "val_accuracy_mean",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "test_f1_mean",
+]
+
+
+def report_machine(threads: int) -> dict:
+    """The machine's description, printed, with a warning when other processes keep it busy."""
+    machine = machine_info(threads)
     print(
         f"machine: {machine['cpu']}, {machine['cpus_available']} of {machine['cpus']} CPUs, "
-        f"{settings.threads} threads "
+        f"{threads} threads "
         f"(torch and onnxruntime), load average {machine['load_average_at_start']}"
     )
     print(
@@ -1959,43 +1992,25 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
             "WARNING: other processes keep this machine busy: timings are unreliable, "
             "multi-threaded ones most"
         )
+    return machine
 
-    train, texts, source = load_texts(settings)
-    student_tokenizer, teacher_tokenizer = load_tokenizers(train, out / "tokenizer")
-    lengths = [len(s) for s in encode(student_tokenizer, texts, StudentConfig.max_length)]
-    print(
-        f"sentences: {len(texts)} {source}; {np.mean(lengths):.1f} student tokens on average "
-        f"(max {max(lengths)}); student vocabulary {len(student_tokenizer)} (asked for {STUDENT_VOCAB}), "
-        f"trained on {len(train):,} texts"
-    )
-    print(
-        "teachers: random weights in their real shapes; their tokenizer is a stand-in WordPiece of "
-        f"{len(teacher_tokenizer)} tokens trained on the same texts"
-    )
 
-    built = {spec: spec.build() for spec in teachers}  # built once, used by sections 1-3
-
+def model_sections(
+    settings: Settings,
+    train: pd.DataFrame,
+    texts: list[str],
+    tokenizers: tuple,
+    teachers: Sequence[TeacherSpec],
+) -> dict:
+    """Sections 1-3 (speed, size, the logits cache) on the models built once; printed and returned.
+    ``tokenizers``: the student's and the teachers' stand-in, from ``load_tokenizers``."""
+    student_tokenizer, teacher_tokenizer = tokenizers
+    built = {spec: spec.build() for spec in teachers}
     print("\n== 1. speed (timing; sentences/s, wall clock)")
     speed = measure_speed(settings, texts, student_tokenizer, teacher_tokenizer, built)
     ratios = speed_ratios(speed)
     targets = check_targets(speed, ratios)
-    show(
-        "1. speed: end to end (text in, label out) and model only (token ids in)",
-        speed,
-        [
-            "model",
-            "backend",
-            "params",
-            "end_to_end_batch1_median_ms",
-            "end_to_end_batch1_median_ms_spread_pct",
-            "end_to_end_batch64_per_s",
-            "end_to_end_batch64_per_s_spread_pct",
-            "model_only_batch1_median_ms",
-            "model_only_batch64_per_s",
-            "model_only_batch64_per_s_spread_pct",
-            "warning",
-        ],
-    )
+    show("1. speed: end to end (text in, label out) and model only (token ids in)", speed, SPEED_COLUMNS)
     show("1. speed ratios, student / teacher (same run, same sentences)", ratios)
     show("1. targets for the base student", targets)
 
@@ -2004,44 +2019,29 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     show("2. size reduction, teacher / student", reductions)
 
     cache = measure_cache(settings, train, student_tokenizer, teacher_tokenizer, built)
-    del built
     show(
         f"3. seconds per distillation epoch on this CPU ({EPOCH_EXAMPLES:,} examples, batch {BATCH}; "
-        "EXTRAPOLATED from "
-        "measured training steps and teacher forward passes)",
+        "EXTRAPOLATED from measured training steps and teacher forward passes)",
         cache,
-        [
-            "teacher",
-            "student_step_s",
-            "teacher_batch_s",
-            "epoch_s_with_cache",
-            "epoch_s_teacher_in_loop",
-            "speedup",
-            "cache_build_s",
-        ],
+        CACHE_COLUMNS,
     )
+    return {
+        "speed": speed,
+        "speed_ratios": ratios,
+        "targets": targets,
+        "size": size,
+        "size_reduction": reductions,
+        "cache": cache,
+    }
 
+
+def accuracy_sections(settings: Settings, texts: list[str], out: Path) -> dict:
+    """Sections 4 and 6 (the runs' accuracy, the peers trained and timed here) and the plot."""
     runs = read_runs(settings.runs)
     accuracy = accuracy_table(runs)
     teacher_accuracy = teacher_accuracies(runs, settings.teacher_root)
     exported = exported_accuracy(settings, runs)
-    show(
-        f"4. accuracy of the runs in {settings.runs} (mean and std over seeds)",
-        accuracy,
-        [
-            "model",
-            "teacher",
-            "alpha",
-            "unlabeled",
-            "vocab_size",
-            "params",
-            "seeds",
-            "val_accuracy_mean",
-            "test_accuracy_mean",
-            "test_accuracy_std",
-            "test_f1_mean",
-        ],
-    )
+    show(f"4. accuracy of the runs in {settings.runs} (mean and std over seeds)", accuracy, ACCURACY_COLUMNS)
     show("4. teachers", teacher_accuracy)
     show("4. accuracy of the exported forms (NSMC test)", exported)
 
@@ -2052,9 +2052,38 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
         peers,
         ["model", "test_accuracy", "train_seconds", "batch64_per_s", "batch1_median_ms", "size_bytes"],
     )
-
     plot = out / "accuracy_vs_params.png"
     plot_accuracy(accuracy, teacher_accuracy, plot)
+    return {
+        "accuracy": accuracy,
+        "teacher_accuracy": teacher_accuracy,
+        "exported_accuracy": exported,
+        "plot": str(plot),
+        "peers": peers,
+    }
+
+
+def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
+    """Every section; prints the tables, writes <out>/bench_results.json and the plot, and returns the
+    JSON's content."""
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(settings.threads)
+    machine = report_machine(settings.threads)
+    train, texts, source = load_texts(settings)
+    tokenizers = load_tokenizers(train, out / "tokenizer")
+    lengths = [len(s) for s in encode(tokenizers[0], texts, StudentConfig.max_length)]
+    print(
+        f"sentences: {len(texts)} {source}; {np.mean(lengths):.1f} student tokens on average "
+        f"(max {max(lengths)}); student vocabulary {len(tokenizers[0])} (asked for {STUDENT_VOCAB}), "
+        f"trained on {len(train):,} texts"
+    )
+    print(
+        "teachers: random weights in their real shapes; their tokenizer is a stand-in WordPiece of "
+        f"{len(tokenizers[1])} tokens trained on the same texts"
+    )
+    sections = model_sections(settings, train, texts, tokenizers, teachers)
+    sections |= accuracy_sections(settings, texts, out)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results = {
         "machine": machine,
@@ -2062,21 +2091,11 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
         "sentences": {"source": source, "count": len(texts), "mean_student_tokens": float(np.mean(lengths))},
         "teachers": [dataclasses.asdict(t) for t in teachers],
         "tokenizers": {
-            "student_vocab": len(student_tokenizer),
-            "teacher_stand_in_vocab": len(teacher_tokenizer),
+            "student_vocab": len(tokenizers[0]),
+            "teacher_stand_in_vocab": len(tokenizers[1]),
             "trained_on_texts": len(train),
         },
-        "speed": speed,
-        "speed_ratios": ratios,
-        "targets": targets,
-        "size": size,
-        "size_reduction": reductions,
-        "cache": cache,
-        "accuracy": accuracy,
-        "teacher_accuracy": teacher_accuracy,
-        "exported_accuracy": exported,
-        "plot": str(plot),
-        "peers": peers,
+        **sections,
     }
     text = json.dumps(
         results,
@@ -2086,7 +2105,7 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
     )
     (out / "bench_results.json").write_text(text + "\n", encoding="utf-8")
     print(
-        f"\nwrote {out / 'bench_results.json'} and {plot}; "
+        f"\nwrote {out / 'bench_results.json'} and {sections['plot']}; "
         f"load average at the end {machine['load_average_at_end']}"
     )
     return json.loads(text)
