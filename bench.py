@@ -864,21 +864,13 @@ def dodge_labels(annotations: list, ax, renderer, avoid: list | None = None) -> 
         placed.append(annotation.get_window_extent(renderer))
 
 
-def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | None = None):
-    """Test accuracy (mean ± std over seeds) against parameters, log x; returns the figure (saved when path).
-
-    ``table`` holds ``accuracy_table`` rows, ``teachers`` dicts with teacher, test_accuracy and params. A
-    student family (size and vocabulary) has one colour: dark when distilled, light for its baseline, and one
-    label.
-    """
-    fig = new_figure((8, 5))
-    ax = fig.add_subplot()
-    families = [(r["model"], r["vocab_size"]) for r in table]
-    colours = family_colours(families)
+def plot_students(ax, table: list[dict]) -> list:
+    """One point per ``accuracy_table`` row (mean ± std), a colour per student family (dark when distilled,
+    light for its baseline); returns the family labels placed above each family's best point."""
+    colours = family_colours([(r["model"], r["vocab_size"]) for r in table])
     top: dict = {}
     for row in table:
-        kind = student_kind(row["teacher"], row["unlabeled"])
-        marker, shift, shade = KIND_STYLE[kind]
+        marker, shift, shade = KIND_STYLE[student_kind(row["teacher"], row["unlabeled"])]
         family = (row["model"], row["vocab_size"])
         y = 100 * row["test_accuracy_mean"]
         ax.errorbar(
@@ -892,31 +884,45 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | No
             markersize=7,
         )
         top[family] = max(top.get(family, (0, -1.0)), (row["params"], y), key=lambda p: p[1])
-    notes = [
-        ax.annotate(
-            short_label(*family),
-            point,
-            xytext=(0, 7),
-            textcoords="offset points",
-            ha="center",
-            fontsize=8,
-            annotation_clip=False,
-        )
-        for family, point in top.items()
-    ]
+    return [label_point(ax, short_label(*family), point, 7) for family, point in top.items()]
+
+
+def label_point(ax, text: str, point: tuple[float, float], above: float):
+    """A small centred label ``above`` points over ``point``."""
+    return ax.annotate(
+        text,
+        point,
+        xytext=(0, above),
+        textcoords="offset points",
+        ha="center",
+        fontsize=8,
+        annotation_clip=False,
+    )
+
+
+def plot_legend(ax, table: list[dict], teachers: list[dict]):
+    """The legend of the kinds of student shown (and the teacher star); None when nothing is plotted."""
+    kinds = {student_kind(r["teacher"], r["unlabeled"]) for r in table}
+    names = {k: "no teacher (α = 1)" if k == "baseline" else k for k in KIND_STYLE if k in kinds}
+    handles = [ax.plot([], [], KIND_STYLE[k][0], color="grey", label=name)[0] for k, name in names.items()]
+    handles += [ax.plot([], [], "*", color="black", markersize=12, label="teacher")[0]] if teachers else []
+    return ax.legend(handles=handles, fontsize=8, loc="best") if handles else None
+
+
+def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | None = None):
+    """Test accuracy (mean ± std over seeds) against parameters, log x; returns the figure (saved when path).
+
+    ``table`` holds ``accuracy_table`` rows, ``teachers`` dicts with teacher, test_accuracy and params. A
+    student family (size and vocabulary) has one colour: dark when distilled, light for its baseline, and one
+    label.
+    """
+    fig = new_figure((8, 5))
+    ax = fig.add_subplot()
+    notes = plot_students(ax, table)
     for t in teachers:
-        ax.plot([t["params"]], [100 * t["test_accuracy"]], "*", color="black", markersize=14)
-        notes.append(
-            ax.annotate(
-                f"teacher {t['teacher']}",
-                (t["params"], 100 * t["test_accuracy"]),
-                xytext=(0, 9),
-                textcoords="offset points",
-                ha="center",
-                fontsize=8,
-                annotation_clip=False,
-            )
-        )
+        point = (t["params"], 100 * t["test_accuracy"])
+        ax.plot([point[0]], [point[1]], "*", color="black", markersize=14)
+        notes.append(label_point(ax, f"teacher {t['teacher']}", point, 9))
     if not table and not teachers:
         ax.text(0.5, 0.5, "no finished runs found", ha="center", va="center", transform=ax.transAxes)
     ax.set_xscale("log")
@@ -927,16 +933,7 @@ def plot_accuracy(table: list[dict], teachers: list[dict], path: str | Path | No
         title="Test accuracy against size",
     )
     ax.grid(True, which="both", alpha=0.3)
-    kinds = {student_kind(r["teacher"], r["unlabeled"]) for r in table}
-    handles = [
-        ax.plot([], [], KIND_STYLE[k][0], color="grey", label="no teacher (α = 1)" if k == "baseline" else k)[
-            0
-        ]
-        for k in KIND_STYLE
-        if k in kinds
-    ]
-    handles += [ax.plot([], [], "*", color="black", markersize=12, label="teacher")[0]] if teachers else []
-    legend = ax.legend(handles=handles, fontsize=8, loc="best") if handles else None
+    legend = plot_legend(ax, table, teachers)
     fig.canvas.draw()  # lays the axes and the legend out first
     renderer = fig.canvas.get_renderer()
     dodge_labels(notes, ax, renderer, avoid=[legend.get_window_extent(renderer)] if legend else [])
