@@ -867,6 +867,58 @@ def tokenizer_dir(vocab_size: int, root: str | Path = "tokenizer") -> Path:
     return Path(root) / f"vocab_size_{vocab_size}"
 
 
+def _blank_wordpiece(vocab: dict[str, int] | None = None):
+    """A WordPiece backend (of ``vocab``, else untrained) with this project's normaliser and pre-tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    backend.normalizer = _text_normalizer()
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    return backend
+
+
+def _train_vocab(
+    texts: list[str], vocab_size: int, min_frequency: int, limit_alphabet: int
+) -> dict[str, int]:
+    """The WordPiece vocabulary (token -> id, ids sorted) trained on ``texts``, alphabet chosen here."""
+    from tokenizers import trainers
+
+    backend = _blank_wordpiece()
+    alphabet, continuing = _alphabet(texts, backend.normalizer, limit_alphabet)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        limit_alphabet=len(alphabet),
+        initial_alphabet=alphabet,
+        special_tokens=SPECIAL_TOKENS + ["##" + c for c in continuing],
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer, length=len(texts))
+    if backend.get_vocab_size() > vocab_size:
+        raise ValueError(
+            f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: "
+            "use a larger vocab size"
+        )
+    return _sorted_vocab(backend.get_vocab())
+
+
+def _wordpiece_tokenizer(vocab: dict[str, int]):
+    """A fresh transformers tokenizer of ``vocab``: the ##c tokens were special only for training."""
+    from transformers import PreTrainedTokenizerFast
+
+    backend = _blank_wordpiece(vocab)
+    backend.add_special_tokens(SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
 def train_tokenizer(
     texts: list[str], vocab_size: int, out_dir: str | Path, min_frequency: int = 2, info: dict | None = None
 ):
@@ -883,45 +935,8 @@ def train_tokenizer(
     code point), its ``##c`` continuation tokens are numbered before training (passed as special tokens),
     and the final ids are sorted (see _sorted_vocab); training.json records the vocabulary's sha256.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    def blank_tokenizer(model) -> Tokenizer:
-        backend = Tokenizer(model)
-        backend.normalizer = _text_normalizer()
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        backend.decoder = decoders.WordPiece()
-        return backend
-
-    backend = blank_tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
     limit_alphabet = min(1000, vocab_size // 2)
-    alphabet, continuing = _alphabet(texts, backend.normalizer, limit_alphabet)
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        limit_alphabet=len(alphabet),
-        initial_alphabet=alphabet,
-        special_tokens=SPECIAL_TOKENS + ["##" + c for c in continuing],
-        show_progress=False,
-    )
-    backend.train_from_iterator(texts, trainer, length=len(texts))
-    if backend.get_vocab_size() > vocab_size:
-        raise ValueError(
-            f"the trained vocabulary has {backend.get_vocab_size()} tokens, more than {vocab_size}: "
-            "use a larger vocab size"
-        )
-    # a fresh tokenizer: the ##c tokens were special only for training
-    vocab = _sorted_vocab(backend.get_vocab())
-    backend = blank_tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    backend.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    tokenizer = _wordpiece_tokenizer(_train_vocab(texts, vocab_size, min_frequency, limit_alphabet))
     training = {"vocab_size": vocab_size, "limit_alphabet": limit_alphabet, **(info or {})}
 
     def write(directory: Path) -> None:
