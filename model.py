@@ -731,9 +731,9 @@ def _card_metadata(student: Student, name: str, repo_id: str | None) -> str:
     return data.to_yaml()
 
 
-def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | None = None) -> str:
-    """README.md for a student folder: Hub metadata, task, data, teacher, accuracy, size and how to load."""
-    config, metrics, name = student.config, student.metrics or {}, student_name(student)
+def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]]:
+    """The model card's table: task, model, training, tokenizer, data, accuracy and size."""
+    config, metrics = student.config, student.metrics or {}
     teacher = metrics.get("teacher")
     how = "trained on the labels only (no teacher, α = 1)"
     if teacher:
@@ -765,6 +765,12 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
     if int8_bytes:
         sizes.append(f"{int8_bytes / 1e6:.2f} MB int8 ONNX graph (onnx/model-int8.onnx)")
     rows.append(("size", ", ".join(sizes)))
+    return rows
+
+
+def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | None = None) -> str:
+    """README.md for a student folder: Hub metadata, task, data, teacher, accuracy, size and how to load."""
+    name, rows = student_name(student), _card_rows(student, int8_bytes)
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     where = repo_id or "path/to/this/folder"
     return f"""---
