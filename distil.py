@@ -1104,44 +1104,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(p, Paths, skip=["out"] if stage == "augment" else ())
         add_arguments(p, DataConfig)
         common_args(p)
-        if stage == "augment":
-            p.add_argument(
-                "--out", dest="augment_out", metavar="FILE", required=True, help="text file to write"
-            )
-            add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
-            continue
-        if stage == "tokenizer":
-            add_arguments(p, RunConfig, only=["vocab_size"])
-        if stage in ("teacher", "run"):
-            finetune_args(p, required=stage == "teacher")
-        if stage == "teacher":
-            add_arguments(p, RunConfig, only=["teacher_max_length", "unlabeled"])
-        if stage == "cache":
-            add_arguments(
-                p,
-                RunConfig,
-                only=["teacher", "teacher_weights", "teacher_max_length", "unlabeled"],
-                required=["teacher"],
-            )
-        if stage == "run":
-            p.add_argument(
-                "--augment",
-                action="store_true",
-                help="add an augmented copy of the training texts (augment.py; options below) to the "
-                "transfer set, written once per settings and data and labelled by the teacher(s)",
-            )
-            add_arguments(p, augment.AugmentConfig, skip=["seed"], dest_prefix="augment_")
-        if stage in ("student", "run"):
-            add_arguments(p, RunConfig, skip=DATA_FIELDS)
-            p.add_argument(
-                "--overwrite", action="store_true", help="train again even if the run directory is finished"
-            )
-        if stage != "tokenizer" and stage != "download":
-            p.add_argument(
-                "--teacher-batch-size",
-                type=int,
-                help="teacher inference batch size (default: 256 on GPU, 64 on CPU)",
-            )
+        stage_arguments(p, stage)
     p = sub.add_parser("predict", help="classify sentences with a trained student")
     p.add_argument(
         "--student",
@@ -1157,6 +1120,42 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(p, device="cpu")
     p.add_argument("texts", nargs="+", help="sentences to classify")
     return parser
+
+
+def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+    """The options of one stage beyond the paths, the data and the common ones."""
+    if stage == "augment":
+        p.add_argument("--out", dest="augment_out", metavar="FILE", required=True, help="text file to write")
+        add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
+        return
+    if stage == "tokenizer":
+        add_arguments(p, RunConfig, only=["vocab_size"])
+    if stage in ("teacher", "run"):
+        finetune_args(p, required=stage == "teacher")
+    if stage == "teacher":
+        add_arguments(p, RunConfig, only=["teacher_max_length", "unlabeled"])
+    if stage == "cache":
+        add_arguments(
+            p,
+            RunConfig,
+            only=["teacher", "teacher_weights", "teacher_max_length", "unlabeled"],
+            required=["teacher"],
+        )
+    if stage == "run":
+        p.add_argument(
+            "--augment",
+            action="store_true",
+            help="add an augmented copy of the training texts (augment.py; options below) to the "
+            "transfer set, written once per settings and data and labelled by the teacher(s)",
+        )
+        add_arguments(p, augment.AugmentConfig, skip=["seed"], dest_prefix="augment_")
+    if stage in ("student", "run"):
+        add_arguments(p, RunConfig, skip=DATA_FIELDS)
+        p.add_argument(
+            "--overwrite", action="store_true", help="train again even if the run directory is finished"
+        )
+    if stage not in ("tokenizer", "download"):
+        add_arguments(p, teachers.TeacherConfig, only=["batch_size"], dest_prefix="teacher_")
 
 
 def common_args(p: argparse.ArgumentParser, device: str = "auto") -> None:
@@ -1194,6 +1193,8 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
     if args.stage == "augment" or getattr(args, "augment", False):
         config = augment_config(args)
+    if getattr(args, "teacher_batch_size", None) is not None:
+        teachers.TeacherConfig(batch_size=args.teacher_batch_size)  # its bounds
     model = getattr(args, "model", None)
     members = [*(getattr(args, "teacher", None) or []), *([model] if model else [])]
     if getattr(args, "augment", False) and not members:

@@ -748,6 +748,7 @@ def test_a_second_process_on_the_same_run_is_refused_and_stale_locks_do_not_bloc
         (["--alpha", "0.5"], 2, "without a teacher only the baseline"),
         (["--device", "gpu"], 2, "unknown device 'gpu'"),
         (["--data-dir", "/nonexistent"], 1, "/nonexistent/ratings_train.txt not found"),
+        (["--teacher-batch-size", "0"], 2, "batch_size (--teacher-batch-size) must be in [1, inf), got 0"),
     ],
 )
 def test_cli_errors_are_one_line_with_an_exit_code(tmp_path, data_dir, capsys, option, code, expected):
