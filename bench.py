@@ -1315,6 +1315,29 @@ def serve_targets(rows: list[dict]) -> list[dict]:
     return targets
 
 
+def scenario(
+    load: LoadTest, url: str, window: float, spec: tuple, single: list[bytes], batches: list[bytes]
+) -> dict:
+    """One scenario (name, texts per request, concurrency) against a running server, ``load.repeats`` passes;
+    its printed row."""
+    name, size, concurrency = spec
+    bodies = [None] if size == 0 else single if size == 1 else batches
+    requests = load.requests // 4 if size > 1 else load.requests
+    load_before = os.getloadavg()[0]
+    passes = [
+        asyncio.run(drive(url, bodies, concurrency, requests, load.time_cap_s)) for _ in range(load.repeats)
+    ]
+    row = {"window_ms": window, **scenario_row(name, size, concurrency, passes)}
+    row["warning"] = timing_warning(load_before, os.getloadavg()[0], [row["req_per_s_spread_pct"]])
+    print(
+        f"  window {window:g} ms  {name:<8} c={concurrency:<3} {row['req_per_s']:>8,.0f} req/s "
+        f"{row['sentences_per_s']:>8,.0f} sentences/s  p50 {row['p50_ms']:.1f} ms  "
+        f"p99 {row['p99_ms']:.1f} ms {row['warning']}",
+        flush=True,
+    )
+    return row
+
+
 def serve_load_test(load: LoadTest) -> dict:
     """Every scenario against one server per window; prints the table and writes <out>/serve_results.json."""
     out = Path(load.out)
@@ -1330,24 +1353,7 @@ def serve_load_test(load: LoadTest) -> dict:
     for window in load.windows_ms:
         process, url = start_server(load, window, out / "serve_server.log")
         try:
-            for name, size, concurrency in load.scenarios:
-                bodies = [None] if size == 0 else single if size == 1 else batches
-                requests = load.requests // 4 if size > 1 else load.requests
-                load_before = os.getloadavg()[0]
-                passes = [
-                    asyncio.run(drive(url, bodies, concurrency, requests, load.time_cap_s))
-                    for _ in range(load.repeats)
-                ]
-                row = {"window_ms": window, **scenario_row(name, size, concurrency, passes)}
-                spread = [row["req_per_s_spread_pct"]]
-                row["warning"] = timing_warning(load_before, os.getloadavg()[0], spread)
-                rows.append(row)
-                print(
-                    f"  window {window:g} ms  {name:<8} c={concurrency:<3} {row['req_per_s']:>8,.0f} req/s "
-                    f"{row['sentences_per_s']:>8,.0f} sentences/s  p50 {row['p50_ms']:.1f} ms  "
-                    f"p99 {row['p99_ms']:.1f} ms {row['warning']}",
-                    flush=True,
-                )
+            rows += [scenario(load, url, window, spec, single, batches) for spec in load.scenarios]
         finally:
             process.terminate()
             process.wait(timeout=30)
