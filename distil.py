@@ -1178,8 +1178,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     except (ValueError, OSError, utils.CacheMismatch, RunStateError, TrainingDiverged) as err:
         if args.debug:
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {utils.one_line(err)}", file=sys.stderr)
         bad_setting = isinstance(err, ValueError) and not isinstance(err, utils.DataFormatError)
         raise SystemExit(2 if bad_setting else 1) from None
 

@@ -37,7 +37,7 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
-from utils import CorruptFileError, atomic_dir, atomic_save, save_tokenizer_files
+from utils import CorruptFileError, atomic_dir, atomic_save, one_line, save_tokenizer_files
 
 # preset name -> (embedding_dim, hidden_dim)
 SIZE_PRESETS: dict[str, tuple[int, int]] = {
@@ -329,7 +329,7 @@ def _read_config(path: Path) -> StudentConfig:
 
 
 def _corrupt(path: Path, err: BaseException, what: str = "is corrupt or truncated") -> CorruptFileError:
-    reason = " ".join(str(err).split())[:200] or type(err).__name__
+    reason = one_line(err)[:200]
     remedy = f"copy the student directory {path.parent} again or retrain it"
     return CorruptFileError(f"{path} {what} ({reason}); {remedy}")
 

@@ -1051,6 +1051,11 @@ class CorruptFileError(ValueError):
     """An artifact file that cannot be read (truncated, garbled, half-written)."""
 
 
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (whitespace runs collapsed), or its type's name when it has none."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def load_tokenizer(directory: str | Path):
     """Load a saved tokenizer directory as a fast tokenizer.
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
     try:
         return rank(args)
     except (ValueError, OSError) as err:  # a bad setting, a missing teacher or data file: one line
-        raise SystemExit(f"error: {' '.join(str(err).split())}") from None
+        raise SystemExit(f"error: {utils.one_line(err)}") from None
 
 
 def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
