@@ -69,6 +69,7 @@ from model import (
     encode,
     export_onnx,
     pad_ids,
+    teacher_members,
 )
 from utils import setting, validate_fields
 
@@ -1163,7 +1164,7 @@ def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
 class LoadTest:
     """One server per micro-batching window; every scenario runs `repeats` times against each."""
 
-    student: str | None = None  # None: serve.py's default (the bundled models/nsmc-base, else nsmc-tiny)
+    student: str | None = None  # None: serve.py's default (model.bundled_student())
     backend: str = "onnx-int8"
     windows_ms: tuple[float, ...] = (0.0, 2.0)  # 0: micro-batching off
     scenarios: tuple[tuple[str, int, int], ...] = (  # (name, texts per request (0: GET /health), concurrency)
@@ -1670,15 +1671,6 @@ RUN_COLUMNS = [
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
-
-
-def teacher_members(metrics: dict) -> str:
-    """The teacher as written in the ladder: its short name, or each member's with its weight."""
-    members = metrics.get("teachers") or ([metrics["teacher"]] if metrics.get("teacher") else [])
-    weights = metrics.get("teacher_weights") or [1] * len(members)
-    if len(members) < 2:
-        return teachers.display_name(members[0]) if members else "none"
-    return " + ".join(f"{teachers.display_name(m)}×{w:g}" for m, w in zip(members, weights))
 
 
 def single_teacher_accuracy(name: str) -> float | None:

@@ -51,6 +51,7 @@ import teacher as teachers
 import utils
 from model import (
     BACKENDS,
+    BUNDLED_NAMES,
     POOLINGS,
     SIZE_PRESETS,
     BiLSTMClassifier,
@@ -1108,8 +1109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify sentences with a trained student")
     p.add_argument(
         "--student",
-        help="student directory (runs/<dataset>/<run>/student; default: the bundled models/nsmc-base, "
-        "else models/nsmc-tiny)",
+        help="student directory (runs/<dataset>/<run>/student; default: the best bundled student, "
+        f"models/{BUNDLED_NAMES[0]})",
     )
     p.add_argument(
         "--backend",

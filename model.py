@@ -619,7 +619,8 @@ def _check_texts(texts: list[str] | str) -> list[str]:
 METRICS_NAME = "metrics.json"
 CARD_NAME = "README.md"
 # the ready-to-use students committed with the project, best first (the default of serve.py)
-BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in ("nsmc-base", "nsmc-tiny"))
+BUNDLED_NAMES = ("nsmc-base-kd", "nsmc-base", "nsmc-tiny")
+BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in BUNDLED_NAMES)
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 
 
@@ -643,13 +644,13 @@ def resolve_student_dir(name_or_path: str | Path, revision: str | None = None) -
 
 
 def bundled_student() -> Path:
-    """The best bundled student folder in models/ (nsmc-base, else nsmc-tiny)."""
+    """The best bundled student folder in models/ (the first of BUNDLED_NAMES that is there)."""
     for path in BUNDLED_STUDENTS:
         if is_student_dir(path):
             return path
     raise FileNotFoundError(
-        f"no bundled student in {BUNDLED_STUDENTS[0].parent} (nsmc-base or nsmc-tiny); pass a student folder "
-        "such as runs/<dataset>/<run>/student (train one with `python distil.py run ...`)"
+        f"no bundled student in {BUNDLED_STUDENTS[0].parent} ({', '.join(BUNDLED_NAMES)}); pass a student "
+        "folder such as runs/<dataset>/<run>/student (train one with `python distil.py run ...`)"
     )
 
 
@@ -731,15 +732,43 @@ def _card_metadata(student: Student, name: str, repo_id: str | None) -> str:
     return data.to_yaml()
 
 
+def display_name(teacher: str | Path) -> str:
+    """Short name of a teacher: the run's name for a student teacher (``runs/x/<run>/student`` -> ``<run>``),
+    else the last path or Hub-name component (``monologg/koelectra-small-v3`` -> ``koelectra-small-v3``)."""
+    path = Path(str(teacher).rstrip("/\\"))
+    name = path.parent.name if path.name == "student" and path.parent.name else path.name
+    if not name:
+        raise ValueError(f"cannot derive a name from {str(teacher)!r}")
+    return name
+
+
+def teacher_members(metrics: dict) -> str:
+    """The teacher as written in the ladder: its short name, or each member's with its weight."""
+    members = metrics.get("teachers") or ([metrics["teacher"]] if metrics.get("teacher") else [])
+    weights = metrics.get("teacher_weights") or [1] * len(members)
+    if len(members) < 2:
+        return display_name(members[0]) if members else "none"
+    return " + ".join(f"{display_name(m)}×{w:g}" for m, w in zip(members, weights))
+
+
+def _teacher_text(metrics: dict) -> str:
+    """The teacher's name; for an ensemble also its weighted members; its test accuracy when recorded."""
+    text = f"`{metrics['teacher']}`"
+    if metrics.get("teacher_test_accuracy") is not None:
+        text += f" (test {100 * metrics['teacher_test_accuracy']:.2f} %)"
+    if len(metrics.get("teachers") or []) > 1:
+        text += f", the weighted mean of {teacher_members(metrics)}"
+    return text
+
+
 def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]]:
     """The model card's table: task, model, training, tokenizer, data, accuracy and size."""
     config, metrics = student.config, student.metrics or {}
-    teacher = metrics.get("teacher")
     how = "trained on the labels only (no teacher, α = 1)"
-    if teacher:
+    if metrics.get("teacher"):
         how = (
-            f"distilled from the teacher `{teacher}` (α = {metrics.get('alpha')}, "
-            f"T = {metrics.get('temperature')}, {metrics.get('kd_loss')} loss; Tang et al. 2019)"
+            f"distilled (α = {metrics.get('alpha')}, T = {metrics.get('temperature')}, "
+            f"{metrics.get('kd_loss')} loss; Tang et al. 2019) from the teacher {_teacher_text(metrics)}"
         )
     params = count_parameters(student.model)
     rows = [
@@ -757,7 +786,9 @@ def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]
     if metrics:
         dataset = metrics.get("dataset")
         unlabeled = metrics.get("unlabeled")
-        unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`" if unlabeled else ""
+        if unlabeled:
+            per_epoch = f" ({metrics['n_transfer']:,} rows per epoch)" if metrics.get("n_transfer") else ""
+            unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`{per_epoch}"
         rows.append(("data", f"{dataset}: {metrics.get('n_train', 0):,} training examples{unlabeled}"))
         accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f})"
         rows.append(("test accuracy", f"{accuracy} on the {dataset} test split as used by DistilKoBiLSTM"))

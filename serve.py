@@ -1,11 +1,11 @@
 """The web service: a FastAPI app around one student, with a demo page in Korean.
 
-    python serve.py [--student models/nsmc-base | runs/nsmc/<run>/student | org/name] [--backend onnx-int8]
+    python serve.py [--student models/nsmc-base-kd | runs/nsmc/<run>/student | org/name] [--backend onnx-int8]
                     [--host 127.0.0.1] [--port 8000] [--workers N] [--batch-window-ms 2] [--max-batch 64]
 
 Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET /health,
-GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the bundled
-models/nsmc-base is served (models/nsmc-tiny if base is absent).
+GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the best bundled
+student is served (models/nsmc-base-kd, else nsmc-base, else nsmc-tiny: model.BUNDLED_NAMES).
 
 Micro-batching: the first waiting request opens a window of --batch-window-ms milliseconds in which other
 requests join it, up to --max-batch texts; the model then runs once for all of them (0 turns it off: one model
@@ -47,7 +47,7 @@ class ServeConfig:
     """What to serve, where, and the limits on requests: the one source of serve.py's options."""
 
     student: str | None = setting(
-        None, "student folder or Hub id; None serves models/nsmc-base, else models/nsmc-tiny"
+        None, "student folder or Hub id; None: the best bundled student in models/ (model.BUNDLED_NAMES)"
     )
     backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: all)")

@@ -64,7 +64,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 import utils
-from model import LABEL_NAMES, Student, count_parameters, is_student_dir
+from model import LABEL_NAMES, Student, count_parameters, display_name, is_student_dir
 from utils import setting, validate_fields
 
 logger = utils.logger
@@ -95,16 +95,6 @@ _FP16_UNSAFE_MODELS = {"t5", "mt5", "umt5"}
 # ---------------------------------------------------------------------------------------------------------
 # Locating a teacher
 # ---------------------------------------------------------------------------------------------------------
-
-
-def display_name(teacher: str | Path) -> str:
-    """Short name of a teacher: the run's name for a student teacher (``runs/x/<run>/student`` -> ``<run>``),
-    else the last path or Hub-name component (``monologg/koelectra-small-v3`` -> ``koelectra-small-v3``)."""
-    path = Path(str(teacher).rstrip("/\\"))
-    name = path.parent.name if path.name == "student" and path.parent.name else path.name
-    if not name:
-        raise ValueError(f"cannot derive a name from {str(teacher)!r}")
-    return name
 
 
 def _local_dir(name_or_dir: str, root: str | Path) -> Path | None:

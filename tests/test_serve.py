@@ -4,6 +4,7 @@ student: model card, save_pretrained / package_student, the Hugging Face Hub (of
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import os
@@ -25,10 +26,12 @@ import utils
 from conftest import ROOT, make_reviews
 from model import (
     BACKENDS,
+    BUNDLED_NAMES,
     BiLSTMClassifier,
     Student,
     StudentConfig,
     bundled_student,
+    model_card,
     package_student,
     save_student,
 )
@@ -339,9 +342,11 @@ def test_demo_page_in_a_real_browser(tmp_path):
 # the bundled students
 
 
-def test_bundled_students_exist_and_serve_by_default():
-    assert [p.name for p in BUNDLES if p.name in ("nsmc-base", "nsmc-tiny")], "models/ has no bundled student"
-    assert bundled_student() in BUNDLES
+def test_bundled_students_exist_and_the_most_accurate_serves_by_default():
+    assert {p.name for p in BUNDLES} == set(BUNDLED_NAMES), "models/ differs from model.BUNDLED_NAMES"
+    accuracy = {p.name: json.loads((p / "metrics.json").read_text())["test_accuracy"] for p in BUNDLES}
+    assert list(BUNDLED_NAMES) == sorted(accuracy, key=accuracy.get, reverse=True)  # best first
+    assert bundled_student().name == BUNDLED_NAMES[0]
     assert serve.load(serve.ServeConfig(backend="torch"))[1] == str(bundled_student())
 
 
@@ -399,6 +404,27 @@ def test_save_pretrained_writes_a_loadable_folder_with_a_card(student, tmp_path)
     (tmp_path / "foreign" / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a student folder"):
         student.save_pretrained(tmp_path / "foreign")
+
+
+def test_card_of_a_student_distilled_from_an_ensemble(student):
+    distilled = copy.copy(student)
+    distilled.metrics = {
+        **student.metrics,
+        "teacher": "ens2-0123abcd",
+        "teachers": ["teacher_model/tfidf-lr-nsmc-0e1235e204", "runs/nsmc/base-v9000-none-a1/student"],
+        "teacher_weights": [2.0, 1.0],
+        "teacher_test_accuracy": 0.88078,
+        "alpha": 0.1,
+        "temperature": 2.0,
+        "kd_loss": "kl",
+        "unlabeled": "/data/nsmc/unlabeled.txt",
+        "n_transfer": 300943,
+    }
+    card = model_card(distilled)
+    assert "distilled (α = 0.1, T = 2.0, kl loss; Tang et al. 2019) from the teacher `ens2-0123abcd`" in card
+    assert "(test 88.08 %), the weighted mean of tfidf-lr-nsmc-0e1235e204×2 + base-v9000-none-a1×1 |" in card
+    assert "+ unlabeled transfer set `unlabeled.txt` (300,943 rows per epoch)" in card
+    assert "/data/nsmc" not in card and "trained on the labels only" not in card
 
 
 def test_package_student_from_a_run_and_refuses_unfinished_runs(run_dir, tmp_path):
