@@ -65,6 +65,7 @@ from model import (
     BiLSTMClassifier,
     Student,
     StudentConfig,
+    bundled_student,
     count_parameters,
     encode,
     export_onnx,
@@ -577,6 +578,27 @@ def measure_size(
 # 3. the logits cache
 
 
+def _student_step_seconds(
+    settings: Settings, student_ids: list[list[int]], labels: torch.Tensor, vocab_size: int, batches: list
+) -> float:
+    """Mean seconds of one base-student distillation step from cached logits (what a cache lookup returns)."""
+    torch.manual_seed(settings.seed)
+    model = BiLSTMClassifier(StudentConfig.from_size("base", vocab_size)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    cached_logits = torch.randn(len(student_ids), 2)
+
+    def student_step(idx: np.ndarray) -> None:
+        input_ids, lengths = pad_ids([student_ids[i] for i in idx])
+        logits = model(torch.from_numpy(input_ids), torch.from_numpy(lengths))
+        loss, _, _ = distil.distillation_loss(logits, labels[idx], cached_logits[idx], 0.1, 2.0, "kl")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return mean_seconds(student_step, cycle(batches, settings.student_steps))
+
+
 def measure_cache(
     settings: Settings,
     train: pd.DataFrame,
@@ -592,22 +614,7 @@ def measure_cache(
     labels = torch.tensor(rng.integers(0, 2, n))
     student_ids = encode(student_tokenizer, texts, StudentConfig.max_length)
     batches = distil.bucket_batches(np.array([len(s) for s in student_ids]), BATCH, rng)
-
-    torch.manual_seed(settings.seed)
-    model = BiLSTMClassifier(StudentConfig.from_size("base", len(student_tokenizer))).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    cached_logits = torch.randn(n, 2)  # what a lookup in the cache returns
-
-    def student_step(idx: np.ndarray) -> None:
-        input_ids, lengths = pad_ids([student_ids[i] for i in idx])
-        logits = model(torch.from_numpy(input_ids), torch.from_numpy(lengths))
-        loss, _, _ = distil.distillation_loss(logits, labels[idx], cached_logits[idx], 0.1, 2.0, "kl")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-
-    student_seconds = mean_seconds(student_step, cycle(batches, settings.student_steps))
+    student_seconds = _student_step_seconds(settings, student_ids, labels, len(student_tokenizer), batches)
     steps = math.ceil(EPOCH_EXAMPLES / BATCH)
     rows = []
     for spec, teacher in ((s, t) for s, t in teachers.items() if s.timed):
@@ -1423,8 +1430,10 @@ def serve_main(argv: list[str]) -> dict:
             out=args.out,
             data_dir=args.data_dir,
         )
-    except ValueError as err:
-        raise SystemExit(f"bench.py serve: {err}") from None
+        # a missing or broken student fails here, before a server starts
+        Student.from_pretrained(load.student or bundled_student(), backend=load.backend)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"bench.py serve: {utils.one_line(err)}") from None
     return serve_load_test(load)
 
 
@@ -1458,6 +1467,17 @@ class PeersConfig:
                 f"quantization); got minn {self.fasttext_minn}, maxn {self.fasttext_maxn}, "
                 f"dim {self.fasttext_dim}"
             )
+
+    def fasttext_options(self) -> dict[str, int]:
+        """The keyword arguments of fasttext.train_supervised that these settings name."""
+        return {
+            "dim": self.fasttext_dim,
+            "wordNgrams": self.fasttext_word_ngrams,
+            "minn": self.fasttext_minn,
+            "maxn": self.fasttext_maxn,
+            "epoch": self.fasttext_epochs,
+            "bucket": self.fasttext_bucket,
+        }
 
 
 def _files_bytes(directory: Path) -> int:
@@ -1543,14 +1563,7 @@ def measure_fasttext(
     pairs = zip(train["text"], train["label"])
     lines = (f"__label__{label} {' '.join(text.split())}\n" for text, label in pairs)
     train_file.write_text("".join(lines), encoding="utf-8")
-    options = {
-        "dim": cfg.fasttext_dim,
-        "wordNgrams": cfg.fasttext_word_ngrams,
-        "minn": cfg.fasttext_minn,
-        "maxn": cfg.fasttext_maxn,
-        "epoch": cfg.fasttext_epochs,
-        "bucket": cfg.fasttext_bucket,
-    }
+    options = cfg.fasttext_options()
     start = time.perf_counter()
     model = fasttext.train_supervised(input=str(train_file), thread=settings.threads, verbose=0, **options)
     train_seconds = time.perf_counter() - start
@@ -1917,7 +1930,7 @@ def ladder_main(argv: list[str]) -> str:
     try:
         return ladder(LadderConfig(**vars(args)))
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"bench.py ladder: {err}") from None
+        raise SystemExit(f"bench.py ladder: {utils.one_line(err)}") from None
 
 
 # -----------------------------------------------------------------------------
@@ -2136,7 +2149,7 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {utils.one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
     return run(settings)
 

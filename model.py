@@ -286,7 +286,10 @@ def load_student(
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"student directory not found: {directory}")
+        raise FileNotFoundError(
+            f"student directory not found: {directory} (give runs/<dataset>/<run>/student, a folder in "
+            "models/ or a Hugging Face Hub id org/name)"
+        )
     for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a complete student directory: {name} is missing")

@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from model import BACKENDS, Student, bundled_student, count_parameters, student_name
-from utils import add_arguments, setting, validate_fields
+from utils import add_arguments, one_line, setting, validate_fields
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
@@ -372,17 +372,17 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(build_parser().parse_args(argv))
     try:
         cfg = ServeConfig(**args)
-    except ValueError as err:
-        raise SystemExit(f"serve.py: {err}") from None
+        student, source = load(cfg)  # several workers too: a missing or broken student fails here
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"serve.py: {one_line(err)}") from None
     if cfg.workers == 1:
-        student, source = load(cfg)
         print(f"serving {source} ({cfg.backend}) on http://{cfg.host}:{cfg.port}/", flush=True)
         uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
         return
+    del student  # each worker loads its own
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
     print(
-        f"serving {cfg.student or bundled_student()} ({cfg.backend}) with {cfg.workers} workers on "
-        f"http://{cfg.host}:{cfg.port}/",
+        f"serving {source} ({cfg.backend}) with {cfg.workers} workers on http://{cfg.host}:{cfg.port}/",
         flush=True,
     )
     # workers answer the supervisor's health checks only once torch & co. are imported (slow when busy)

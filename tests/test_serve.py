@@ -236,6 +236,17 @@ def test_serve_config_validation_and_cli_errors():
     assert serve.build_parser().parse_args([]).backend == "onnx-int8"
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_cli_refuses_a_missing_or_corrupt_student_in_one_line(run_dir, tmp_path, workers):
+    with pytest.raises(SystemExit, match=r"^serve.py: student directory not found: \S+nope \(give runs/"):
+        serve.main(["--student", str(tmp_path / "nope"), "--workers", workers])
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir / "student", broken)
+    (broken / "model.safetensors").write_bytes(b"\0" * 100)  # truncated
+    with pytest.raises(SystemExit, match=r"^serve.py: \S+model.safetensors is corrupt or truncated [^\n]+$"):
+        serve.main(["--student", str(broken), "--workers", workers])
+
+
 # -----------------------------------------------------------------------------
 # running it: command line with workers, a notebook thread, a real browser
 
@@ -566,3 +577,6 @@ def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
     assert json.loads((tmp_path / "serve_results.json").read_text())["rows"] == results["rows"]
     with pytest.raises(SystemExit, match="requests and repeats must be >= 1"):
         bench.main(["serve", "--requests", "0"])
+    with pytest.raises(SystemExit, match="^bench.py serve: student directory not found: "):
+        bench.main(["serve", "--student", str(tmp_path / "nope"), "--out", str(tmp_path / "no-server")])
+    assert not (tmp_path / "no-server").exists()  # refused before any server started
