@@ -622,7 +622,7 @@ def _check_texts(texts: list[str] | str) -> list[str]:
 METRICS_NAME = "metrics.json"
 CARD_NAME = "README.md"
 # the ready-to-use students committed with the project, best first (the default of serve.py)
-BUNDLED_NAMES = ("nsmc-base-kd", "nsmc-base", "nsmc-tiny")
+BUNDLED_NAMES = ("nsmc-base-kd", "nsmc-tiny-kd", "nsmc-base", "nsmc-tiny")
 BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in BUNDLED_NAMES)
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 
