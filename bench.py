@@ -1915,10 +1915,10 @@ def ladder(cfg: LadderConfig) -> str:
         + (f" --bench {cfg.bench}" if cfg.bench else "")
         + f"` from {cfg.csv}._"
     )
-    print(text)
     utils.atomic_write_text(cfg.out, text + "\n")
     if cfg.readme:
         replace_block(cfg.readme, text)
+    print(text)  # after the writes: a reader that stops early (| head) must not lose them
     return text
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -695,6 +697,18 @@ def test_ladder_targets_say_met_or_not(ladder_files):
     assert targets[1] == {"target": targets[1]["target"], "best (%)": "88.00 (3 seeds)", "met": "yes"}
     tiny = {"_size": "tiny", "_test": 0.86, "_members": "x", "_teacher_test": None}
     assert [bench.ladder_targets([tiny | {"seeds": n}], [])[2]["met"] for n in (1, 3)] == ["no", "yes"]
+
+
+def test_ladder_writes_its_files_before_printing(ladder_files, monkeypatch):
+    class ClosedPipe(io.StringIO):  # stdout of `bench.py ladder | head -1` once head has exited
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        bench.ladder(ladder_files)
+    assert Path("ladder.md").read_text(encoding="utf-8").startswith("| student |")
+    assert "| tiny v3000 | none |" in Path("README.md").read_text(encoding="utf-8")
 
 
 def test_ladder_errors_are_one_line(ladder_files, capsys):
