@@ -4,8 +4,8 @@
                     [--host 127.0.0.1] [--port 8000] [--workers N] [--batch-window-ms 2] [--max-batch 64]
 
 Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET /health,
-GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the best bundled
-student is served (models/nsmc-base-kd, else nsmc-base, else nsmc-tiny: model.BUNDLED_NAMES).
+GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the most
+accurate bundled student is served: the first of model.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
 
 Micro-batching: the first waiting request opens a window of --batch-window-ms milliseconds in which other
 requests join it, up to --max-batch texts; the model then runs once for all of them (0 turns it off: one model
