@@ -67,6 +67,7 @@ from model import (
     StudentConfig,
     bundled_student,
     count_parameters,
+    display_name,
     encode,
     export_onnx,
     pad_ids,
@@ -705,7 +706,7 @@ def accuracy_table(runs: pd.DataFrame) -> list[dict]:
             "model": first["student_size"]
             if first["student_size"] != "custom"
             else f"e{first['embedding_dim']}h{first['hidden_dim']}",
-            "teacher": teachers.display_name(str(first["teacher"])),
+            "teacher": display_name(str(first["teacher"])),
             "alpha": first["alpha"],
             "unlabeled": Path(first["unlabeled"]).name if first["unlabeled"] != "none" else "none",
             "vocab_size": int(first["vocab_size"]),
@@ -741,11 +742,7 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
                 params += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
         if info.get("test_accuracy") is not None and params:
             found.append(
-                {
-                    "teacher": teachers.display_name(name),
-                    "test_accuracy": info["test_accuracy"],
-                    "params": params,
-                }
+                {"teacher": display_name(name), "test_accuracy": info["test_accuracy"], "params": params}
             )
     return found
 
@@ -1101,7 +1098,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
             {
                 "model": "teacher",
                 "vocab": "",
-                "teacher": teachers.display_name(t["teacher"]),
+                "teacher": display_name(t["teacher"]),
                 "alpha": "",
                 "transfer set": "",
                 "params": f"{int(t['params']):,}",
@@ -1153,11 +1150,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
 def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
     """plot_accuracy over a results table (runs/<dataset>/results.csv)."""
     teacher_rows = [  # not named ``teachers``: that is the teacher module
-        {
-            "teacher": teachers.display_name(t["teacher"]),
-            "test_accuracy": t["test_accuracy"],
-            "params": t["params"],
-        }
+        {"teacher": display_name(t["teacher"]), "test_accuracy": t["test_accuracy"], "params": t["params"]}
         for t in frame[frame["kind"] == "teacher"].to_dict("records")
     ]
     return plot_accuracy(accuracy_table(frame[frame["kind"] != "teacher"]), teacher_rows, path)

@@ -59,6 +59,7 @@ from model import (
     StudentConfig,
     bundled_student,
     count_parameters,
+    display_name,
     encode,
     load_student,
     pad_batch,
@@ -212,7 +213,7 @@ class RunConfig(DataConfig):
         """One teacher's short name, or ``ens<n>-<hash8>`` of an ensemble's member list."""
         members = self.teacher_members()
         if len(members) == 1:
-            return teachers.display_name(members[0])
+            return display_name(members[0])
         return f"ens{len(members)}-{_short_hash(list(members))}"
 
     def unlabeled_label(self) -> str:
@@ -988,7 +989,7 @@ def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: i
     baseline = cfg.teacher is None
     hparam_dict = {
         **{k: "all" if k == "max_train" and values[k] is None else values[k] for k in HPARAM_FIELDS},
-        "teacher": "none" if baseline else teachers.display_name(metrics["teacher"]),  # ens<n>-<hash>
+        "teacher": "none" if baseline else display_name(metrics["teacher"]),  # ens<n>-<hash>
         "size": metrics["student_size"],
         "embedding_dim": metrics["embedding_dim"],
         "hidden_dim": metrics["hidden_dim"],
