@@ -1271,6 +1271,7 @@ def start_server(load: LoadTest, window_ms: float, log: Path) -> tuple[subproces
     ]
     if load.student:
         command += ["--student", load.student]
+    start = log.stat().st_size if log.exists() else 0
     with open(log, "a", encoding="utf-8") as f:
         process = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -1282,7 +1283,21 @@ def start_server(load: LoadTest, window_ms: float, log: Path) -> tuple[subproces
         except httpx.TransportError:
             time.sleep(0.3)
     process.kill()
-    raise RuntimeError(f"serve.py did not start on {url} (exit code {process.poll()}); see {log}")
+    process.wait(timeout=30)
+    reason = f"(exit code {process.returncode}): {last_line(log, start)}"
+    raise ServerStartError(f"serve.py did not start on {url} {reason} (log: {log})")
+
+
+class ServerStartError(RuntimeError):
+    """serve.py exited or did not answer /health in time; the message ends with its last log line."""
+
+
+def last_line(log: Path, start: int) -> str:
+    """The last non-empty line written to log after byte offset start."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
 
 
 def serve_targets(rows: list[dict]) -> list[dict]:
@@ -1427,7 +1442,10 @@ def serve_main(argv: list[str]) -> dict:
         Student.from_pretrained(load.student or bundled_student(), backend=load.backend)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"bench.py serve: {utils.one_line(err)}") from None
-    return serve_load_test(load)
+    try:
+        return serve_load_test(load)
+    except ServerStartError as err:
+        raise SystemExit(f"bench.py serve: {utils.one_line(err)}") from None
 
 
 # -----------------------------------------------------------------------------

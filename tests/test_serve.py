@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -580,3 +581,22 @@ def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
     with pytest.raises(SystemExit, match="^bench.py serve: student directory not found: "):
         bench.main(["serve", "--student", str(tmp_path / "nope"), "--out", str(tmp_path / "no-server")])
     assert not (tmp_path / "no-server").exists()  # refused before any server started
+
+
+def test_a_server_that_exits_at_start_is_reported_in_one_line(run_dir, tmp_path, monkeypatch):
+    import bench
+
+    start_server = bench.start_server
+
+    def student_gone(load, window_ms, log):  # the student vanishes between bench's check and serve.py's start
+        return start_server(dataclasses.replace(load, student=str(tmp_path / "gone")), window_ms, log)
+
+    monkeypatch.setattr(bench, "start_server", student_gone)
+    argv = ["serve", "--student", str(run_dir / "student"), "--backend", "onnx", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    message = str(exc.value)
+    assert message.startswith("bench.py serve: serve.py did not start on http://127.0.0.1:")
+    assert "\n" not in message
+    assert "(exit code 1): serve.py: student directory not found: " in message
+    assert message.endswith(f"(log: {tmp_path / 'serve_server.log'})")
