@@ -70,7 +70,9 @@ from model import (
     display_name,
     encode,
     export_onnx,
+    is_student_dir,
     pad_ids,
+    read_student_info,
     teacher_members,
 )
 from utils import setting, validate_fields
@@ -1698,11 +1700,13 @@ SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
 
 
 def single_teacher_accuracy(name: str) -> float | None:
-    """A single teacher's test accuracy from its teacher.json (fine-tuned) or metrics.json (a student)."""
-    for record in ("teacher.json", "metrics.json"):
-        path = Path(name) / record
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8")).get("test_accuracy")
+    """A single teacher's test accuracy: a fine-tuned teacher's teacher.json, or the metrics.json in or beside
+    a student folder (a bundle, or runs/<dataset>/<run>/student)."""
+    path = Path(name)
+    if (path / "teacher.json").is_file():
+        return json.loads((path / "teacher.json").read_text(encoding="utf-8")).get("test_accuracy")
+    if is_student_dir(path):
+        return (read_student_info(path)[1] or {}).get("test_accuracy")
     return None
 
 

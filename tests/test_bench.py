@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 import bench
 import utils
 from conftest import write_nsmc
-from model import BACKENDS, BiLSTMClassifier, Student, StudentConfig, save_student
+from model import BACKENDS, STUDENT_MODEL_TYPE, BiLSTMClassifier, Student, StudentConfig, save_student
 
 TINY_TEACHERS = (
     bench.TeacherSpec(
@@ -614,6 +614,10 @@ def ladder_files(tmp_path, monkeypatch) -> bench.LadderConfig:
     ladder_run(runs, "tiny-kd-s1", "tiny", 1, 0.86, **kd)
     ladder_run(runs, "tiny-base-s7", "tiny", 7, 0.84)  # patience 3: another protocol, its own row
     ladder_run(Path("runs/members"), "base-v9000", "base", 42, 0.865, vocab_size=9000)
+    member = Path("runs/members/nsmc/base-v9000/student")  # a student teacher: its metrics.json is beside it
+    member.mkdir()
+    (member / "config.json").write_text(json.dumps({"model_type": STUDENT_MODEL_TYPE}))
+    ladder_run(runs, "tiny-bilstm-s1", "tiny", 1, 0.85, alpha=0.1, teacher=str(member))
     ladder_run(Path("models"), "nsmc-base", "base", 42, 0.86, run_dir="runs/nsmc/base-baseline")  # bundled
     (runs / "nsmc" / "unfinished").mkdir()
     (runs / "nsmc" / "unfinished" / "metrics.json").write_text(json.dumps({"dataset": "nsmc"}))
@@ -648,13 +652,14 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     frame = pd.read_csv("runs.csv")
     # tiny-base-s2's earlier record (same training time) was replaced; tiny-base-s1 was trained again (another
     # time): both rows stay, the ladder shows the latest
-    assert len(frame) == 8 and list(frame["test_accuracy"][:2]) == [0.5, 0.1]
+    assert len(frame) == 9 and list(frame["test_accuracy"][:2]) == [0.5, 0.1]
     assert list(frame["run_dir"]).count("runs/ladder/nsmc/tiny-base-s2") == 1
     latest = frame.drop_duplicates("run_dir", keep="last")
-    baseline, patient, kd, base, base9000 = bench.ladder_rows(
+    baseline, patient, bilstm, kd, base, base9000 = bench.ladder_rows(
         latest[latest["run_dir"].str.startswith("runs/")]
     )
     assert (patient["seeds"], patient["test acc (%)"], patient["epochs (patience)"]) == (1, "84.00", "12 (3)")
+    assert (bilstm["teacher"], bilstm["test acc (%)"]) == ("base-v9000 (86.50)", "85.00")
     assert (base9000["student"], base9000["seeds"], base9000["test acc (%)"]) == ("base v9000", 1, "86.50")
     assert (base["student"], base["test acc (%)"]) == ("base v3000", "86.00")  # recorded by its run_dir
     assert "| base v3000 | none |" in text and "elsewhere" not in text
@@ -671,7 +676,7 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     assert readme.startswith("before\n<!-- ladder:start -->\n| student |") and readme.endswith("-->\nafter\n")
     assert "old table" not in readme and text in readme
     bench.ladder(ladder_files)  # regenerating changes nothing
-    assert Path("README.md").read_text(encoding="utf-8") == readme and len(pd.read_csv("runs.csv")) == 8
+    assert Path("README.md").read_text(encoding="utf-8") == readme and len(pd.read_csv("runs.csv")) == 9
 
 
 def test_ladder_targets_say_met_or_not(ladder_files):
