@@ -1442,11 +1442,8 @@ def serve_main(argv: list[str]) -> dict:
         )
         # a missing or broken student fails here, before a server starts
         Student.from_pretrained(load.student or bundled_student(), backend=load.backend)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"bench.py serve: {utils.one_line(err)}") from None
-    try:
-        return serve_load_test(load)
-    except ServerStartError as err:
+        return serve_load_test(load)  # a --data-dir without the NSMC files fails before a server starts too
+    except (ValueError, FileNotFoundError, ServerStartError) as err:
         raise SystemExit(f"bench.py serve: {utils.one_line(err)}") from None
 
 

@@ -581,6 +581,9 @@ def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
     with pytest.raises(SystemExit, match="^bench.py serve: student directory not found: "):
         bench.main(["serve", "--student", str(tmp_path / "nope"), "--out", str(tmp_path / "no-server")])
     assert not (tmp_path / "no-server").exists()  # refused before any server started
+    with pytest.raises(SystemExit, match="^bench.py serve: .*ratings_train.txt not found: --data-dir must"):
+        bench.main(["serve", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "no-data")])
+    assert not (tmp_path / "no-data" / "serve_server.log").exists()
 
 
 def test_a_server_that_exits_at_start_is_reported_in_one_line(run_dir, tmp_path, monkeypatch):
