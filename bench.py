@@ -732,11 +732,12 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
     found = []
     for name in sorted(set(runs["teacher"].dropna())):
         directory = next(
-            (d for d in (Path(name), Path(teacher_root) / name) if (d / "teacher.json").is_file()), None
+            (d for d in (Path(name), Path(teacher_root) / name) if (d / teachers.TEACHER_INFO).is_file()),
+            None,
         )
         if directory is None:
             continue
-        info = json.loads((directory / "teacher.json").read_text(encoding="utf-8"))
+        info = json.loads((directory / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
         params = 0
         for weights in directory.glob("model*.safetensors"):
             with safe_open(str(weights), framework="pt") as f:
@@ -1700,8 +1701,8 @@ def single_teacher_accuracy(name: str) -> float | None:
     """A single teacher's test accuracy: a fine-tuned teacher's teacher.json, or the metrics.json in or beside
     a student folder (a bundle, or runs/<dataset>/<run>/student)."""
     path = Path(name)
-    if (path / "teacher.json").is_file():
-        return json.loads((path / "teacher.json").read_text(encoding="utf-8")).get("test_accuracy")
+    if (path / teachers.TEACHER_INFO).is_file():
+        return json.loads((path / teachers.TEACHER_INFO).read_text(encoding="utf-8")).get("test_accuracy")
     if is_student_dir(path):
         return (read_student_info(path)[1] or {}).get("test_accuracy")
     return None
