@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import gc
+import hashlib
 import json
 import math
 import os
@@ -1692,6 +1694,7 @@ RUN_COLUMNS = [
     "teacher_test_accuracy",
     "max_epochs",
     "patience",
+    "teacher_fingerprint",
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
@@ -1713,6 +1716,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     counted from the unlabeled files, as training read them)."""
     row = {key: metrics.get(key) for key in RUN_COLUMNS}
     row["max_epochs"], row["patience"] = (config or {}).get("epochs"), (config or {}).get("patience")
+    row["teacher_fingerprint"] = teacher_fingerprint(config)
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
         row["n_transfer"] = metrics["n_train"] + sum(len(utils.read_unlabeled(f)) for f in files)
@@ -1720,6 +1724,20 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     if row["teacher_test_accuracy"] is None and metrics.get("teacher") and not metrics.get("teachers"):
         row["teacher_test_accuracy"] = single_teacher_accuracy(metrics["teacher"])
     return row
+
+
+def teacher_fingerprint(config: dict | None) -> str | None:
+    """12 hex digits of the teacher's file fingerprints in a run's config.json (every member's for an
+    ensemble): two teachers of the same name trained again, on another machine say, get different ones."""
+    prints = ((config or {}).get("fingerprints") or {}).get("teacher")
+    return "sha256:" + hashlib.sha256(json.dumps(prints).encode()).hexdigest()[:12] if prints else None
+
+
+def teacher_identity(frame: pd.DataFrame) -> pd.Series:
+    """What tells teachers of the same name apart: the fingerprint of their files, or, for runs recorded
+    before fingerprints were (no config.json left), the teacher's test accuracy; "" without a teacher."""
+    accuracy = frame["teacher_test_accuracy"].map(lambda a: f"test {a:.5f}", na_action="ignore")
+    return frame["teacher_fingerprint"].astype(object).fillna(accuracy).fillna("")
 
 
 def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.DataFrame, list[str]]:
@@ -1755,10 +1773,12 @@ def mean_std(values: pd.Series, scale: float = 100.0) -> str:
 
 
 def ladder_rows(frame: pd.DataFrame) -> list[dict]:
-    """The ladder: runs grouped by everything but the seed, ordered by student size, vocabulary, teacher and
-    transfer set size, with each row's cost (transfer rows, seconds per epoch, total minutes)."""
-    keys = ["student_size", "vocab_size", "teacher_members", "unlabeled", "alpha", "temperature", "kd_loss"]
-    keys += ["max_epochs", "patience"]
+    """The ladder: runs grouped by everything but the seed (a teacher by its files, not only its name),
+    ordered by student size, vocabulary, teacher and transfer set size, with each row's cost (transfer rows,
+    seconds per epoch, total minutes)."""
+    keys = ["student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled", "alpha"]
+    keys += ["temperature", "kd_loss", "max_epochs", "patience"]
+    frame = frame.assign(teacher_identity=teacher_identity(frame))
     rows = []
     for _, group in frame.fillna({"unlabeled": "", "max_epochs": 0, "patience": 0}).groupby(keys, sort=False):
         first = group.iloc[0]
@@ -1795,9 +1815,23 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "_test": float(group["test_accuracy"].mean()),
                 "_teacher_test": float(teacher_acc.iloc[0]) if len(teacher_acc) else None,
                 "_members": first["teacher_members"],
+                "_identity": first["teacher_identity"],
             }
         )
-    return sorted(rows, key=lambda r: r["_order"])
+    return sorted(name_teachers_apart(rows), key=lambda r: r["_order"])
+
+
+def name_teachers_apart(rows: list[dict]) -> list[dict]:
+    """Rows that would read the same but for their teacher's files get the fingerprint after its name."""
+
+    def shown(row: dict) -> tuple:
+        return tuple(row[k] for k in ("student", "teacher", "transfer set", "epochs (patience)"))
+
+    counts = collections.Counter(shown(row) for row in rows)
+    for row in rows:
+        if counts[shown(row)] > 1 and row["_identity"].startswith("sha256:"):
+            row["teacher"] += f" [{row['_identity'].removeprefix('sha256:')[:6]}]"
+    return rows
 
 
 def target_row(

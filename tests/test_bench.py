@@ -567,8 +567,11 @@ def test_student_result_times_the_saved_student(results):
     assert row["cpu_sentences_per_s"] > 0 and row["cpu_batch1_ms"] > 0
 
 
-def ladder_run(runs: Path, name: str, size: str, seed: int, test: float, **extra) -> None:
-    """A metrics.json as distil.py writes it (without n_transfer, as runs before it was recorded)."""
+def ladder_run(
+    runs: Path, name: str, size: str, seed: int, test: float, prints: object = None, **extra
+) -> None:
+    """A metrics.json as distil.py writes it (without n_transfer, as runs before it was recorded), and a
+    config.json with the teacher's file fingerprints ``prints`` when given."""
     run_dir = runs / "nsmc" / name
     run_dir.mkdir(parents=True)
     metrics = {
@@ -595,7 +598,10 @@ def ladder_run(runs: Path, name: str, size: str, seed: int, test: float, **extra
         "run_dir": str(run_dir),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics | extra))
-    (run_dir / "config.json").write_text(json.dumps({"epochs": 12, "patience": 2 + (seed == 7)}))
+    config = {"epochs": 12, "patience": 2 + (seed == 7)}
+    if prints:
+        config["fingerprints"] = {"data": "d" * 64, "teacher": prints}
+    (run_dir / "config.json").write_text(json.dumps(config))
 
 
 @pytest.fixture
@@ -677,6 +683,33 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     assert "old table" not in readme and text in readme
     bench.ladder(ladder_files)  # regenerating changes nothing
     assert Path("README.md").read_text(encoding="utf-8") == readme and len(pd.read_csv("runs.csv")) == 9
+
+
+def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
+    # the same ensemble name and test accuracy, but one member trained again (another machine): its runs
+    # are not seeds of the other teacher's row; runs recorded without fingerprints go by test accuracy
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.88}
+    runs = Path(ladder_files.runs[0])
+    for seed, prints in ((1, ["a" * 64, "b" * 64]), (2, ["a" * 64, "b" * 64]), (3, ["a" * 64, "c" * 64])):
+        ladder_run(runs, f"tiny-kd-train-s{seed}", "tiny", seed, 0.85, prints, **kd)
+    bench.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    assert frame["teacher_fingerprint"].dropna().nunique() == 2
+    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains("tiny-kd")])
+    shown = sorted((row["teacher"], row["transfer set"], row["seeds"]) for row in rows)
+    first, second = (
+        bench.teacher_fingerprint({"fingerprints": {"teacher": ["a" * 64, m * 64]}}) for m in "bc"
+    )
+    assert first != second
+    assert shown == sorted(
+        [
+            ("ens2-abcd1234 (88.00) [" + first[7:13] + "]", "train", 2),
+            ("ens2-abcd1234 (88.00) [" + second[7:13] + "]", "train", 1),
+            ("ens2-abcd1234 (88.50)", "train + u1 + u2", 1),
+        ]
+    )
+    assert bench.teacher_fingerprint({"epochs": 12}) is None and bench.teacher_fingerprint(None) is None
 
 
 def test_ladder_targets_say_met_or_not(ladder_files):
