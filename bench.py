@@ -1727,8 +1727,9 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
 
 
 def teacher_fingerprint(config: dict | None) -> str | None:
-    """12 hex digits of the teacher's file fingerprints in a run's config.json (every member's for an
-    ensemble): two teachers of the same name trained again, on another machine say, get different ones."""
+    """``sha256:`` and 12 hex digits over the teacher's file fingerprints in a run's config.json (every
+    member's for an ensemble): a teacher of the same name trained again, on another machine say, gets
+    another."""
     prints = ((config or {}).get("fingerprints") or {}).get("teacher")
     return "sha256:" + hashlib.sha256(json.dumps(prints).encode()).hexdigest()[:12] if prints else None
 
