@@ -38,7 +38,6 @@ import asyncio
 import collections
 import dataclasses
 import gc
-import hashlib
 import json
 import math
 import os
@@ -1727,11 +1726,11 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
 
 
 def teacher_fingerprint(config: dict | None) -> str | None:
-    """``sha256:`` and 12 hex digits over the teacher's file fingerprints in a run's config.json (every
-    member's for an ensemble): a teacher of the same name trained again, on another machine say, gets
-    another."""
+    """``sha256:`` and the short hash of the teacher's file fingerprints in a run's config.json (every
+    member's for an ensemble; the prefix keeps an all-digit hash a string in the CSV): a teacher of the same
+    name trained again, on another machine say, gets another."""
     prints = ((config or {}).get("fingerprints") or {}).get("teacher")
-    return "sha256:" + hashlib.sha256(json.dumps(prints).encode()).hexdigest()[:12] if prints else None
+    return "sha256:" + utils.short_hash(prints) if prints else None
 
 
 def teacher_identity(frame: pd.DataFrame) -> pd.Series:
@@ -1831,7 +1830,7 @@ def name_teachers_apart(rows: list[dict]) -> list[dict]:
     counts = collections.Counter(shown(row) for row in rows)
     for row in rows:
         if counts[shown(row)] > 1 and row["_identity"].startswith("sha256:"):
-            row["teacher"] += f" [{row['_identity'].removeprefix('sha256:')[:6]}]"
+            row["teacher"] += f" [{row['_identity'].removeprefix('sha256:')}]"
     return rows
 
 

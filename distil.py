@@ -214,13 +214,13 @@ class RunConfig(DataConfig):
         members = self.teacher_members()
         if len(members) == 1:
             return display_name(members[0])
-        return f"ens{len(members)}-{_short_hash(list(members))}"
+        return f"ens{len(members)}-{utils.short_hash(list(members))}"
 
     def unlabeled_label(self) -> str:
         """``u-<stem>``, ``u-<stem1>+<stem2>``, or ``u<n>-<hash8>`` when the stems are long."""
         stems = [Path(f).stem for f in self.unlabeled_files()]
         label = "u-" + "+".join(stems)
-        return label if len(stems) == 1 or len(label) <= 40 else f"u{len(stems)}-{_short_hash(stems)}"
+        return label if len(stems) == 1 or len(label) <= 40 else f"u{len(stems)}-{utils.short_hash(stems)}"
 
     def _check_weights(self) -> None:
         if self.teacher_weights is None:
@@ -262,7 +262,7 @@ class RunConfig(DataConfig):
         parts += [f"s{self.seed}"] if self.seed != 42 else []
         rest = {k: v for k, v in self.changed_settings().items() if k not in NAMED_FIELDS}
         if rest:
-            parts.append("h" + hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8])
+            parts.append("h" + utils.short_hash(rest))
         return "-".join(parts)
 
     def size_label(self) -> str:
@@ -310,10 +310,6 @@ def _one_or_several(value: object, name: str) -> str | tuple[str, ...] | None:
 
 def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
     return () if value is None else (value,) if isinstance(value, str) else tuple(value)
-
-
-def _short_hash(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _default(cls: type, name: str) -> object:

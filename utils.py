@@ -1130,6 +1130,11 @@ def _read_json(path: Path) -> dict:
     return value
 
 
+def short_hash(value: object) -> str:
+    """8 hex digits of SHA-256 over a JSON-serialisable value (keys sorted): short, stable names."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def data_fingerprint(df: pd.DataFrame) -> str:
     """SHA-256 over the example ids and texts, in order."""
     h = hashlib.sha256()

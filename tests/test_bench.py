@@ -704,8 +704,8 @@ def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
     assert first != second
     assert shown == sorted(
         [
-            ("ens2-abcd1234 (88.00) [" + first[7:13] + "]", "train", 2),
-            ("ens2-abcd1234 (88.00) [" + second[7:13] + "]", "train", 1),
+            ("ens2-abcd1234 (88.00) [" + first.removeprefix("sha256:") + "]", "train", 2),
+            ("ens2-abcd1234 (88.00) [" + second.removeprefix("sha256:") + "]", "train", 1),
             ("ens2-abcd1234 (88.50)", "train + u1 + u2", 1),
         ]
     )
