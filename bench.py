@@ -204,15 +204,9 @@ def machine_info(threads: int) -> dict:
     import tokenizers
     import transformers
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cpu": cpu,
+        "cpu": utils.cpu_name(),
         "cpus": os.cpu_count(),
         "cpus_available": available,
         "threads": threads,
@@ -1694,6 +1688,7 @@ RUN_COLUMNS = [
     "max_epochs",
     "patience",
     "teacher_fingerprint",
+    "device_name",
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}

@@ -957,6 +957,7 @@ def finish_run(
         "train_seconds": round(state["train_seconds"], 2),
         "seconds_per_epoch": round(state["train_seconds"] / max(state["epoch"], 1), 2),
         "device": str(dev),
+        "device_name": utils.device_name(dev),
         "history": state["history"],
         "run_dir": str(run_dir),
         **({"teachers": list(cfg.teacher)} if isinstance(cfg.teacher, tuple) else {}),

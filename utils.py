@@ -21,6 +21,7 @@ import logging
 import math
 import numbers
 import os
+import platform
 import random
 import re
 import shutil
@@ -73,6 +74,23 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo where there is one, else what ``platform`` knows)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        return name
+
+
+def device_name(device: torch.device) -> str:
+    """What a run's timings depend on: the GPU's name on CUDA, the CPU's model name otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
 
 
 def setup_logging(quiet: bool = False) -> None:

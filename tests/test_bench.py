@@ -595,6 +595,7 @@ def ladder_run(
         "train_seconds": 540.0,
         "seconds_per_epoch": 60.0,
         "device": "cpu",
+        "device_name": "Some CPU",
         "run_dir": str(run_dir),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics | extra))
@@ -660,6 +661,7 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     # time): both rows stay, the ladder shows the latest
     assert len(frame) == 9 and list(frame["test_accuracy"][:2]) == [0.5, 0.1]
     assert list(frame["run_dir"]).count("runs/ladder/nsmc/tiny-base-s2") == 1
+    assert frame["device_name"].isna().sum() == 2 and set(frame["device_name"].dropna()) == {"Some CPU"}
     latest = frame.drop_duplicates("run_dir", keep="last")
     baseline, patient, bilstm, kd, base, base9000 = bench.ladder_rows(
         latest[latest["run_dir"].str.startswith("runs/")]

@@ -360,6 +360,7 @@ def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
     }
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert required <= set(saved) and saved["params"] > 0 and saved["epochs_run"] == 3
+    assert saved["device"] == "cpu" and saved["device_name"] == utils.cpu_name() != ""  # what timed it
     assert (run_dir / "student" / "model.safetensors").stat().st_size == saved["size_bytes"]
     config = json.loads((run_dir / "config.json").read_text())
     assert {k: v for k, v in config.items() if k != "fingerprints"} == dataclasses.asdict(cfg)
