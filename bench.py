@@ -1761,6 +1761,13 @@ def transfer_set(unlabeled: object) -> str:
     return " + ".join(["train", *(Path(part).stem for part in str(unlabeled).split("+"))])
 
 
+def kd_setting(run: pd.Series) -> str:
+    """A distilled row's loss: ``KL T2 α0.1`` or ``MSE α0.1`` (the temperature only softens KL)."""
+    if run["kd_loss"] == "mse":
+        return f"MSE α{run['alpha']:g}"
+    return f"{str(run['kd_loss']).upper()} T{run['temperature']:g} α{run['alpha']:g}"
+
+
 def mean_std(values: pd.Series, scale: float = 100.0) -> str:
     """``86.12 ± 0.08`` (percent) over seeds; the value alone for one seed."""
     text = f"{scale * values.mean():.2f}"
@@ -1783,6 +1790,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "student": f"{first['student_size']} v{int(first['vocab_size'])}",
                 "teacher": (first["teacher"] if "×" in first["teacher_members"] else first["teacher_members"])
                 + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
+                "KD": kd_setting(first) if first["teacher_members"] != "none" else "",
                 "transfer set": transfer_set(first["unlabeled"])
                 if first["teacher_members"] != "none"
                 else "",
@@ -1820,7 +1828,7 @@ def name_teachers_apart(rows: list[dict]) -> list[dict]:
     """Rows that would read the same but for their teacher's files get the fingerprint after its name."""
 
     def shown(row: dict) -> tuple:
-        return tuple(row[k] for k in ("student", "teacher", "transfer set", "epochs (patience)"))
+        return tuple(row[k] for k in ("student", "teacher", "KD", "transfer set", "epochs (patience)"))
 
     counts = collections.Counter(shown(row) for row in rows)
     for row in rows:

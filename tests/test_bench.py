@@ -672,12 +672,12 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     assert (base["student"], base["test acc (%)"]) == ("base v3000", "86.00")  # recorded by its run_dir
     assert "| base v3000 | none |" in text and "elsewhere" not in text
     assert (baseline["teacher"], baseline["seeds"], baseline["test acc (%)"]) == ("none", 2, "81.00 ± 1.41")
-    assert baseline["transfer set"] == "" and baseline["rows"] == "600"
+    assert baseline["transfer set"] == baseline["KD"] == "" and baseline["rows"] == "600"
     assert baseline["epochs (patience)"] == "12 (2)"
     assert (
         kd["teacher"] == "ens2-abcd1234 (88.50)" and "- `ens2-abcd1234` = tfidf-lr-nsmc-1×3 + b×1\n" in text
     )
-    assert (kd["transfer set"], kd["rows"]) == ("train + u1 + u2", "605")  # 600 + 3 + 2 lines
+    assert (kd["KD"], kd["transfer set"], kd["rows"]) == ("KL T2 α0.1", "train + u1 + u2", "605")  # 600+3+2
     assert (kd["s / epoch"], kd["total (min)"], kd["best / last epoch"]) == ("60", "9", "6/9")
     assert Path("ladder.md").read_text(encoding="utf-8") == text + "\n"
     readme = Path("README.md").read_text(encoding="utf-8")
@@ -712,6 +712,21 @@ def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
         ]
     )
     assert bench.teacher_fingerprint({"epochs": 12}) is None and bench.teacher_fingerprint(None) is None
+
+
+def test_ladder_shows_the_kd_loss_of_each_row(ladder_files):
+    # the same student, teacher and transfer set distilled with KL at two temperatures and with MSE: three
+    # rows that differ in their KD cell (the temperature of an MSE run does not matter and is not shown)
+    runs = Path(ladder_files.runs[0])
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.88}
+    for name, loss in (("kl2", {}), ("kl4", {"temperature": 4.0}), ("mse", {"kd_loss": "mse", "alpha": 0.0})):
+        ladder_run(runs, f"tiny-loss-{name}", "tiny", 1, 0.85, ["a" * 64], **(kd | loss))
+    bench.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains("tiny-loss")])
+    assert sorted(row["KD"] for row in rows) == ["KL T2 α0.1", "KL T4 α0.1", "MSE α0"]
+    assert {row["teacher"] for row in rows} == {"ens2-abcd1234 (88.00)"}  # told apart without fingerprints
 
 
 def test_ladder_targets_say_met_or_not(ladder_files):
