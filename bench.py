@@ -1945,8 +1945,9 @@ def replace_block(path: str | Path, text: str) -> None:
 def ladder(cfg: LadderConfig) -> str:
     """Record the runs in --csv, print the ladder and the targets, write them to --out (and the README)."""
     frame, found = record_runs(cfg.runs, cfg.csv)
-    # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders
-    latest = frame.drop_duplicates("run_dir", keep="last")
+    # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders;
+    # a folder's latest run per teacher (a folder trained again from a rebuilt teacher keeps both)
+    latest = frame[~frame.assign(t=teacher_identity(frame)).duplicated(["run_dir", "t"], keep="last")]
     ours = [d in found or any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in latest["run_dir"]]
     rows = ladder_rows(latest.loc[ours])
     if not rows:

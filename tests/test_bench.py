@@ -573,7 +573,7 @@ def ladder_run(
     """A metrics.json as distil.py writes it (without n_transfer, as runs before it was recorded), and a
     config.json with the teacher's file fingerprints ``prints`` when given."""
     run_dir = runs / "nsmc" / name
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)  # an existing folder: the run trained again
     metrics = {
         "dataset": "nsmc",
         "teacher": None,
@@ -712,6 +712,29 @@ def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
         ]
     )
     assert bench.teacher_fingerprint({"epochs": 12}) is None and bench.teacher_fingerprint(None) is None
+
+
+def test_ladder_keeps_a_folder_trained_again_from_another_teacher(ladder_files):
+    # a run folder's name does not hold the teacher's fingerprint: trained again from a rebuilt teacher, the
+    # folder's earlier run still counts for its own teacher; trained again from the same teacher, only the
+    # latest counts
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.88}
+    runs = Path(ladder_files.runs[0])
+    ladder_run(runs, "tiny-again", "tiny", 1, 0.84, ["a" * 64], **kd)
+    bench.ladder(ladder_files)
+    ladder_run(runs, "tiny-again", "tiny", 1, 0.86, ["b" * 64], train_seconds=600.0, **kd)  # rebuilt teacher
+    bench.ladder(ladder_files)
+    ladder_run(runs, "tiny-again", "tiny", 1, 0.87, ["b" * 64], train_seconds=700.0, **kd)  # same teacher
+    bench.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    assert list(frame.loc[frame["run_dir"].str.endswith("tiny-again"), "test_accuracy"]) == [0.84, 0.86, 0.87]
+    rows = bench.ladder_rows(frame[frame["run_dir"].str.endswith("tiny-again")])  # as recorded
+    assert len(rows) == 2  # the two teachers; the ladder itself keeps each one's latest run
+    lines = Path("ladder.md").read_text(encoding="utf-8").splitlines()
+    again = "| tiny v3000 | ens2-abcd1234 (88.00) ["
+    shown = [line.split(" | ")[6] for line in lines if line.startswith(again)]
+    assert sorted(shown) == ["84.00", "87.00"]  # one seed each: 0.86 was replaced by the later 0.87
 
 
 def test_ladder_shows_the_kd_loss_of_each_row(ladder_files):
