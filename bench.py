@@ -1738,7 +1738,8 @@ def teacher_identity(frame: pd.DataFrame) -> pd.Series:
 def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Add every finished run under runs_dirs to the CSV; returns the whole record and the run folders found
     now. A run recorded before (same folder and training time) is replaced; a run trained again in the same
-    folder is a new row, so the CSV keeps the history (the ladder shows each folder's latest row)."""
+    folder is a new row, so the CSV keeps the history (the ladder shows each folder's latest row per
+    teacher)."""
     found = [path.parent for runs_dir in runs_dirs for path in sorted(Path(runs_dir).glob("**/metrics.json"))]
     records = [
         run_record(metrics, read_json(folder / "config.json"))
