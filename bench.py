@@ -1785,16 +1785,15 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
     rows = []
     for _, group in frame.fillna({"unlabeled": "", "max_epochs": 0, "patience": 0}).groupby(keys, sort=False):
         first = group.iloc[0]
+        distilled = first["teacher_members"] != "none"
         teacher_acc = group["teacher_test_accuracy"].dropna()
         rows.append(
             {
                 "student": f"{first['student_size']} v{int(first['vocab_size'])}",
                 "teacher": (first["teacher"] if "×" in first["teacher_members"] else first["teacher_members"])
                 + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
-                "KD": kd_setting(first) if first["teacher_members"] != "none" else "",
-                "transfer set": transfer_set(first["unlabeled"])
-                if first["teacher_members"] != "none"
-                else "",
+                "KD": kd_setting(first) if distilled else "",
+                "transfer set": transfer_set(first["unlabeled"]) if distilled else "",
                 "rows": f"{int(first['n_transfer']):,}",
                 "seeds": len(group),
                 "test acc (%)": mean_std(group["test_accuracy"]),
@@ -1810,7 +1809,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "_order": (
                     SIZE_ORDER.get(first["student_size"], 99),
                     int(first["vocab_size"]),
-                    first["teacher_members"] != "none",
+                    distilled,
                     first["teacher_members"],
                     int(first["n_transfer"]),
                     int(first["patience"]),
