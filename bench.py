@@ -1689,6 +1689,7 @@ RUN_COLUMNS = [
     "patience",
     "teacher_fingerprint",
     "device_name",
+    "options",
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
@@ -1711,6 +1712,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     row = {key: metrics.get(key) for key in RUN_COLUMNS}
     row["max_epochs"], row["patience"] = (config or {}).get("epochs"), (config or {}).get("patience")
     row["teacher_fingerprint"] = teacher_fingerprint(config)
+    row["options"] = other_settings(config)
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
         row["n_transfer"] = metrics["n_train"] + sum(len(utils.read_unlabeled(f)) for f in files)
@@ -1726,6 +1728,21 @@ def teacher_fingerprint(config: dict | None) -> str | None:
     name trained again, on another machine say, gets another."""
     prints = ((config or {}).get("fingerprints") or {}).get("teacher")
     return "sha256:" + utils.short_hash(prints) if prints else None
+
+
+# Settings the ladder shows in columns of their own (or the run's name, or that only repeat a run: the seed).
+LADDER_COLUMNS = distil.NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
+
+
+def other_settings(config: dict | None) -> str:
+    """A run's other settings that differ from their defaults, ``pooling=max dropout=0.3`` (pooling,
+    dropout, lr, split, ...: rows that differ in them are not one row); "" for a run without config.json."""
+    changed = {
+        f.name: (config or {})[f.name]
+        for f in dataclasses.fields(distil.RunConfig)
+        if f.name in (config or {}) and f.name not in LADDER_COLUMNS and config[f.name] != f.default
+    }
+    return " ".join(f"{name}={value}" for name, value in changed.items())
 
 
 def teacher_identity(frame: pd.DataFrame) -> pd.Series:
@@ -1780,16 +1797,18 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
     ordered by student size, vocabulary, teacher and transfer set size, with each row's cost (transfer rows,
     seconds per epoch, total minutes)."""
     keys = ["student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled", "alpha"]
-    keys += ["temperature", "kd_loss", "max_epochs", "patience"]
-    frame = frame.assign(teacher_identity=teacher_identity(frame))
+    keys += ["temperature", "kd_loss", "max_epochs", "patience", "options"]
+    frame = frame.assign(teacher_identity=teacher_identity(frame), options=frame["options"].astype(object))
     rows = []
-    for _, group in frame.fillna({"unlabeled": "", "max_epochs": 0, "patience": 0}).groupby(keys, sort=False):
+    blanks = {"unlabeled": "", "max_epochs": 0, "patience": 0, "options": ""}
+    for _, group in frame.fillna(blanks).groupby(keys, sort=False):
         first = group.iloc[0]
         distilled = first["teacher_members"] != "none"
         teacher_acc = group["teacher_test_accuracy"].dropna()
         rows.append(
             {
-                "student": f"{first['student_size']} v{int(first['vocab_size'])}",
+                "student": f"{first['student_size']} v{int(first['vocab_size'])}"
+                + (f" ({first['options']})" if first["options"] else ""),
                 "teacher": (first["teacher"] if "×" in first["teacher_members"] else first["teacher_members"])
                 + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
                 "KD": kd_setting(first) if distilled else "",
@@ -1813,6 +1832,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                     first["teacher_members"],
                     int(first["n_transfer"]),
                     int(first["patience"]),
+                    first["options"],
                 ),
                 "_size": first["student_size"],
                 "_test": float(group["test_accuracy"].mean()),

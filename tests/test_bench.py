@@ -752,6 +752,25 @@ def test_ladder_shows_the_kd_loss_of_each_row(ladder_files):
     assert {row["teacher"] for row in rows} == {"ens2-abcd1234 (88.00)"}  # told apart without fingerprints
 
 
+def test_ladder_keeps_runs_with_other_model_settings_apart(ladder_files):
+    # two seeds of the default student and two with max pooling and more dropout: two rows, the second
+    # naming what differs (before, the four seeds were averaged into one row)
+    runs = Path(ladder_files.runs[0])
+    for seed in (1, 2):
+        ladder_run(runs, f"tiny-last-s{seed}", "tiny", seed, 0.84)
+        ladder_run(runs, f"tiny-max-s{seed}", "tiny", seed, 0.86)
+        config = runs / "nsmc" / f"tiny-max-s{seed}" / "config.json"
+        changed = {"pooling": "max", "dropout": 0.3, "seed": seed, "lr": 0.002}  # lr is the default
+        config.write_text(json.dumps(json.loads(config.read_text()) | changed))
+    bench.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains("tiny-last|tiny-max")])
+    assert {row["student"]: row["test acc (%)"] for row in rows} == {
+        "tiny v3000": "84.00 ± 0.00",
+        "tiny v3000 (pooling=max dropout=0.3)": "86.00 ± 0.00",
+    }
+
+
 def test_ladder_targets_say_met_or_not(ladder_files):
     bench.ladder(ladder_files)
     table = Path("ladder.md").read_text(encoding="utf-8")
