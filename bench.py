@@ -1737,12 +1737,12 @@ LADDER_COLUMNS = distil.NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
 def other_settings(config: dict | None) -> str:
     """A run's other settings that differ from their defaults, ``pooling=max dropout=0.3`` (pooling,
     dropout, lr, split, ...: rows that differ in them are not one row); "" for a run without config.json."""
-    changed = {
-        f.name: (config or {})[f.name]
+    config = config or {}
+    return " ".join(
+        f"{f.name}={config[f.name]}"
         for f in dataclasses.fields(distil.RunConfig)
-        if f.name in (config or {}) and f.name not in LADDER_COLUMNS and config[f.name] != f.default
-    }
-    return " ".join(f"{name}={value}" for name, value in changed.items())
+        if f.name in config and f.name not in LADDER_COLUMNS and config[f.name] != f.default
+    )
 
 
 def teacher_identity(frame: pd.DataFrame) -> pd.Series:
@@ -1796,9 +1796,10 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
     """The ladder: runs grouped by everything but the seed (a teacher by its files, not only its name),
     ordered by student size, vocabulary, teacher and transfer set size, with each row's cost (transfer rows,
     seconds per epoch, total minutes)."""
-    keys = ["student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled", "alpha"]
-    keys += ["temperature", "kd_loss", "max_epochs", "patience", "options"]
+    keys = ["dataset", "student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled"]
+    keys += ["alpha", "temperature", "kd_loss", "max_epochs", "patience", "options"]
     frame = frame.assign(teacher_identity=teacher_identity(frame), options=frame["options"].astype(object))
+    several_datasets = frame["dataset"].nunique() > 1
     rows = []
     blanks = {"unlabeled": "", "max_epochs": 0, "patience": 0, "options": ""}
     for _, group in frame.fillna(blanks).groupby(keys, sort=False):
@@ -1807,7 +1808,8 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
         teacher_acc = group["teacher_test_accuracy"].dropna()
         rows.append(
             {
-                "student": f"{first['student_size']} v{int(first['vocab_size'])}"
+                "student": (f"{first['dataset']}: " if several_datasets else "")
+                + f"{first['student_size']} v{int(first['vocab_size'])}"
                 + (f" ({first['options']})" if first["options"] else ""),
                 "teacher": (first["teacher"] if "×" in first["teacher_members"] else first["teacher_members"])
                 + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
@@ -1826,6 +1828,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "s / epoch": f"{group['seconds_per_epoch'].mean():.0f}",
                 "total (min)": f"{group['train_seconds'].mean() / 60:.0f}",
                 "_order": (
+                    first["dataset"],
                     SIZE_ORDER.get(first["student_size"], 99),
                     int(first["vocab_size"]),
                     distilled,

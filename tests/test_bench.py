@@ -771,6 +771,20 @@ def test_ladder_keeps_runs_with_other_model_settings_apart(ladder_files):
     }
 
 
+def test_ladder_keeps_datasets_apart(ladder_files):
+    # the same baseline trained on NSMC and on the shopping reviews is two rows, each naming its dataset
+    runs = Path(ladder_files.runs[0])
+    ladder_run(runs, "tiny-nsmc", "tiny", 1, 0.84)
+    ladder_run(runs, "tiny-shopping", "tiny", 1, 0.90, dataset="shopping")
+    bench.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains("tiny-nsmc|tiny-shopping")])
+    assert {row["student"]: row["test acc (%)"] for row in rows} == {
+        "nsmc: tiny v3000": "84.00",
+        "shopping: tiny v3000": "90.00",
+    }
+
+
 def test_ladder_targets_say_met_or_not(ladder_files):
     bench.ladder(ladder_files)
     table = Path("ladder.md").read_text(encoding="utf-8")
