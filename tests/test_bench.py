@@ -752,6 +752,15 @@ def test_ladder_shows_the_kd_loss_of_each_row(ladder_files):
     assert {row["teacher"] for row in rows} == {"ens2-abcd1234 (88.00)"}  # told apart without fingerprints
 
 
+def ladder_accuracies(cfg: bench.LadderConfig, run_dirs: str) -> dict[str, str]:
+    """Record the runs, then each ladder row's student cell and test accuracy, of the runs whose folder
+    matches the regular expression ``run_dirs``."""
+    bench.ladder(cfg)
+    frame = pd.read_csv("runs.csv")
+    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains(run_dirs)])
+    return {row["student"]: row["test acc (%)"] for row in rows}
+
+
 def test_ladder_keeps_runs_with_other_model_settings_apart(ladder_files):
     # two seeds of the default student and two with max pooling and more dropout: two rows, the second
     # naming what differs (before, the four seeds were averaged into one row)
@@ -762,10 +771,7 @@ def test_ladder_keeps_runs_with_other_model_settings_apart(ladder_files):
         config = runs / "nsmc" / f"tiny-max-s{seed}" / "config.json"
         changed = {"pooling": "max", "dropout": 0.3, "seed": seed, "lr": 0.002}  # lr is the default
         config.write_text(json.dumps(json.loads(config.read_text()) | changed))
-    bench.ladder(ladder_files)
-    frame = pd.read_csv("runs.csv")
-    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains("tiny-last|tiny-max")])
-    assert {row["student"]: row["test acc (%)"] for row in rows} == {
+    assert ladder_accuracies(ladder_files, "tiny-last|tiny-max") == {
         "tiny v3000": "84.00 ± 0.00",
         "tiny v3000 (pooling=max dropout=0.3)": "86.00 ± 0.00",
     }
@@ -776,10 +782,7 @@ def test_ladder_keeps_datasets_apart(ladder_files):
     runs = Path(ladder_files.runs[0])
     ladder_run(runs, "tiny-nsmc", "tiny", 1, 0.84)
     ladder_run(runs, "tiny-shopping", "tiny", 1, 0.90, dataset="shopping")
-    bench.ladder(ladder_files)
-    frame = pd.read_csv("runs.csv")
-    rows = bench.ladder_rows(frame[frame["run_dir"].str.contains("tiny-nsmc|tiny-shopping")])
-    assert {row["student"]: row["test acc (%)"] for row in rows} == {
+    assert ladder_accuracies(ladder_files, "tiny-nsmc|tiny-shopping") == {
         "nsmc: tiny v3000": "84.00",
         "shopping: tiny v3000": "90.00",
     }
