@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+import corpus
 import utils
-from utils import setting, validate_fields
+from settings import setting, validate_fields
 
 logger = logging.getLogger("distilkobilstm")
 
@@ -205,7 +206,7 @@ def augmented_file(cfg: AugmentConfig, splits: dict, data_root: str | Path, data
     <hash8>.txt``, the hash over every setting that changes the text and the training data's fingerprint;
     written once (atomically) and reused after."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}  # threads: speed only
-    key = json.dumps([settings, utils.data_fingerprint(splits["train"])], sort_keys=True)
+    key = json.dumps([settings, corpus.data_fingerprint(splits["train"])], sort_keys=True)
     path = Path(data_root) / f"{dataset}-augmented-{hashlib.sha256(key.encode()).hexdigest()[:8]}.txt"
     if path.is_file():
         logger.info(f"reusing the augmented transfer set {path} (same settings and training data)")

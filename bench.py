@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import corpus
 import distil
 import teacher as teachers
 import utils
@@ -76,7 +77,8 @@ from model import (
     read_student_info,
     teacher_members,
 )
-from utils import setting, validate_fields
+from settings import add_arguments, setting, validate_fields
+from vocab import get_tokenizer
 
 BATCH = 64  # the batched setting (and the distillation batch size)
 EPOCH_EXAMPLES = 150_000  # an NSMC-sized distillation epoch
@@ -264,7 +266,7 @@ def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
     """Training texts (for the tokenizers and the cache section), the timed test sentences, and their
     source."""
     if settings.data_dir:
-        splits = utils.load_dataset("nsmc", data_dir=settings.data_dir)
+        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
         train, test, source = splits["train"], splits["test"], f"NSMC test reviews ({settings.data_dir})"
     else:
         train, test = (
@@ -285,8 +287,8 @@ def load_tokenizers(train: pd.DataFrame, root: Path) -> tuple:
     [CLS] ... [SEP])."""
     from tokenizers import processors
 
-    student = utils.get_tokenizer(train, STUDENT_VOCAB, "bench", root)
-    teacher = utils.get_tokenizer(train, TEACHER_VOCAB, "bench", root)
+    student = get_tokenizer(train, STUDENT_VOCAB, "bench", root)
+    teacher = get_tokenizer(train, TEACHER_VOCAB, "bench", root)
     cls_id, sep_id = teacher.convert_tokens_to_ids(["[CLS]", "[SEP]"])
     teacher.backend_tokenizer.post_processor = processors.BertProcessing(("[SEP]", sep_id), ("[CLS]", cls_id))
     return student, teacher
@@ -750,7 +752,7 @@ def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
     size."""
     if not settings.data_dir or runs.empty:
         return []
-    test = utils.load_dataset("nsmc", data_dir=settings.data_dir)["test"]
+    test = corpus.load_dataset("nsmc", data_dir=settings.data_dir)["test"]
     if settings.eval_sentences is not None and settings.eval_sentences < len(test):
         test = test.sample(n=settings.eval_sentences, random_state=settings.seed)
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
@@ -1357,7 +1359,7 @@ def serve_load_test(load: LoadTest) -> dict:
     out = Path(load.out)
     out.mkdir(parents=True, exist_ok=True)
     if load.data_dir:
-        texts = utils.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
+        texts = corpus.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
     else:
         texts = synthetic_reviews(1024, seed=0)["text"].tolist()
     single = [json.dumps({"text": t}).encode() for t in texts]
@@ -1633,7 +1635,7 @@ def measure_peers(
 def peer_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All train and test rows for the peers: NSMC's (the students' split) with --data-dir, else synthetic."""
     if settings.data_dir:
-        splits = utils.load_dataset("nsmc", data_dir=settings.data_dir)
+        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
         return splits["train"], splits["test"]
     return synthetic_reviews(20_000, settings.seed), synthetic_reviews(5_000, settings.seed + 2)
 
@@ -1715,7 +1717,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     row["options"] = other_settings(config)
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
-        row["n_transfer"] = metrics["n_train"] + sum(len(utils.read_unlabeled(f)) for f in files)
+        row["n_transfer"] = metrics["n_train"] + sum(len(corpus.read_unlabeled(f)) for f in files)
     row["teacher_members"] = teacher_members(metrics)
     if row["teacher_test_accuracy"] is None and metrics.get("teacher") and not metrics.get("teachers"):
         row["teacher_test_accuracy"] = single_teacher_accuracy(metrics["teacher"])
@@ -1999,7 +2001,7 @@ def ladder(cfg: LadderConfig) -> str:
 def ladder_main(argv: list[str]) -> str:
     """python bench.py ladder [--runs runs/ladder] [--csv results/runs.csv] [--bench F] [--readme F]"""
     parser = argparse.ArgumentParser(prog="bench.py ladder", description=ladder.__doc__)
-    utils.add_arguments(parser, LadderConfig)
+    add_arguments(parser, LadderConfig)
     args = parser.parse_args(argv)
     try:
         return ladder(LadderConfig(**vars(args)))
@@ -2196,7 +2198,7 @@ def run(settings: Settings, teachers: Sequence[TeacherSpec] = TEACHERS) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    utils.add_arguments(parser, Settings)
+    add_arguments(parser, Settings)
     quick = "fewer sentences and repeats, ONNX forms of the base student only"
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

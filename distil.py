@@ -47,8 +47,12 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import augment
+import corpus
+import logits_cache
+import settings
 import teacher as teachers
 import utils
+import vocab
 from model import (
     BACKENDS,
     BUNDLED_NAMES,
@@ -65,7 +69,7 @@ from model import (
     pad_batch,
     save_student,
 )
-from utils import add_arguments, from_args, setting, shared_setting, validate_fields
+from settings import add_arguments, from_args, setting, shared_setting, validate_fields
 
 logger = utils.logger
 
@@ -92,7 +96,7 @@ SCHEDULERS = (
 class DataConfig:
     """Which examples are used: shared by the teacher stage and every student of a grid."""
 
-    dataset: str = setting("nsmc", "dataset", choices=utils.DATASET_NAMES)
+    dataset: str = setting("nsmc", "dataset", choices=corpus.DATASET_NAMES)
     max_train: int | None = setting(
         None, "train on a random subset of this many training examples", bounds="[1, inf)"
     )
@@ -394,7 +398,8 @@ def configs_from_params(
     if alphas is not None:
         values["alpha"] = list(alphas)
     hints = typing.get_type_hints(RunConfig)
-    several = {k for k in values if utils.takes_several(hints[k])}  # teacher, unlabeled: a list is one value
+    # teacher, unlabeled: a list is one value
+    several = {k for k in values if settings.takes_several(hints[k])}
     fixed = {k: v for k, v in values.items() if k in several or not isinstance(v, (list, tuple))}
     axes = {k: list(v) for k, v in values.items() if k not in fixed}
     for key in axes:
@@ -551,7 +556,7 @@ def train_student(
 def load_splits(cfg: DataConfig, paths: Paths | None = None) -> dict[str, pd.DataFrame]:
     """The train/valid/test splits of the data settings (load them once for a whole grid)."""
     paths = paths or Paths()
-    return utils.load_dataset(
+    return corpus.load_dataset(
         cfg.dataset,
         paths.data_dir,
         paths.data_root,
@@ -566,7 +571,7 @@ def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFra
     """The training split, plus each unlabeled text file's rows (label -1, in file order), if any."""
     if not cfg.unlabeled:
         return splits["train"]
-    parts = [utils.read_unlabeled(path) for path in cfg.unlabeled_files()]
+    parts = [corpus.read_unlabeled(path) for path in cfg.unlabeled_files()]
     return pd.concat([splits["train"], *parts], ignore_index=True)
 
 
@@ -575,7 +580,7 @@ def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], 
     text) and its teacher's files (config and weights; a student teacher's too). None without a teacher."""
     digest = hashlib.sha256()
     for name, df in [*splits.items(), ("train+unlabeled", train)]:
-        digest.update(f"{name}:{utils.data_fingerprint(df)}\n".encode())
+        digest.update(f"{name}:{corpus.data_fingerprint(df)}\n".encode())
     prints = [
         teachers.teacher_fingerprint(teachers.resolve_teacher(member, paths.teacher_root))
         for member in cfg.teacher_members()
@@ -675,14 +680,14 @@ def prepare(
     tokenizer_dir = run_dir / "tokenizer"
     if (tokenizer_dir / "tokenizer.json").is_file():
         try:
-            tokenizer = utils.load_tokenizer(tokenizer_dir)
+            tokenizer = vocab.load_tokenizer(tokenizer_dir)
         except Exception as err:  # a truncated or foreign file: name it and the remedy
             raise RunStateError(
                 f"{tokenizer_dir} is corrupt ({type(err).__name__}); pass --overwrite"
             ) from None
     else:
-        tokenizer = utils.get_tokenizer(splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root)
-        utils.atomic_dir(tokenizer_dir, lambda tmp: utils.save_tokenizer_files(tokenizer, tmp))
+        tokenizer = vocab.get_tokenizer(splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root)
+        utils.atomic_dir(tokenizer_dir, lambda tmp: vocab.save_tokenizer_files(tokenizer, tmp))
     teacher_train = None
     if cfg.teacher is not None and cfg.alpha < 1.0:
         teacher_train = teacher_logits_for(cfg, paths, train, device).to(dev)
@@ -704,7 +709,7 @@ def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device
     n_labelled = int((train["label"] >= 0).sum())
     chunks = [("train", train.iloc[:n_labelled])]
     for path in cfg.unlabeled_files():
-        n = len(utils.read_unlabeled(path))
+        n = len(corpus.read_unlabeled(path))
         start = sum(len(df) for _, df in chunks)
         chunks.append((teachers.unlabeled_split(path), train.iloc[start : start + n]))
     return torch.cat([ensemble_logits(cfg, paths, df, split, device) for split, df in chunks])
@@ -1174,11 +1179,11 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     utils.setup_logging(args.quiet)
     try:
         return run_stage(args)
-    except (ValueError, OSError, utils.CacheMismatch, RunStateError, TrainingDiverged) as err:
+    except (ValueError, OSError, logits_cache.CacheMismatch, RunStateError, TrainingDiverged) as err:
         if args.debug:
             raise
         print(f"error: {utils.one_line(err)}", file=sys.stderr)
-        bad_setting = isinstance(err, ValueError) and not isinstance(err, utils.DataFormatError)
+        bad_setting = isinstance(err, ValueError) and not isinstance(err, corpus.DataFormatError)
         raise SystemExit(2 if bad_setting else 1) from None
 
 
@@ -1205,7 +1210,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
     if args.stage in ("tokenizer", "run"):
         for vocab_size in args.vocab_size:
-            utils.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
+            vocab.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
     if args.stage == "augment":
         augment.augment_dataset(config, splits, args.augment_out)
         return None

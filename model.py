@@ -37,7 +37,8 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
-from utils import CorruptFileError, atomic_dir, atomic_save, one_line, save_tokenizer_files
+from utils import CorruptFileError, atomic_dir, atomic_save, one_line
+from vocab import save_tokenizer_files
 
 # preset name -> (embedding_dim, hidden_dim)
 SIZE_PRESETS: dict[str, tuple[int, int]] = {

@@ -35,7 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from model import BACKENDS, Student, bundled_student, count_parameters, student_name
-from utils import add_arguments, one_line, setting, validate_fields
+from settings import add_arguments, setting, validate_fields
+from utils import one_line
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes

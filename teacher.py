@@ -7,7 +7,7 @@ handled in one place, ``load_classifier``, used by both fine-tuning and inferenc
 
 A fine-tuned teacher lives in ``<root>/<short-name>-<dataset>-<hash8>``: the hash covers its base model,
 every fine-tuning setting and the data, so other settings never reuse it. Its logits are cached in
-``<teacher>/logits/`` (``utils.LogitsCache``), checked against its weights and every example's text.
+``<teacher>/logits/`` (``logits_cache.LogitsCache``), checked against its weights and every example's text.
 """
 
 from __future__ import annotations
@@ -63,9 +63,11 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
+import corpus
+import logits_cache
 import utils
 from model import LABEL_NAMES, Student, count_parameters, display_name, is_student_dir
-from utils import setting, validate_fields
+from settings import setting, validate_fields
 
 logger = utils.logger
 
@@ -742,14 +744,16 @@ def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch:
     if not path.is_file():
         return None
     try:
-        cache = utils.LogitsCache.load(path)
+        cache = logits_cache.LogitsCache.load(path)
         for key, value in expected.items():
             if cache.meta.get(key) != value:
-                raise utils.CacheMismatch(f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})")
+                raise logits_cache.CacheMismatch(
+                    f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})"
+                )
         return cache.lookup(df)
-    except utils.CacheMismatch as err:
+    except logits_cache.CacheMismatch as err:
         if on_mismatch != "rebuild":
-            raise utils.CacheMismatch(
+            raise logits_cache.CacheMismatch(
                 f"stale logits cache {path}: {err}. Delete it or let it be rebuilt."
             ) from None
         logger.warning(f"stale logits cache {path}: {err}; rebuilding it")
@@ -793,16 +797,17 @@ def teacher_logits(
     if len(logits) != len(df):
         raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")
     meta = {
-        "format": utils.CACHE_FORMAT,
+        "format": logits_cache.CACHE_FORMAT,
         "teacher": str(teacher),
         "dataset": dataset,
         "split": split,
         "num_examples": str(len(df)),
-        "data_fingerprint": utils.data_fingerprint(df),
+        "data_fingerprint": corpus.data_fingerprint(df),
         **expected,
     }
     if _is_main_process():
-        utils.LogitsCache(df["id"].tolist(), utils.text_hashes(df["text"]), logits, meta).save(path)
+        hashes = logits_cache.text_hashes(df["text"])
+        logits_cache.LogitsCache(df["id"].tolist(), hashes, logits, meta).save(path)
     _barrier()
     return logits
 
@@ -827,7 +832,7 @@ def cache_all(
     parts = dict(splits)
     files = [unlabeled] if isinstance(unlabeled, (str, Path)) else list(unlabeled or [])
     for path in files:
-        parts[unlabeled_split(path)] = utils.read_unlabeled(path)
+        parts[unlabeled_split(path)] = corpus.read_unlabeled(path)
     model_dir = str(resolve_teacher(teacher, teacher_root))
     load = functools.cache(lambda: load_teacher(model_dir, device=device, max_length=max_length))
     logits = {}
@@ -961,10 +966,10 @@ _IDENTITY_SETTINGS = ("epochs", "lr", "train_batch_size", "max_steps", "max_leng
 
 
 def _data_fingerprint(data: dict[str, pd.DataFrame]) -> str:
-    """SHA-256 over the ids, texts (``utils.data_fingerprint``) and labels of the train and valid rows."""
+    """SHA-256 over the ids, texts (``corpus.data_fingerprint``) and labels of the train and valid rows."""
     digest = hashlib.sha256()
     for name in ("train", "valid"):
-        digest.update(f"{name}\t{utils.data_fingerprint(data[name])}\t".encode())
+        digest.update(f"{name}\t{corpus.data_fingerprint(data[name])}\t".encode())
         digest.update(data[name]["label"].to_numpy(dtype="int64").tobytes())
     return digest.hexdigest()
 
@@ -1443,7 +1448,7 @@ def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame) -> dict:
     return {
         "model": SKLEARN_MODELS[0],
         "settings": asdict(cfg),
-        "data_fingerprint": {"train": utils.data_fingerprint(train), "train_labels": labels},
+        "data_fingerprint": {"train": corpus.data_fingerprint(train), "train_labels": labels},
     }
 
 

@@ -87,12 +87,13 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    import utils
+    import corpus
+    import vocab
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("teacher") / "tiny-bert-nsmc"
-    texts = utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
-    tokenizer = utils.train_tokenizer(texts, 300, directory / "tok")
+    texts = corpus.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
+    tokenizer = vocab.train_tokenizer(texts, 300, directory / "tok")
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import augment
+import corpus
 import distil
-import utils
 from augment import AugmentConfig, PosTable
 from conftest import write_nsmc
 
@@ -157,9 +157,9 @@ def test_augmented_file_is_read_as_unlabeled_text(tmp_path, capsys):
     options = ["--data-dir", str(data_dir), "--data-root", str(tmp_path / "d"), "--n-iter", "3"]
     distil.main(["augment", *options, "--out", str(out), "--p-mask", "0.2", "--seed", "5"])
     lines = out.read_text(encoding="utf-8").splitlines()
-    unlabeled = utils.read_unlabeled(out)
+    unlabeled = corpus.read_unlabeled(out)
     assert len(unlabeled) == len(lines) > 200 and (unlabeled["label"] == -1).all()
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     assert not set(lines) & {t for df in splits.values() for t in df["text"]}
     assert not list(tmp_path.glob(".aug.txt*"))  # written atomically, no temporary left
     with pytest.raises(SystemExit) as stop:

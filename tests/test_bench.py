@@ -14,9 +14,10 @@ import torch
 from safetensors.torch import save_file
 
 import bench
-import utils
+import corpus
 from conftest import write_nsmc
 from model import BACKENDS, STUDENT_MODEL_TYPE, BiLSTMClassifier, Student, StudentConfig, save_student
+from vocab import train_tokenizer
 
 TINY_TEACHERS = (
     bench.TeacherSpec(
@@ -99,8 +100,8 @@ def write_runs(root: Path, data_dir: Path) -> Path:
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
     # the mini run gets a real student so that its exported forms can be scored
-    texts = utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
-    tokenizer = utils.train_tokenizer(texts, 300, root / "tok")
+    texts = corpus.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
+    tokenizer = train_tokenizer(texts, 300, root / "tok")
     torch.manual_seed(0)
     save_student(
         BiLSTMClassifier(StudentConfig.from_size("mini", len(tokenizer))),
@@ -311,7 +312,7 @@ def test_exported_forms_are_scored_against_the_float_model(results):
     )
     assert rows["torch"]["delta_points"] == 0
     # The same 100 sentences scored here, with each backend's own predictions.
-    test = utils.load_dataset("nsmc", data_dir=root / "data")["test"].sample(n=100, random_state=0)
+    test = corpus.load_dataset("nsmc", data_dir=root / "data")["test"].sample(n=100, random_state=0)
     student_dir = root / "runs" / "nsmc" / "mini-None-s42" / "student"
     for backend in ("torch", "onnx"):
         predicted = Student.from_pretrained(student_dir, backend=backend).predict(test["text"].tolist())

@@ -1,4 +1,5 @@
-"""Datasets, downloads, splits and WordPiece tokenizers (utils.py)."""
+"""Datasets, downloads and splits (corpus.py), WordPiece tokenizers (vocab.py), atomic writes (utils.py) and
+the logits cache file (logits_cache.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import unicodedata
 
 import pytest
 
+import corpus
+import logits_cache
 import utils
 from conftest import make_reviews, write_nsmc, write_steam
+from vocab import SPECIAL_TOKENS, get_tokenizer, load_tokenizer, train_tokenizer
 
 
 def test_nsmc_parses_and_splits(data_dir):
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     assert set(splits) == {"train", "valid", "test"}
     assert len(splits["test"]) == 200  # the official test file is kept whole
     assert len(splits["train"]) + len(splits["valid"]) == 600
@@ -34,13 +38,13 @@ def test_nsmc_parses_and_splits(data_dir):
 
 def test_splits_are_deterministic_and_stable_when_rows_are_added(tmp_path):
     write_steam(tmp_path / "a" / "steam.txt", n=300)
-    first = utils.load_dataset("steam", data_dir=tmp_path / "a")
-    again = utils.load_dataset("steam", data_dir=tmp_path / "a")
-    for split in utils.SPLITS:
+    first = corpus.load_dataset("steam", data_dir=tmp_path / "a")
+    again = corpus.load_dataset("steam", data_dir=tmp_path / "a")
+    for split in corpus.SPLITS:
         assert first[split].equals(again[split])
     # More rows: every old example stays in the split it had.
     write_steam(tmp_path / "b" / "steam.txt", n=500)
-    bigger = utils.load_dataset("steam", data_dir=tmp_path / "b")
+    bigger = corpus.load_dataset("steam", data_dir=tmp_path / "b")
     where = {i: s for s, df in bigger.items() for i in df["id"]}
     for split, df in first.items():
         assert all(where[i] == split for i in df["id"])
@@ -49,7 +53,7 @@ def test_splits_are_deterministic_and_stable_when_rows_are_added(tmp_path):
 def test_shopping_ratings_map_to_labels_and_neutral_is_dropped(tmp_path):
     path = tmp_path / "naver_shopping.txt"
     path.write_text("5\t배송 빨라요\n1\t최악이에요\n3\t그냥 그래요\n2\t별로\n4\t좋아요\n", encoding="utf-8")
-    df, report = utils.parse_file(path, "rating", "naver_shopping")
+    df, report = corpus.parse_file(path, "rating", "naver_shopping")
     assert dict(zip(df["text"], df["label"])) == {"배송 빨라요": 1, "최악이에요": 0, "별로": 0, "좋아요": 1}
     assert report.neutral == 1 and report.kept == 4
     assert all(i.startswith("naver_shopping-") for i in df["id"])
@@ -58,7 +62,7 @@ def test_shopping_ratings_map_to_labels_and_neutral_is_dropped(tmp_path):
 def test_empty_texts_and_duplicates_are_dropped_and_counted(tmp_path):
     path = tmp_path / "steam.txt"
     path.write_text("1\t재밌다\n0\t   \n1\t재밌다\n0\t노잼\n", encoding="utf-8")
-    df, report = utils.parse_file(path, "label", "steam")
+    df, report = corpus.parse_file(path, "label", "steam")
     assert df["text"].tolist() == ["재밌다", "노잼"]
     assert (report.rows, report.kept, report.empty, report.duplicates) == (4, 2, 1, 1)
     assert "1 empty dropped" in report.summary() and "1 duplicates dropped" in report.summary()
@@ -77,22 +81,22 @@ def test_empty_texts_and_duplicates_are_dropped_and_counted(tmp_path):
 def test_malformed_rows_name_file_and_line(tmp_path, fmt, content, message):
     path = tmp_path / "file.txt"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(utils.DataFormatError, match=message) as err:
-        utils.parse_file(path, fmt, "x")
+    with pytest.raises(corpus.DataFormatError, match=message) as err:
+        corpus.parse_file(path, fmt, "x")
     assert str(path) in str(err.value)
 
 
 def test_skip_bad_rows_counts_and_reports(tmp_path):
     path = tmp_path / "ratings_train.txt"
     path.write_text("id\tdocument\tlabel\n1\t좋다\t1\n2\t나쁘다\n3\t별로\t0\n4\t음\t7\n", encoding="utf-8")
-    df, report = utils.parse_file(path, "nsmc", "nsmc", skip_bad_rows=True)
+    df, report = corpus.parse_file(path, "nsmc", "nsmc", skip_bad_rows=True)
     assert df["id"].tolist() == ["1", "3"]
     assert len(report.skipped) == 2 and f"{path}:3" in report.skipped[0]
     assert "2 malformed skipped" in report.summary()
 
 
 def test_all_combines_sources_with_unique_ids(data_dir):
-    splits = utils.load_dataset("all", data_dir=data_dir)
+    splits = corpus.load_dataset("all", data_dir=data_dir)
     train = splits["train"]
     assert set(train["source"]) == {"nsmc", "naver_shopping", "steam"}
     all_ids = [i for df in splits.values() for i in df["id"]]
@@ -100,16 +104,16 @@ def test_all_combines_sources_with_unique_ids(data_dir):
 
 
 def test_max_train_subset_is_reproducible(data_dir):
-    a = utils.load_dataset("nsmc", data_dir=data_dir, max_train=100)["train"]
-    b = utils.load_dataset("nsmc", data_dir=data_dir, max_train=100)["train"]
+    a = corpus.load_dataset("nsmc", data_dir=data_dir, max_train=100)["train"]
+    b = corpus.load_dataset("nsmc", data_dir=data_dir, max_train=100)["train"]
     assert len(a) == 100 and a["id"].tolist() == b["id"].tolist()
 
 
 def test_missing_local_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="ratings_train.txt"):
-        utils.load_dataset("nsmc", data_dir=tmp_path)
+        corpus.load_dataset("nsmc", data_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
-        utils.load_dataset("imdb", data_dir=tmp_path)
+        corpus.load_dataset("imdb", data_dir=tmp_path)
 
 
 @pytest.fixture
@@ -129,22 +133,24 @@ def http_root(tmp_path):
 def test_download_is_atomic_and_not_repeated(http_root, tmp_path, monkeypatch):
     www, url = http_root
     write_nsmc(www, n_train=50, n_test=20)
-    monkeypatch.setitem(utils.DATASETS, "nsmc", utils.DatasetSpec(utils.DATASETS["nsmc"].files, url, "nsmc"))
+    monkeypatch.setitem(
+        corpus.DATASETS, "nsmc", corpus.DatasetSpec(corpus.DATASETS["nsmc"].files, url, "nsmc")
+    )
     root = tmp_path / "data"
-    splits = utils.load_dataset("nsmc", root=root)
+    splits = corpus.load_dataset("nsmc", root=root)
     target = root / "nsmc" / "ratings_train.txt"
     assert target.read_bytes() == (www / "ratings_train.txt").read_bytes()
     assert len(splits["test"]) == 20
     assert [p.name for p in (root / "nsmc").iterdir() if p.name.endswith(".tmp")] == []
     # An existing file is not downloaded again, even when the server is gone.
     (www / "ratings_train.txt").unlink()
-    assert utils.dataset_files("nsmc", root=root)["train"] == target
+    assert corpus.dataset_files("nsmc", root=root)["train"] == target
 
 
 def test_offline_download_error_names_url_and_destination(tmp_path):
     url = "http://127.0.0.1:9/ratings_train.txt"  # the discard port: connection refused
     with pytest.raises(RuntimeError, match="Could not download http://127.0.0.1:9/ratings_train.txt") as err:
-        utils.download(url, tmp_path / "x" / "ratings_train.txt", timeout=5, attempts=2, backoff=0.01)
+        corpus.download(url, tmp_path / "x" / "ratings_train.txt", timeout=5, attempts=2, backoff=0.01)
     assert "--data-dir" in str(err.value) and str(tmp_path / "x" / "ratings_train.txt") in str(err.value)
     assert not (tmp_path / "x" / "ratings_train.txt").exists()
 
@@ -152,18 +158,18 @@ def test_offline_download_error_names_url_and_destination(tmp_path):
 def test_read_unlabeled(tmp_path):
     path = tmp_path / "unlabeled.txt"
     path.write_text("재밌다\n\n재밌다\n지루함\n", encoding="utf-8")
-    df = utils.read_unlabeled(path)
+    df = corpus.read_unlabeled(path)
     assert df["text"].tolist() == ["재밌다", "지루함"] and set(df["label"]) == {-1}
     with pytest.raises(FileNotFoundError):
-        utils.read_unlabeled(tmp_path / "nope.txt")
+        corpus.read_unlabeled(tmp_path / "nope.txt")
 
 
 # --- tokenizer -------------------------------------------------------------------------------------------
 
 
 def test_tokenizer_round_trip_keeps_hangul(tmp_path, data_dir):
-    train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
-    tokenizer = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path)
+    train = corpus.load_dataset("nsmc", data_dir=data_dir)["train"]
+    tokenizer = get_tokenizer(train, 200, "nsmc", root=tmp_path)
     directory = tmp_path / "vocab_size_200"
     assert {"tokenizer.json", "vocab.txt", "training.json"} <= {p.name for p in directory.iterdir()}
     assert len(tokenizer) <= 200 and tokenizer.pad_token_id == 0
@@ -174,31 +180,31 @@ def test_tokenizer_round_trip_keeps_hangul(tmp_path, data_dir):
     assert "재밌어요" in tokenizer.tokenize(text)
     assert tokenizer(unicodedata.normalize("NFD", text), add_special_tokens=False)["input_ids"] == ids
     vocab = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
-    assert vocab[:5] == utils.SPECIAL_TOKENS
+    assert vocab[:5] == SPECIAL_TOKENS
     # Latin letters are lowercased.
     assert tokenizer.tokenize("MOVIE") == tokenizer.tokenize("movie")
     # Loading back gives the same encoding.
-    assert utils.load_tokenizer(directory)(text, add_special_tokens=False)["input_ids"] == ids
+    assert load_tokenizer(directory)(text, add_special_tokens=False)["input_ids"] == ids
 
 
 def test_tokenizer_is_reused_or_retrained(tmp_path, data_dir):
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
-    utils.get_tokenizer(splits["train"], 200, "nsmc", root=tmp_path)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
+    get_tokenizer(splits["train"], 200, "nsmc", root=tmp_path)
     path = tmp_path / "vocab_size_200" / "tokenizer.json"
     stamp = path.stat().st_mtime_ns
-    utils.get_tokenizer(splits["train"], 200, "nsmc", root=tmp_path)
+    get_tokenizer(splits["train"], 200, "nsmc", root=tmp_path)
     assert path.stat().st_mtime_ns == stamp  # same texts: reused
-    utils.get_tokenizer(splits["valid"], 200, "nsmc", root=tmp_path)
+    get_tokenizer(splits["valid"], 200, "nsmc", root=tmp_path)
     assert path.stat().st_mtime_ns != stamp  # other texts: retrained
     with pytest.raises(FileNotFoundError, match="distil.py tokenizer"):
-        utils.load_tokenizer(tmp_path / "vocab_size_999")
+        load_tokenizer(tmp_path / "vocab_size_999")
 
 
 def test_vocabulary_never_exceeds_the_requested_size(tmp_path):
     # Many distinct Hangul syllables: without a limited alphabet the vocabulary would overflow.
     syllables = [chr(0xAC00 + i) for i in range(0, 11172, 7)]
     texts = [" ".join(syllables[i : i + 40]) for i in range(0, len(syllables), 3)] * 2
-    tokenizer = utils.train_tokenizer(texts, 400, tmp_path / "v400")
+    tokenizer = train_tokenizer(texts, 400, tmp_path / "v400")
     assert len(tokenizer) <= 400
 
 
@@ -213,49 +219,49 @@ def test_blank_texts_are_dropped_and_counted_in_every_split(tmp_path):
     for name in ("ratings_train.txt", "ratings_test.txt"):
         (tmp_path / name).write_text("id\tdocument\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
     for name in ("ratings_train.txt", "ratings_test.txt"):
-        df, report = utils.parse_file(tmp_path / name, "nsmc", "nsmc")
+        df, report = corpus.parse_file(tmp_path / name, "nsmc", "nsmc")
         assert (report.rows, report.kept, report.empty) == (len(rows), 3, len(BLANK))
         assert df["text"].tolist() == ["재밌다", "\u200b노잼\u200b", "최고"]
     unlabeled = tmp_path / "unlabeled.txt"
     unlabeled.write_text("\n".join(["좋아요", *BLANK, "좋아요"]) + "\n", encoding="utf-8")
-    assert utils.read_unlabeled(unlabeled)["text"].tolist() == ["좋아요"]
+    assert corpus.read_unlabeled(unlabeled)["text"].tolist() == ["좋아요"]
     unlabeled.write_text("\n".join(BLANK) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="holds no text"):
-        utils.read_unlabeled(unlabeled)
+        corpus.read_unlabeled(unlabeled)
 
 
 def test_is_blank_agrees_with_the_tokenizer(tmp_path, data_dir):
-    texts = utils.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
-    tokenizer = utils.train_tokenizer(texts, 200, tmp_path / "t")
+    texts = corpus.load_dataset("nsmc", data_dir=data_dir)["train"]["text"].tolist()
+    tokenizer = train_tokenizer(texts, 200, tmp_path / "t")
     normalizer = tokenizer.backend_tokenizer.normalizer
     # every code point of the BMP alone (surrogates cannot be encoded) and a sample of the other planes,
     # then each blank text alone and next to a kept character
     chars = [chr(c) for c in [*range(0xD800), *range(0xE000, 0x10000), *range(0x10000, 0x110000, 17)]]
-    disagree = [hex(ord(c)) for c in chars if utils.is_blank(c) != (not normalizer.normalize_str(c).strip())]
+    disagree = [hex(ord(c)) for c in chars if corpus.is_blank(c) != (not normalizer.normalize_str(c).strip())]
     assert disagree == []
     for text in BLANK:
-        assert utils.is_blank(text) and tokenizer.tokenize(text) == []
-        assert not utils.is_blank(text + "!") and len(tokenizer.tokenize(text + "!")) == 1
+        assert corpus.is_blank(text) and tokenizer.tokenize(text) == []
+        assert not corpus.is_blank(text + "!") and len(tokenizer.tokenize(text + "!")) == 1
 
 
 def test_cp949_file_is_a_clear_error_with_the_fix(tmp_path):
     path = tmp_path / "ratings_train.txt"
     path.write_bytes("id\tdocument\tlabel\n1\tgood\t1\n2\t재밌다\t1\n".encode("cp949"))
-    with pytest.raises(utils.DataEncodingError) as err:
-        utils.parse_file(path, "nsmc", "nsmc")
+    with pytest.raises(corpus.DataEncodingError) as err:
+        corpus.parse_file(path, "nsmc", "nsmc")
     message = str(err.value)
     assert f"{path}:3: not valid UTF-8" in message and "CP949" in message and "\n" not in message
     assert f"iconv -f cp949 -t utf-8 {path} > {path}.utf8" in message
-    with pytest.raises(utils.DataEncodingError, match=f"{path}:3"):
-        utils.read_unlabeled(path)
+    with pytest.raises(corpus.DataEncodingError, match=f"{path}:3"):
+        corpus.read_unlabeled(path)
     # Converted as the message says, the file parses.
     (tmp_path / "ratings_train.txt.utf8").write_text(path.read_bytes().decode("cp949"), encoding="utf-8")
-    converted = utils.parse_file(tmp_path / "ratings_train.txt.utf8", "nsmc", "nsmc")[0]
+    converted = corpus.parse_file(tmp_path / "ratings_train.txt.utf8", "nsmc", "nsmc")[0]
     assert converted["text"].tolist() == ["good", "재밌다"]
     # Bytes that are no Korean encoding either: still the file and line.
     path.write_bytes(b"1\tok\n0\tbad \xff\xfe\xff\n")
-    with pytest.raises(utils.DataEncodingError, match=f"{path}:2: .*another encoding"):
-        utils.parse_file(path, "label", "steam")
+    with pytest.raises(corpus.DataEncodingError, match=f"{path}:2: .*another encoding"):
+        corpus.parse_file(path, "label", "steam")
 
 
 def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path, caplog):
@@ -266,8 +272,8 @@ def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path,
             _, text, label = line.split("\t")
             f.write(f"{9_000_000 + i}\t{text}\t{label}\n")
     with caplog.at_level("INFO", logger="distilkobilstm"):
-        splits = utils.load_dataset("nsmc", data_dir=tmp_path)
-    report = utils.describe_splits(splits)
+        splits = corpus.load_dataset("nsmc", data_dir=tmp_path)
+    report = corpus.describe_splits(splits)
     shared = int(splits["test"]["text"].isin(set(splits["train"]["text"])).sum())
     assert report.in_train["test"] == shared >= 5 and len(splits["test"]) == 105  # counted, not dropped
     assert f"{shared:,} test texts also in train" in caplog.text and report.single_class() == []
@@ -278,7 +284,7 @@ def test_summary_counts_texts_shared_with_train_and_warns_single_class(tmp_path,
     (tmp_path / "one" / "steam.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     caplog.clear()
     with caplog.at_level("WARNING", logger="distilkobilstm"):
-        utils.load_dataset("steam", data_dir=tmp_path / "one")
+        corpus.load_dataset("steam", data_dir=tmp_path / "one")
     assert "the train split has only one class (label 1)" in caplog.text
     assert "the test split has only one class" in caplog.text
 
@@ -322,10 +328,10 @@ def test_short_download_is_retried_and_never_kept(flaky_server, tmp_path):
     handler.short = 10  # always short
     size = len(handler.body)
     with pytest.raises(RuntimeError, match=f"Could not download {url} .*received {size // 2:,} of {size:,}"):
-        utils.download(url, dest, attempts=3, backoff=0.01)
+        corpus.download(url, dest, attempts=3, backoff=0.01)
     assert handler.requests == 3 and list((tmp_path / "d").iterdir()) == []  # no final file, no temporary
     handler.requests, handler.short = 0, 2  # short twice, then whole
-    assert utils.download(url, dest, attempts=3, backoff=0.01).read_bytes() == handler.body
+    assert corpus.download(url, dest, attempts=3, backoff=0.01).read_bytes() == handler.body
     assert handler.requests == 3
     digest = hashlib.sha256(handler.body).hexdigest()
     assert (tmp_path / "d" / "ratings_train.txt.sha256").read_text().splitlines() == [
@@ -336,18 +342,18 @@ def test_short_download_is_retried_and_never_kept(flaky_server, tmp_path):
 
 def test_reused_download_is_verified_and_fetched_again_when_changed(flaky_server, tmp_path, caplog):
     handler, url = flaky_server
-    dest = utils.download(url, tmp_path / "ratings_train.txt", backoff=0.01)
-    assert utils.download(url, dest) == dest and handler.requests == 1  # intact: reused
+    dest = corpus.download(url, tmp_path / "ratings_train.txt", backoff=0.01)
+    assert corpus.download(url, dest) == dest and handler.requests == 1  # intact: reused
     for damage in (lambda b: b[:1000], lambda b: b[:100] + b"X" + b[101:]):  # truncated; one byte changed
         dest.write_bytes(damage(handler.body))
         with caplog.at_level("WARNING", logger="distilkobilstm"):
-            assert utils.download(url, dest).read_bytes() == handler.body
+            assert corpus.download(url, dest).read_bytes() == handler.body
         assert "does not match its download record" in caplog.text
     assert handler.requests == 3
     # A file put there by hand (no record) is used as it is.
     (tmp_path / "ratings_train.txt.sha256").unlink()
     dest.write_bytes(b"id\tdocument\tlabel\n")
-    assert utils.download(url, dest).read_bytes() == b"id\tdocument\tlabel\n" and handler.requests == 3
+    assert corpus.download(url, dest).read_bytes() == b"id\tdocument\tlabel\n" and handler.requests == 3
 
 
 # --- temporaries, file modes -----------------------------------------------------------------------------
@@ -376,7 +382,7 @@ def test_get_tokenizer_clears_temporaries_of_killed_trainings(tmp_path, data_dir
     stale.mkdir()
     (stale / "tokenizer.json").write_text('{"trunc')
     os.utime(stale, (time.time() - 7200,) * 2)
-    utils.get_tokenizer(utils.load_dataset("nsmc", data_dir=data_dir)["train"], 200, "nsmc", root=tmp_path)
+    get_tokenizer(corpus.load_dataset("nsmc", data_dir=data_dir)["train"], 200, "nsmc", root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vocab_size_200"]
 
 
@@ -410,11 +416,13 @@ def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
     leftover = tmp_path / ".nsmc-train.safetensors.k2j4h5g6.tmp"  # a writer killed two hours ago
     leftover.write_bytes(b"half")
     os.utime(leftover, (time.time() - 7200,) * 2)
-    meta = {"format": utils.CACHE_FORMAT}
-    cache = utils.LogitsCache(["1", "2", "3"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta)
+    meta = {"format": logits_cache.CACHE_FORMAT}
+    cache = logits_cache.LogitsCache(
+        ["1", "2", "3"], logits_cache.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta
+    )
     cache.save(path)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
-    loaded = utils.LogitsCache.load(path)
+    loaded = logits_cache.LogitsCache.load(path)
     assert loaded.ids == ["1", "2", "3"] and torch.equal(loaded.logits, cache.logits) and loaded.meta == meta
     whole = path.read_bytes()
     assert b'"shape":[3,2]' in whole and whole.endswith(b"1\n2\n3")
@@ -429,12 +437,14 @@ def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
     }
     for data in damaged.values():
         path.write_bytes(data)
-        with pytest.raises(utils.CacheMismatch, match=str(path)):
-            utils.LogitsCache.load(path)
+        with pytest.raises(logits_cache.CacheMismatch, match=str(path)):
+            logits_cache.LogitsCache.load(path)
     # Readable, but its tensors disagree in length.
-    utils.LogitsCache(["1", "2"], utils.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta).save(path)
-    with pytest.raises(utils.CacheMismatch, match="inconsistent: 2 ids, 3 hashes"):
-        utils.LogitsCache.load(path)
+    logits_cache.LogitsCache(
+        ["1", "2"], logits_cache.text_hashes(["a", "b", "c"]), torch.randn(3, 2), meta
+    ).save(path)
+    with pytest.raises(logits_cache.CacheMismatch, match="inconsistent: 2 ids, 3 hashes"):
+        logits_cache.LogitsCache.load(path)
 
 
 @pytest.mark.parametrize(
@@ -446,24 +456,24 @@ def test_unreadable_logits_cache_is_a_cache_mismatch_naming_the_file(tmp_path):
     ],
 )
 def test_corrupt_shared_tokenizer_is_trained_again(tmp_path, data_dir, caplog, name, damage):
-    train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
-    expected = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path).get_vocab()
+    train = corpus.load_dataset("nsmc", data_dir=data_dir)["train"]
+    expected = get_tokenizer(train, 200, "nsmc", root=tmp_path).get_vocab()
     path = tmp_path / "vocab_size_200" / name
     path.write_bytes(damage(path.read_bytes()))
     with caplog.at_level("WARNING", logger="distilkobilstm"):
-        tokenizer = utils.get_tokenizer(train, 200, "nsmc", root=tmp_path)
+        tokenizer = get_tokenizer(train, 200, "nsmc", root=tmp_path)
     assert str(path.parent) in caplog.text and "training the tokenizer again" in caplog.text
     assert tokenizer.get_vocab() == expected
-    assert utils.load_tokenizer(tmp_path / "vocab_size_200").get_vocab() == expected  # whole again
+    assert load_tokenizer(tmp_path / "vocab_size_200").get_vocab() == expected  # whole again
 
 
 def test_corrupt_tokenizer_outside_the_shared_folder_is_a_one_line_error(tmp_path, data_dir):
-    train = utils.load_dataset("nsmc", data_dir=data_dir)["train"]
-    utils.train_tokenizer(train["text"].tolist(), 200, tmp_path / "run" / "tokenizer")
+    train = corpus.load_dataset("nsmc", data_dir=data_dir)["train"]
+    train_tokenizer(train["text"].tolist(), 200, tmp_path / "run" / "tokenizer")
     path = tmp_path / "run" / "tokenizer" / "tokenizer.json"
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(utils.CorruptFileError) as err:
-        utils.load_tokenizer(path.parent)
+        load_tokenizer(path.parent)
     message = str(err.value)
     assert message.startswith(f"{path} is corrupt or truncated") and "train the tokenizer again" in message
     assert "\n" not in message
@@ -477,9 +487,9 @@ def test_tokenizer_training_is_deterministic(tmp_path):
     texts += [" ".join(syllables[i : i + 7]) for i in range(0, len(syllables), 2)]
     vocabs = []
     for i in range(3):
-        utils.train_tokenizer(texts, 300, tmp_path / str(i))
+        train_tokenizer(texts, 300, tmp_path / str(i))
         vocabs.append((tmp_path / str(i) / "vocab.txt").read_bytes())
         training = json.loads((tmp_path / str(i) / "training.json").read_text(encoding="utf-8"))
         assert training["vocab_sha256"] == hashlib.sha256(vocabs[-1]).hexdigest()
     assert vocabs[0] == vocabs[1] == vocabs[2]
-    assert vocabs[0].decode().split("\n")[:5] == utils.SPECIAL_TOKENS
+    assert vocabs[0].decode().split("\n")[:5] == SPECIAL_TOKENS

@@ -12,9 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import bench
+import corpus
 import distil
+import logits_cache
 import teacher
 import utils
+import vocab
 from conftest import cli_common, write_nsmc
 from distil import Paths, RunConfig
 
@@ -244,7 +247,7 @@ def test_teacher_max_length_is_one_setting_for_fine_tuning_and_caching():
 
 
 def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     root = tmp_path / "teachers"
     train = splits["train"]
     first = teacher.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
@@ -259,7 +262,7 @@ def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_te
     # A changed text is never looked up misaligned: refused, or rebuilt.
     changed = train.copy()
     changed.loc[3, "text"] = "완전히 다른 리뷰"
-    with pytest.raises(utils.CacheMismatch, match="different text"):
+    with pytest.raises(logits_cache.CacheMismatch, match="different text"):
         teacher.teacher_logits(
             str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, on_mismatch="error"
         )
@@ -275,7 +278,7 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
 
     teacher_dir = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
-    valid = utils.load_dataset("nsmc", data_dir=data_dir)["valid"]
+    valid = corpus.load_dataset("nsmc", data_dir=data_dir)["valid"]
     teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
     from safetensors.torch import load_file, save_file
 
@@ -283,7 +286,7 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
     name = next(k for k in weights if k.startswith("classifier"))
     weights[name] = weights[name] + 1.0
     save_file(weights, teacher_dir / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(utils.CacheMismatch, match="teacher_fingerprint"):
+    with pytest.raises(logits_cache.CacheMismatch, match="teacher_fingerprint"):
         teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid", on_mismatch="error")
     teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
     assert len(count_teacher_runs) == 2
@@ -294,7 +297,7 @@ def test_cache_all_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monk
 
     teacher_dir = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     loads: list[str] = []
     original = teacher.load_teacher
 
@@ -315,14 +318,14 @@ def test_cache_all_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monk
 
 
 def test_logits_cache_file_round_trip(tmp_path):
-    cache = utils.LogitsCache(
+    cache = logits_cache.LogitsCache(
         ["a", "나", "c-3"],
-        utils.text_hashes(["x", "y", "z"]),
+        logits_cache.text_hashes(["x", "y", "z"]),
         torch.randn(3, 2),
-        {"format": utils.CACHE_FORMAT},
+        {"format": logits_cache.CACHE_FORMAT},
     )
     cache.save(tmp_path / "c.safetensors")
-    loaded = utils.LogitsCache.load(tmp_path / "c.safetensors")
+    loaded = logits_cache.LogitsCache.load(tmp_path / "c.safetensors")
     assert (
         loaded.ids == cache.ids
         and torch.equal(loaded.logits, cache.logits)
@@ -401,7 +404,7 @@ def test_tensorboard_one_step_axis_test_once_and_readable_hparams(tmp_path, data
         "hparam/test_f1",
     }
     # one x axis: each epoch's validation point sits on the global step of that epoch's last train point
-    per_epoch = -(-len(utils.load_dataset("nsmc", data_dir=data_dir)["train"]) // FAST["batch_size"])
+    per_epoch = -(-len(corpus.load_dataset("nsmc", data_dir=data_dir)["train"]) // FAST["batch_size"])
     assert steps["valid/accuracy"] == [per_epoch, 2 * per_epoch] == steps["valid/loss"]
     assert {per_epoch, 2 * per_epoch} <= set(steps["train/loss"]) and max(
         steps["train/loss"]
@@ -573,7 +576,7 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     cfg = RunConfig(teacher=str(tiny_teacher), alpha=0.5, unlabeled=str(unlabeled), **{**FAST, "epochs": 1})
     metrics = distil.train_student(cfg, paths, device="cpu")
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
-    assert metrics["n_transfer"] == metrics["n_train"] + len(utils.read_unlabeled(unlabeled))
+    assert metrics["n_transfer"] == metrics["n_train"] + len(corpus.read_unlabeled(unlabeled))
     before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
     assert bench.run_record(before)["n_transfer"] == metrics["n_transfer"]
     assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
@@ -667,7 +670,7 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path, data_dir, monkeypatch
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):
-    tokenizer = utils.train_tokenizer(["좋아요 최고", "별로 최악"] * 20, 100, tmp_path / "tok")
+    tokenizer = vocab.train_tokenizer(["좋아요 최고", "별로 최악"] * 20, 100, tmp_path / "tok")
     model = distil.BiLSTMClassifier(RunConfig(alpha=1.0, size="tiny", vocab_size=100).student_config())
     with torch.no_grad():
         model.embedding.weight[3, 0] = float("inf")

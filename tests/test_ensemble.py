@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import corpus
 import distil
+import logits_cache
 import teacher
-import utils
 from conftest import cli_common, make_reviews
 from distil import RunConfig
 
@@ -95,11 +96,11 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
     assert info["settings"]["c"] == 2.0 and info["settings"]["min_df"] == 1 and info["test_accuracy"] > 0.8
     out = capsys.readouterr().out
     assert f"valid accuracy {info['val_accuracy']}" in out and "teacher test accuracy" in out
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     caches = sorted(p.name for p in (folder / "logits").iterdir())
     assert caches == [f"nsmc-{s}.safetensors" for s in ("test", "train", "unlabeled-extra", "valid")]
     # The cached logits are the pipeline's log-probabilities.
-    cached = utils.LogitsCache.load(folder / "logits" / "nsmc-test.safetensors").lookup(splits["test"])
+    cached = logits_cache.LogitsCache.load(folder / "logits" / "nsmc-test.safetensors").lookup(splits["test"])
     fresh = teacher.load_teacher(str(folder)).predict_logits(splits["test"]["text"].tolist())
     assert torch.allclose(cached, fresh) and torch.allclose(cached.exp().sum(-1), torch.ones(len(fresh)))
     runs = len(count_teacher_runs)
@@ -113,7 +114,7 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
 
 
 def test_ensemble_logits_are_the_weighted_mean_of_the_members_caches(tmp_path, data_dir, tiny_teacher):
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     fitted = teacher.fit_sklearn_teacher(teacher.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
     members = [str(tiny_teacher), str(fitted)]
     options = dict(teacher_root=tmp_path / "t", device="cpu")
@@ -121,7 +122,7 @@ def test_ensemble_logits_are_the_weighted_mean_of_the_members_caches(tmp_path, d
     mean = teacher.ensemble_logits(members, valid, "nsmc", "valid", **options)
     weighted = teacher.ensemble_logits(members, valid, "nsmc", "valid", weights=[1.0, 3.0], **options)
     a, b = (
-        utils.LogitsCache.load(teacher.cache_file(Path(m) / "logits", "nsmc", "valid")).lookup(valid)
+        logits_cache.LogitsCache.load(teacher.cache_file(Path(m) / "logits", "nsmc", "valid")).lookup(valid)
         for m in members
     )
     assert not torch.allclose(a, b)
@@ -148,7 +149,7 @@ def test_ensemble_weights_tool_picks_on_validation(tmp_path, data_dir, tiny_teac
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     import ensemble_weights
 
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     fitted = teacher.fit_sklearn_teacher(teacher.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
     args = ["--data-dir", str(data_dir), "--teacher-root", str(tmp_path / "t"), "--device", "cpu"]
     ranked = ensemble_weights.main(
@@ -188,10 +189,10 @@ def test_ensemble_of_a_student_and_tfidf_lr_distils_beats_chance_and_reruns_no_m
     saved = json.loads((Path(metrics["run_dir"]) / "config.json").read_text(encoding="utf-8"))
     assert saved["teacher"] == [student_teacher, fitted] and len(saved["fingerprints"]["teacher"]) == 2
     # The ensemble's accuracy is that of the weighted mean of the cached member logits.
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     test = splits["test"]
     caches = [
-        utils.LogitsCache.load(teacher.cache_file(Path(m) / "logits", "nsmc", "test")).lookup(test)
+        logits_cache.LogitsCache.load(teacher.cache_file(Path(m) / "logits", "nsmc", "test")).lookup(test)
         for m in (student_teacher, fitted)
     ]
     expected = ((caches[0] + 2 * caches[1]).argmax(-1).numpy() == test["label"].to_numpy()).mean()
@@ -243,7 +244,7 @@ def test_augment_stage_writes_a_deterministic_transfer_set_without_split_texts(t
     distil.main(["augment", *common, "--out", str(other), *options, "--seed", "7"])
     lines = first.read_text(encoding="utf-8").splitlines()
     assert lines == again.read_text(encoding="utf-8").splitlines() and lines != other.read_text().splitlines()
-    splits = utils.load_dataset("nsmc", data_dir=data_dir)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     texts = {" ".join(t.split()) for df in splits.values() for t in df["text"]}
     assert 120 <= len(lines) <= 240 and len(set(lines)) == len(lines) and not set(lines) & texts
     assert sum("[MASK]" in line for line in lines) > len(lines) / 4

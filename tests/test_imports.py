@@ -1,4 +1,5 @@
-"""Imports run one way: utils <- model <- teacher <- augment <- distil <- (bench, serve, notebook, ...).
+"""Imports run one way: utils <- settings <- corpus <- vocab <- logits_cache <- model <- teacher <- augment
+<- distil <- (bench, serve, colab, notebook, ...).
 
 Each module is imported in a fresh interpreter, lowest first, and may load only the project modules to its
 left; and no project module imports (at the top or inside a function) a module to its right.
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAIN = ["utils", "model", "teacher", "augment", "distil"]  # each may import only the modules before it
+# each may import only the modules before it
+CHAIN = ["utils", "settings", "corpus", "vocab", "logits_cache", "model", "teacher", "augment", "distil"]
 PROJECT = sorted(p.stem for p in ROOT.glob("*.py"))
 TOP = [m for m in PROJECT if m not in CHAIN]  # bench, serve, ...: may import the chain, the chain not them
 

@@ -19,7 +19,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-import utils
+import colab
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "main.ipynb"
@@ -266,7 +266,7 @@ def test_repository_folder_is_copied_and_imported(tmp_path, monkeypatch):
 
 
 # -----------------------------------------------------------------------------
-# The set-up's requirement resolver (utils)
+# The set-up's requirement resolver (colab)
 
 
 def test_missing_requirements(tmp_path):
@@ -289,25 +289,25 @@ def test_missing_requirements(tmp_path):
         )
         + "\n"
     )
-    assert utils.missing_requirements(requirements) == ["pandas>=999", "surely-not-a-package-xyz>=1.0"]
+    assert colab.missing_requirements(requirements) == ["pandas>=999", "surely-not-a-package-xyz>=1.0"]
     requirements.write_text("pandas>=2\nnot a requirement!\n")
     with pytest.raises(
         ValueError, match="requirements.txt, line 2: 'not a requirement!' is not a requirement"
     ):
-        utils.missing_requirements(requirements)
+        colab.missing_requirements(requirements)
 
 
 def test_project_requirements_are_installed_here():
-    assert utils.missing_requirements(ROOT / "requirements.txt") == []
+    assert colab.missing_requirements(ROOT / "requirements.txt") == []
 
 
-def test_utils_imports_nothing_the_set_up_may_install():
-    """The set-up imports utils before installing requirements: upgrading a package it had imported would
+def test_colab_imports_nothing_the_set_up_may_install():
+    """The set-up imports colab before installing requirements: upgrading a package it had imported would
     leave the old version loaded in the running kernel."""
     import subprocess
     import sys
 
-    code = "import sys, utils; print(sorted(m for m in ('transformers', 'tokenizers', 'onnx', 'onnxruntime', "
+    code = "import sys, colab; print(sorted(m for m in ('transformers', 'tokenizers', 'onnx', 'onnxruntime', "
     code += "'accelerate', 'sentencepiece', 'safetensors', 'tensorboard') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

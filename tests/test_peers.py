@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+import corpus
 import distil
+import logits_cache
 import teacher as T
-import utils
 from conftest import write_nsmc
 
 FAST = {"char_max_n": 2, "word_max_n": 1, "max_iter": 200}
@@ -22,7 +23,7 @@ FAST = {"char_max_n": 2, "word_max_n": 1, "max_iter": 200}
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory) -> dict:
     data_dir = write_nsmc(tmp_path_factory.mktemp("nsmc"), n_train=600, n_test=200)
-    return utils.load_dataset("nsmc", data_dir=data_dir)
+    return corpus.load_dataset("nsmc", data_dir=data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_fit_reports_accuracy_and_is_reused(sklearn_teacher, splits, monkeypatch
     info = json.loads((sklearn_teacher / T.TEACHER_INFO).read_text())
     assert info["test_accuracy"] > 0.8 and info["val_accuracy"] > 0.8  # chance is 0.5
     assert info["settings"] == dataclasses.asdict(T.SklearnTeacherConfig(**FAST))
-    assert info["data_fingerprint"]["train"] == utils.data_fingerprint(splits["train"])
+    assert info["data_fingerprint"]["train"] == corpus.data_fingerprint(splits["train"])
     assert info["num_examples"]["train"] == len(splits["train"]) and info["num_features"] > 0
     assert T.is_sklearn_dir(sklearn_teacher) and not T.is_sklearn_dir(sklearn_teacher.parent)
     # Same settings and data: the folder is reused; other settings or other labels: another folder.
@@ -165,7 +166,7 @@ def test_sklearn_teacher_teaches_a_student_through_the_cache(sklearn_teacher, sp
     )
     metrics = distil.train_student(cfg, paths, device="cpu")
     assert metrics["test_accuracy"] > 0.8
-    cache = utils.LogitsCache.load(sklearn_teacher / "logits" / "nsmc-train.safetensors")
+    cache = logits_cache.LogitsCache.load(sklearn_teacher / "logits" / "nsmc-train.safetensors")
     assert cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(sklearn_teacher)
 
 

@@ -22,8 +22,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+import corpus
 import serve
-import utils
+import vocab
 from conftest import ROOT, make_reviews
 from model import (
     BACKENDS,
@@ -47,7 +48,7 @@ def run_dir(tmp_path_factory) -> Path:
     """A finished run's layout: <run>/student (untrained weights, toy tokenizer) and <run>/metrics.json."""
     run = tmp_path_factory.mktemp("runs") / "tiny-v300-none-a1"
     texts = [text for text, _ in make_reviews(300, seed=0)]
-    tokenizer = utils.train_tokenizer(texts, 300, run.parent / "tok")
+    tokenizer = vocab.train_tokenizer(texts, 300, run.parent / "tok")
     torch.manual_seed(0)
     config = StudentConfig.from_size("tiny", len(tokenizer), max_length=32)
     save_student(BiLSTMClassifier(config), tokenizer, run / "student", extra={"run": run.name, "epoch": 1})
@@ -366,7 +367,7 @@ def test_bundled_students_exist_and_the_most_accurate_serves_by_default():
 def test_bundled_student_matches_its_test_accuracy_on_every_backend(bundle):
     if not NSMC_TEST.is_file():
         pytest.skip(f"needs the NSMC test file {NSMC_TEST} (../shared/data/nsmc beside the checkout)")
-    sample = utils.parse_file(NSMC_TEST, "nsmc", "nsmc")[0].sample(n=1000, random_state=0)
+    sample = corpus.parse_file(NSMC_TEST, "nsmc", "nsmc")[0].sample(n=1000, random_state=0)
     metrics = json.loads((bundle / "metrics.json").read_text(encoding="utf-8"))
     labels = sample["label"].to_numpy()
     # binomial standard error of an accuracy measured on len(sample) reviews; 3.5 of them is the tolerance

@@ -31,8 +31,8 @@ from transformers import (
     XLNetConfig,
 )
 
+import logits_cache
 import teacher as T
-import utils
 from conftest import FILLER, NEGATIVE, POSITIVE, ROOT
 from model import BiLSTMClassifier, StudentConfig, save_student
 
@@ -904,7 +904,7 @@ def test_each_architecture_teaches_a_student_through_the_cache(
     )
     metrics = distil.train_student(cfg, paths, device="cpu")
     assert metrics["teacher"] == str(out_dir) and metrics["epochs_run"] == 1
-    cache = utils.LogitsCache.load(out_dir / "logits" / "nsmc-train.safetensors")
+    cache = logits_cache.LogitsCache.load(out_dir / "logits" / "nsmc-train.safetensors")
     assert cache.logits.shape == (120, 2) and cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(
         out_dir
     )

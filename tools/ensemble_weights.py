@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import distil
+import settings
 import teacher as teachers
 import utils
 
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    utils.add_arguments(parser, distil.DataConfig)
-    utils.add_arguments(parser, distil.Paths)
+    settings.add_arguments(parser, distil.DataConfig)
+    settings.add_arguments(parser, distil.Paths)
     parser.add_argument("--teacher", nargs="+", required=True, help="the members (two or more)")
     parser.add_argument(
         "--grid", nargs="+", type=float, default=[0, 1, 2, 3, 4], help="weights tried per member"
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
 
 def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
     """Print the members' accuracies and the best weightings on validation; returns them all, best first."""
-    data, paths = utils.from_args(distil.DataConfig, args), utils.from_args(distil.Paths, args)
+    data, paths = settings.from_args(distil.DataConfig, args), settings.from_args(distil.Paths, args)
     splits = distil.load_splits(data, paths)
     logits = member_logits(args.teacher, splits, data.dataset, paths, args.device)
     for i, member in enumerate(args.teacher):
