@@ -1,7 +1,7 @@
 """Distil a fine-tuned Korean transformer into a tiny BiLSTM: settings, the trainer and the command line.
 
     python distil.py download  --dataset nsmc [--data-dir DIR]
-    python distil.py tokenizer --dataset nsmc --vocab-size 3000
+    python distil.py tokenizer --dataset nsmc --vocab-size 3000 [--tokenizer kiwi]
     python distil.py teacher   --dataset nsmc --model NAME_OR_DIR
     python distil.py cache     --dataset nsmc --teacher DIR_OR_NAME
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
@@ -140,7 +140,14 @@ class RunConfig(DataConfig):
         None, "weights of several teachers' logits in their mean (default: equal)"
     )
     vocab_size: int = setting(
-        3000, "WordPiece vocab size(s); several run a grid", bounds="[50, inf)", grid=True
+        3000, "the student's vocabulary size(s); several run a grid", bounds="[50, inf)", grid=True
+    )
+    tokenizer: str = setting(
+        vocab.DEFAULT_KIND,
+        "the student's tokenizer kind(s): WordPiece, SentencePiece (unigram or BPE) or WordPiece over Kiwi "
+        "morphemes; several run a grid",
+        choices=vocab.TOKENIZER_KINDS,
+        grid=True,
     )
     size: str = setting("base", "student preset(s)", choices=SIZE_PRESETS, grid=True)
     embedding_dim: int | None = setting(
@@ -256,6 +263,8 @@ class RunConfig(DataConfig):
         """Directory name: readable, e.g. ``base-v3000-koelectra-nsmc-a0.1-T2``, plus ``-h<hash>`` of the
         other settings that differ from their defaults (pooling, dropout, lr, ...): a change is a new run."""
         parts = [self.size_label(), f"v{self.vocab_size}"]
+        if self.tokenizer != vocab.DEFAULT_KIND:  # e.g. base-v3000-kiwi-..., base-v3000-sp-unigram-...
+            parts.append(self.tokenizer.replace("sentencepiece", "sp"))
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
@@ -289,6 +298,7 @@ NAMED_FIELDS = {
     "dataset",
     "teacher",
     "vocab_size",
+    "tokenizer",
     "size",
     "embedding_dim",
     "hidden_dim",
@@ -630,7 +640,10 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
             f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
         ) from None
     current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
-    changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
+    # a setting newer than the run's config.json: its default (which keeps the old behaviour)
+    changed = sorted(
+        k for k in current if k != "fingerprints" and saved.get(k, _default(RunConfig, k)) != current[k]
+    )
     changed += [
         f"{k} fingerprint" for k in identity if (saved.get("fingerprints") or {}).get(k) != identity[k]
     ]
@@ -686,7 +699,9 @@ def prepare(
                 f"{tokenizer_dir} is corrupt ({type(err).__name__}); pass --overwrite"
             ) from None
     else:
-        tokenizer = vocab.get_tokenizer(splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root)
+        tokenizer = vocab.get_tokenizer(
+            splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root, cfg.tokenizer
+        )
         utils.atomic_dir(tokenizer_dir, lambda tmp: vocab.save_tokenizer_files(tokenizer, tmp))
     teacher_train = None
     if cfg.teacher is not None and cfg.alpha < 1.0:
@@ -936,6 +951,7 @@ def finish_run(
         "dataset": cfg.dataset,
         "teacher": cfg.teacher if isinstance(cfg.teacher, str | None) else cfg.teacher_label(),
         "vocab_size": cfg.vocab_size,
+        "tokenizer": cfg.tokenizer,
         "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
         "embedding_dim": model.config.embedding_dim,
         "hidden_dim": model.config.hidden_dim,
@@ -979,7 +995,7 @@ def finish_run(
     return metrics
 
 
-HPARAM_FIELDS = ("vocab_size", "alpha", "seed", "max_train")  # the dataset is in the run's path
+HPARAM_FIELDS = ("vocab_size", "tokenizer", "alpha", "seed", "max_train")  # the dataset is in the run's path
 HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
 
 
@@ -1047,6 +1063,7 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
     columns = [
         "student_size",
         "vocab_size",
+        "tokenizer",
         "teacher",
         "alpha",
         "temperature",
@@ -1060,7 +1077,8 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
         "test_f1",
         "train_seconds",
     ]
-    return pd.DataFrame(results)[columns]
+    # runs finished before there were tokenizer kinds used WordPiece
+    return pd.DataFrame([{"tokenizer": vocab.DEFAULT_KIND, **r} for r in results])[columns]
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1070,7 +1088,7 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
 
 STAGES = {
     "download": "download (or read) and parse the dataset, print its splits",
-    "tokenizer": "train WordPiece tokenizers on the training split",
+    "tokenizer": "train the student's tokenizers (WordPiece, SentencePiece, Kiwi) on the training split",
     "teacher": "fine-tune a pretrained HF model (or fit tfidf-lr) as the teacher, then cache its logits",
     "cache": "compute the teacher's logits once for train/valid/test (and --unlabeled)",
     "student": "distil students from the cached logits (a grid for list values)",
@@ -1133,7 +1151,7 @@ def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
         add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
         return
     if stage == "tokenizer":
-        add_arguments(p, RunConfig, only=["vocab_size"])
+        add_arguments(p, RunConfig, only=["vocab_size", "tokenizer"])
     if stage in ("teacher", "run"):
         finetune_args(p, required=stage == "teacher")
     if stage == "teacher":
@@ -1209,8 +1227,8 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     for name, df in splits.items():
         print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
     if args.stage in ("tokenizer", "run"):
-        for vocab_size in args.vocab_size:
-            vocab.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
+        for kind, vocab_size in itertools.product(args.tokenizer, args.vocab_size):
+            vocab.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root, kind)
     if args.stage == "augment":
         augment.augment_dataset(config, splits, args.augment_out)
         return None

@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
 from utils import CorruptFileError, atomic_dir, atomic_save, one_line
-from vocab import save_tokenizer_files
+from vocab import KIND_NAMES, kind_of, pretokenizer, save_tokenizer_files
 
 # preset name -> (embedding_dim, hidden_dim)
 SIZE_PRESETS: dict[str, tuple[int, int]] = {
@@ -177,17 +177,36 @@ def clean_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
     return backend
 
 
+@dataclass(frozen=True)
+class TextEncoder:
+    """Texts -> token ids as the tokenizer's folder says: its pre-tokenizer (Kiwi morphemes, when its
+    tokenizer_config.json names one), then its tokenizer.json. The one path of training and every backend."""
+
+    backend: Tokenizer
+    pretokenize: Callable[[list[str]], list[str]] | None = None
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerFast) -> TextEncoder:
+        """The encoder of a loaded tokenizer (MissingPackageError if its pre-tokenizer is not installed)."""
+        return cls(clean_backend(tokenizer), pretokenizer(tokenizer))
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, without special tokens."""
+        texts = self.pretokenize(texts) if self.pretokenize else texts
+        # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
+        # text too)
+        return [enc.ids for enc in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
 def encode_with(
-    backend: Tokenizer, texts: list[str], max_length: int, unk_id: int | None = None
+    encoder: TextEncoder, texts: list[str], max_length: int, unk_id: int | None = None
 ) -> list[list[int]]:
-    """encode() with a backend from clean_backend, for callers that encode repeatedly.
+    """encode() with a TextEncoder, for callers that encode repeatedly.
 
     A text with no tokens (empty, whitespace, only characters the normalizer drops) is a ValueError naming
     its index, or, given ``unk_id``, the single token ``[unk_id]`` (what Student does at inference).
     """
-    # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
-    # text too)
-    ids = [enc.ids[:max_length] for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    ids = [seq[:max_length] for seq in encoder.ids(texts)]
     for i, seq in enumerate(ids):
         if not seq:
             if unk_id is None:
@@ -199,7 +218,7 @@ def encode_with(
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
-    return encode_with(clean_backend(tokenizer), texts, max_length)
+    return encode_with(TextEncoder.of(tokenizer), texts, max_length)
 
 
 def pad_ids(sequences: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -471,7 +490,7 @@ class Student:
         self.config = model.config
         n = self.config.num_labels
         self.labels: list[str] = list(LABEL_NAMES) if n == 2 else [str(i) for i in range(n)]
-        self._tokenize = clean_backend(tokenizer)
+        self._encoder = TextEncoder.of(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
         self.training: dict | None = None  # config.json's "training" record and metrics.json, when loaded
@@ -574,7 +593,7 @@ class Student:
         single token [UNK], so it gets a prediction like any other; an item that is not a str (None, bytes,
         a number) is a TypeError naming its index. A single str counts as a list of one.
         """
-        ids = encode_with(self._tokenize, _check_texts(texts), self.config.max_length, self._unk_id)
+        ids = encode_with(self._encoder, _check_texts(texts), self.config.max_length, self._unk_id)
         return self.logits_from_ids(ids, batch_size)
 
     def logits_from_ids(self, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
@@ -785,7 +804,11 @@ def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]
             ),
         ),
         ("training", how),
-        ("tokenizer", f"WordPiece, {len(student.tokenizer):,} tokens, at most {config.max_length} per text"),
+        (
+            "tokenizer",
+            f"{KIND_NAMES[kind_of(student.tokenizer)]}, {len(student.tokenizer):,} tokens, "
+            f"at most {config.max_length} per text",
+        ),
     ]
     if metrics:
         dataset = metrics.get("dataset")
@@ -808,6 +831,13 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
     name, rows = student_name(student), _card_rows(student, int8_bytes)
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     where = repo_id or "path/to/this/folder"
+    kiwi = student.tokenizer.init_kwargs.get("pretokenizer")
+    morphemes = (
+        f" of the texts split into Kiwi morphemes (kiwipiepy {kiwi.get('kiwipiepy')}, model "
+        f"{kiwi.get('model_type')}: the tokens' forms joined by spaces; `model.py` does this itself)"
+        if kiwi
+        else ""
+    )
     return f"""---
 {_card_metadata(student, name, repo_id)}
 ---
@@ -834,6 +864,6 @@ student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[p(negati
 ```
 
 Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
-the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits` [batch, 2]
-(negative, positive).
+the ids of `tokenizer.json`{morphemes} without special tokens, right-padded with 0) and returns `logits`
+[batch, 2] (negative, positive).
 """
