@@ -1357,7 +1357,7 @@ class SklearnTeacherConfig:
 
 
 def build_sklearn_pipeline(cfg: SklearnTeacherConfig):
-    """The unfitted scikit-learn pipeline ``cfg`` describes (also bench.py's TF-IDF + LR peer)."""
+    """The unfitted scikit-learn pipeline ``cfg`` describes (also peers.py's TF-IDF + LR peer)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, Pipeline

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench
 import corpus
 import distil
+import ladder
 import logits_cache
 import teacher
 import utils
@@ -578,7 +578,7 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
     assert metrics["n_transfer"] == metrics["n_train"] + len(corpus.read_unlabeled(unlabeled))
     before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
-    assert bench.run_record(before)["n_transfer"] == metrics["n_transfer"]
+    assert ladder.run_record(before)["n_transfer"] == metrics["n_transfer"]
     assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
     assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
     with pytest.raises(ValueError, match="baseline.*teacher, unlabeled"):
