@@ -209,7 +209,7 @@ def test_serve_cli_refuses_a_missing_or_corrupt_student_in_one_line(run_dir, tmp
     broken = tmp_path / "broken"
     shutil.copytree(run_dir / "student", broken)
     (broken / "model.safetensors").write_bytes(b"\0" * 100)  # truncated
-    with pytest.raises(SystemExit, match=r"^serve.py: \S+model.safetensors is corrupt or truncated [^\n]+$"):
+    with pytest.raises(SystemExit, match=r"^serve.py: \S+model.safetensors does not match its sha256[^\n]+$"):
         serve.main(["--student", str(broken), "--workers", workers])
 
 
