@@ -1089,24 +1089,43 @@ def cache_all(
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:
-    """One row per run: the columns a user compares."""
-    columns = [
-        "student_size",
-        "vocab_size",
-        "teacher",
-        "alpha",
-        "temperature",
-        "kd_loss",
-        "seed",
-        "params",
-        "size_bytes",
-        "best_epoch",
-        "val_accuracy",
-        "test_accuracy",
-        "test_f1",
-        "train_seconds",
-    ]
-    return pd.DataFrame(results)[columns]
+    """One row per run: the columns a user compares (short names) and the run's folder, which names the rest
+    (temperature, KD loss, transfer set, ...)."""
+    return pd.DataFrame(
+        {
+            "size": [r["student_size"] if r["student_size"] != "custom" else size_text(r) for r in results],
+            "vocab": [r["vocab_size"] for r in results],
+            "teacher": [display_name(r["teacher"]) if r["teacher"] else "none" for r in results],
+            "alpha": [r["alpha"] for r in results],
+            "seed": [r["seed"] for r in results],
+            "params": [r["params"] for r in results],
+            "epoch": [r["best_epoch"] for r in results],
+            "val_acc": [r["val_accuracy"] for r in results],
+            "test_acc": [r["test_accuracy"] for r in results],
+            "test_f1": [r["test_f1"] for r in results],
+            "seconds": [r["train_seconds"] for r in results],
+            "run": [r["run_dir"] for r in results],
+        }
+    )
+
+
+def size_text(metrics: dict) -> str:
+    """A custom size as in run names: ``e<embedding>h<hidden>``."""
+    return f"e{metrics['embedding_dim']}h{metrics['hidden_dim']}"
+
+
+def summary_text(results: list[dict], teacher_width: int = 16) -> str:
+    """The summary table as printed after a run, within 100 columns: numbered rows without the test F1 (in
+    metrics.json), then each row's run folder on its own line (it names a teacher cut to teacher_width)."""
+    table = summary_table(results).drop(columns="test_f1")
+    folders = table.pop("run")
+    table.index = range(1, len(table) + 1)
+    table["teacher"] = [t if len(t) <= teacher_width else t[: teacher_width - 1] + "…" for t in table.teacher]
+    text = table.to_string(
+        formatters={"alpha": "{:g}".format, "params": "{:,}".format, "seconds": "{:.0f}".format},
+        float_format="{:.4f}".format,
+    )
+    return "\n".join([text, *(f"{i}  {folder}" for i, folder in zip(table.index, folders))])
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1286,7 +1305,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         train_student(cfg, paths, args.device, args.overwrite, splits=splits)
         for cfg in student_configs(args, teacher)
     ]
-    print(summary_table(results).to_string(index=False))
+    print(summary_text(results))
     return results
 
 

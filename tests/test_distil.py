@@ -552,7 +552,7 @@ def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, c
     assert {r["alpha"] for r in results} == {0.1, 1.0}
     assert all(r["test_accuracy"] > 0.8 for r in results)
     out = capsys.readouterr().out
-    assert "test_accuracy" in out and "teacher test accuracy" in out
+    assert distil.summary_text(results) in out and "teacher test accuracy" in out
     for backend in ("torch", "onnx-int8"):
         distil.main(
             [
@@ -567,6 +567,40 @@ def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, c
         )
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[0].startswith("positive") and lines[1].startswith("negative")
+
+
+def test_summary_fits_100_columns_and_names_each_run_folder():
+    distilled = {
+        "student_size": "base",
+        "vocab_size": 10000,
+        "teacher": "teacher_model/nsmc/koelectra-base-v3-discriminator-nsmc",
+        "alpha": 0.1,
+        "temperature": 2.0,
+        "seed": 4294967295,
+        "params": 1234567,
+        "embedding_dim": 128,
+        "hidden_dim": 256,
+        "best_epoch": 12,
+        "val_accuracy": 0.87654,
+        "test_accuracy": 0.87543,
+        "test_f1": 0.87542,
+        "train_seconds": 12345.67,
+        "run_dir": "runs/nsmc/base-v10000-koelectra-base-v3-discriminator-nsmc-a0.1-T2-u-unlabeled-s429",
+    }
+    custom = {**distilled, "student_size": "custom", "teacher": None, "alpha": 1.0, "run_dir": "runs/nsmc/b"}
+    results = [distilled, custom] * 6  # 12 rows: two-digit row numbers
+    lines = distil.summary_text(results).splitlines()
+    assert len(lines) == 1 + 2 * len(results) and max(map(len, lines)) <= 100
+    assert lines[0].split() == [
+        *["size", "vocab", "teacher", "alpha", "seed", "params"],
+        *["epoch", "val_acc", "test_acc", "seconds"],
+    ]
+    assert lines[1].split() == [  # a long teacher name is cut
+        *["1", "base", "10000", "koelectra-base-…", "0.1", "4294967295", "1,234,567"],
+        *["12", "0.8765", "0.8754", "12346"],
+    ]
+    assert lines[12].split()[:4] == ["12", "e128h256", "10000", "none"]  # a custom size as in run names
+    assert lines[13:] == [f"{i}  {r['run_dir']}" for i, r in enumerate(results, start=1)]  # named in full
 
 
 def test_cli_help_documents_stages(capsys):
