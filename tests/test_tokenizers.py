@@ -250,4 +250,3 @@ def test_a_run_saved_before_tokenizer_kinds_is_reused(students, data_dir):
     )
     metrics = distil.train_student(dataclasses.replace(cfg), paths, device="cpu")
     assert weights.stat().st_mtime_ns == stamp and "tokenizer" not in metrics
-    assert distil.summary_table([metrics])["tokenizer"].tolist() == ["wordpiece"]
