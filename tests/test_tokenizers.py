@@ -5,6 +5,7 @@ student folder, so that each backend tokenizes exactly as training did."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import json
 import sys
@@ -24,6 +25,7 @@ from distil import RunConfig
 from model import Student, encode
 
 KINDS = vocab.TOKENIZER_KINDS
+ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["정말 재밌어요 최고", "시간 아까운 ㅋㅋ 龘", "별로 최악 지루해요", "MOVIE 좋아요"]
 
 
@@ -232,6 +234,31 @@ def test_a_kiwi_folder_without_kiwipiepy_is_a_one_line_error(students, monkeypat
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: ") and "kiwipiepy is not installed" in stderr and stderr.count("\n") == 1
     Student.from_pretrained(students["wordpiece"] / "student").predict("좋아요")  # other kinds need no Kiwi
+
+
+def test_the_table_tool_reads_finished_runs(students, data_dir, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("tokenizer_table", ROOT / "tools" / "tokenizer_table.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    runs = students["kiwi"].parents[1]
+    options = ["--sample", "40", "--repeats", "1", "--out", str(tmp_path)]
+    result = tool.main(["--data-dir", str(data_dir), "--runs", str(runs), *options])
+    rows = {row["kind"]: row for row in result["rows"]}
+    assert list(rows) == list(KINDS) and {(r["vocab_size"], r["size"]) for r in rows.values()} == {
+        (300, "tiny")
+    }
+    for row in rows.values():
+        metrics = json.loads((runs / "nsmc" / row["run"] / "metrics.json").read_text(encoding="utf-8"))
+        assert row["test_accuracy"] == metrics["test_accuracy"] and row["sentences_per_s"] > 0
+        assert (
+            row["unk_rate"] == 0 and row["tokens_per_review"] > 1
+        )  # the test reviews' words were trained on
+        assert row["speed_vs_wordpiece_base"] is None  # no WordPiece base run to compare with
+    assert len(result["missing"]) == 16  # the planned grid: vocab 3000 and 9000
+    assert json.loads((tmp_path / "tokenizers.json").read_text(encoding="utf-8"))["rows"] == result["rows"]
+    table = (tmp_path / "tokenizers.md").read_text(encoding="utf-8")
+    assert "| kiwi | 300 | tiny |" in table and "Not finished" in table
+    assert capsys.readouterr().out.startswith("machine: ")
 
 
 def test_a_run_saved_before_tokenizer_kinds_is_reused(students, data_dir):
