@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 import corpus
-import distil
 import settings
 import teacher as teachers
 import utils
-from model import SIZE_PRESETS, is_student_dir, read_student_info, teacher_members
+from card import teacher_members
+from config import NAMED_FIELDS, SIZE_PRESETS, RunConfig
+from model import is_student_dir, read_student_info
 from report import human_bytes, merge_csv
 from settings import setting, validate_fields
 
@@ -120,7 +121,7 @@ def teacher_fingerprint(config: dict | None) -> str | None:
 
 
 # Settings the ladder shows in columns of their own (or the run's name, or that only repeat a run: the seed).
-LADDER_COLUMNS = distil.NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
+LADDER_COLUMNS = NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
 
 
 def other_settings(config: dict | None) -> str:
@@ -129,7 +130,7 @@ def other_settings(config: dict | None) -> str:
     config = config or {}
     return " ".join(
         f"{f.name}={config[f.name]}"
-        for f in dataclasses.fields(distil.RunConfig)
+        for f in dataclasses.fields(RunConfig)
         if f.name in config and f.name not in LADDER_COLUMNS and config[f.name] != f.default
     )
 

@@ -28,7 +28,8 @@ import numpy as np
 
 import corpus
 import utils
-from model import BACKENDS, Student, bundled_student
+from config import BACKENDS
+from model import Student, bundled_student
 from report import show
 from synthetic import synthetic_reviews
 from timing import machine_info, spread_pct, timing_warning

@@ -14,7 +14,8 @@ import torch
 
 import teacher as teachers
 import utils
-from model import Student, display_name
+from card import display_name
+from model import Student
 from timing import time_calls
 
 

@@ -5,7 +5,7 @@
 
 Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET /health,
 GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the most
-accurate bundled student is served: the first of model.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
+accurate bundled student is served: the first of config.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
 
 Micro-batching: the first waiting request opens a window of --batch-window-ms milliseconds in which other
 requests join it, up to --max-batch texts; the model then runs once for all of them (0 turns it off: one model
@@ -34,9 +34,11 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from model import BACKENDS, Student, bundled_student, count_parameters, student_name
+from card import student_name
+from config import BACKENDS
+from model import Student, bundled_student
 from settings import add_arguments, setting, validate_fields
-from utils import one_line
+from utils import count_parameters, one_line
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
@@ -48,7 +50,7 @@ class ServeConfig:
     """What to serve, where, and the limits on requests: the one source of serve.py's options."""
 
     student: str | None = setting(
-        None, "student folder or Hub id; None: the best bundled student in models/ (model.BUNDLED_NAMES)"
+        None, "student folder or Hub id; None: the best bundled student in models/ (config.BUNDLED_NAMES)"
     )
     backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: all)")

@@ -217,3 +217,8 @@ def first_line(err: BaseException) -> str:
 def short_hash(value: object) -> str:
     """8 hex digits of SHA-256 over a JSON-serialisable value (keys sorted): short, stable names."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

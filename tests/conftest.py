@@ -113,7 +113,8 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
 def run_dir(tmp_path_factory) -> Path:
     """A finished run's layout: <run>/student (untrained weights, toy tokenizer) and <run>/metrics.json."""
     import vocab
-    from model import BiLSTMClassifier, StudentConfig, save_student
+    from config import StudentConfig
+    from model import BiLSTMClassifier, save_student
 
     run = tmp_path_factory.mktemp("runs") / "tiny-v300-none-a1"
     texts = [text for text, _ in make_reviews(300, seed=0)]
