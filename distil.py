@@ -78,13 +78,13 @@ def cache_all(
     weights: typing.Sequence[float] | None = None,
     **options,
 ) -> dict[str, torch.Tensor]:
-    """The ``cache`` stage: ``logits_cache.cache_all`` under ``paths.teacher_root`` (device, batch_size,
+    """The ``cache`` stage: ``logits_cache.cache_teacher`` under ``paths.teacher_root`` (device, batch_size,
     max_length, unlabeled) for one teacher or each member of an ensemble (each with its own cache); returns
     the (weighted) mean logits and prints an ensemble's own accuracy."""
     paths = paths or Paths()
     members = [teacher] if isinstance(teacher, str) else list(teacher)
     caches = [
-        logits_cache.cache_all(m, splits, dataset, teacher_root=paths.teacher_root, **options)
+        logits_cache.cache_teacher(m, splits, dataset, teacher_root=paths.teacher_root, **options)
         for m in members
     ]
     logits = {split: logits_cache.mean_logits([c[split] for c in caches], weights) for split in caches[0]}

@@ -37,28 +37,11 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 import corpus
+import teacher as teachers
 import utils
 from card import display_name
 from config import SKLEARN_MODELS, SklearnTeacherConfig, TeacherConfig
-from logits_cache import _check_name
 from model import LABEL_NAMES, is_student_dir
-from teacher import (
-    SKLEARN_FORMAT,
-    TEACHER_INFO,
-    TextEncoder,
-    _local_dir,
-    _mixed_precision,
-    _read_json,
-    build_sklearn_pipeline,
-    check_weights,
-    is_sklearn_dir,
-    load_classifier,
-    quiet_transformers,
-    resolve_device,
-    resolve_teacher,
-    save_sklearn_pipeline,
-    teacher_fingerprint,
-)
 
 logger = utils.logger
 
@@ -89,10 +72,10 @@ def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, r
         raise ValueError(
             "no model to fine-tune: set --model (TeacherConfig.model) to a Hub name or a directory"
         )
-    local = _local_dir(cfg.model, root)
-    base = {"fingerprint": teacher_fingerprint(local)} if local is not None else {"hub": cfg.model}
+    local = teachers.local_dir(cfg.model, root)
+    base = {"fingerprint": teachers.teacher_fingerprint(local)} if local is not None else {"hub": cfg.model}
     settings = {name: getattr(cfg, name) for name in _IDENTITY_SETTINGS}
-    identity = {"base_model": base, "dataset": _check_name(dataset, "dataset"), "settings": settings}
+    identity = {"base_model": base, "dataset": utils.check_name(dataset, "dataset"), "settings": settings}
     return {**identity, "data": _data_fingerprint(data)}
 
 
@@ -133,19 +116,21 @@ class TeacherMismatch(ValueError):
 
 def _finished(out_dir: Path, identity: dict) -> bool:
     """True when ``out_dir`` holds this teacher; an error when it holds another or something unfinished."""
-    if (out_dir / TEACHER_INFO).is_file():
-        recorded = _read_json(out_dir / TEACHER_INFO, out_dir).get("identity")
+    if (out_dir / teachers.TEACHER_INFO).is_file():
+        recorded = teachers.read_json(out_dir / teachers.TEACHER_INFO, out_dir).get("identity")
         if recorded != identity:
             changes = "; ".join(_changes(recorded, identity)) if recorded else "it records no identity"
             raise TeacherMismatch(
                 f"{out_dir} holds a teacher fine-tuned otherwise ({changes}): delete it to "
                 "fine-tune again, or use another --teacher-root"
             )
-        check_weights(out_dir)
+        teachers.check_weights(out_dir)
         logger.info(f"reusing the fine-tuned teacher in {out_dir} (same base model, settings and data)")
         return True
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} exists but holds no finished teacher ({TEACHER_INFO}); remove it")
+        raise FileExistsError(
+            f"{out_dir} exists but holds no finished teacher ({teachers.TEACHER_INFO}); remove it"
+        )
     return False
 
 
@@ -258,10 +243,10 @@ class _ProgressBar(TrainerCallback):
 
 def _prepare(
     cfg: TeacherConfig, base_dir: Path, data: dict[str, pd.DataFrame], num_labels: int
-) -> tuple[PreTrainedModel, TextEncoder, dict[str, _EncodedDataset]]:
+) -> tuple[PreTrainedModel, teachers.TextEncoder, dict[str, _EncodedDataset]]:
     """The base model with a new classification head (seeded), its encoder and the encoded splits."""
     set_seed(cfg.seed)  # the new classification head is initialised here
-    model, encoder = load_classifier(base_dir, cfg.max_length, num_labels=num_labels)
+    model, encoder = teachers.load_classifier(base_dir, cfg.max_length, num_labels=num_labels)
     datasets = {
         name: _EncodedDataset(encoder.encode(df["text"]), df["label"])
         for name, df in data.items()
@@ -301,7 +286,7 @@ def _training_args(cfg: TeacherConfig, partial: Path, device: torch.device, prec
 def _build_trainer(
     cfg: TeacherConfig,
     model: PreTrainedModel,
-    encoder: TextEncoder,
+    encoder: teachers.TextEncoder,
     datasets: dict[str, _EncodedDataset],
     args: TrainingArguments,
     log_dir: Path,
@@ -327,7 +312,7 @@ def _build_trainer(
 def _train(trainer: Trainer, checkpoint: str | None, datasets: dict[str, _EncodedDataset]) -> dict:
     """Train (resuming from ``checkpoint``), then score the best model on valid and test."""
     start = time.perf_counter()
-    with quiet_transformers():
+    with teachers.quiet_transformers():
         trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - start
     trainer.remove_callback(EarlyStoppingCallback)  # it only follows the per-epoch validation
@@ -353,12 +338,12 @@ def _save(trainer: Trainer, partial: Path, out_dir: Path, info: dict) -> None:
     if trainer.is_world_process_zero() and final.exists():
         shutil.rmtree(final)  # left by a run killed while saving
     trainer.accelerator.wait_for_everyone()
-    with quiet_transformers():
+    with teachers.quiet_transformers():
         trainer.save_model(
             str(final)
         )  # called on every rank (sharded set-ups need them all); the main one writes
     if trainer.is_world_process_zero():
-        utils.atomic_write_json(final / TEACHER_INFO, info)
+        utils.atomic_write_json(final / teachers.TEACHER_INFO, info)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked by _finished)
         os.replace(final, out_dir)
@@ -393,12 +378,12 @@ def finetune_teacher(
     out_dir = _folder(cfg, identity, root)
     if _finished(out_dir, identity):
         return out_dir
-    base_dir = resolve_teacher(cfg.model, root)
+    base_dir = teachers.resolve_teacher(cfg.model, root)
     if is_student_dir(base_dir):
         raise ValueError(f"{cfg.model} is a BiLSTM student; fine-tune a transformers model instead")
-    resolved = resolve_device(device)
+    resolved = teachers.resolve_device(device)
     model, encoder, datasets = _prepare(cfg, base_dir, data, num_labels)
-    precision = _mixed_precision(resolved, model.config)
+    precision = teachers.mixed_precision(resolved, model.config)
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     args = _training_args(cfg, partial, resolved, precision)
     checkpoint = _open_partial(partial, identity, args)
@@ -456,10 +441,10 @@ def fit_sklearn_teacher(
     identity = _sklearn_identity(cfg, data["train"])
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:10]
     out_dir = Path(root) / f"{SKLEARN_MODELS[0]}-{dataset}-{key}"
-    if is_sklearn_dir(out_dir):
+    if teachers.is_sklearn_dir(out_dir):
         logger.info(f"reusing the scikit-learn teacher in {out_dir} (same settings and training data)")
         return out_dir
-    pipeline = build_sklearn_pipeline(cfg)
+    pipeline = teachers.build_sklearn_pipeline(cfg)
     logger.info(f"fitting {SKLEARN_MODELS[0]} on {len(data['train']):,} {dataset} texts into {out_dir}")
     start = time.perf_counter()
     pipeline.fit(data["train"]["text"].tolist(), data["train"]["label"].to_numpy())
@@ -475,7 +460,7 @@ def fit_sklearn_teacher(
         if name != "train" and not df.empty
     }
     info = {
-        "format": SKLEARN_FORMAT,
+        "format": teachers.SKLEARN_FORMAT,
         **identity,
         "dataset": dataset,
         "num_labels": num_labels,
@@ -488,8 +473,8 @@ def fit_sklearn_teacher(
     }
 
     def write(directory: Path) -> None:
-        save_sklearn_pipeline(pipeline, directory)
-        utils.atomic_write_json(directory / TEACHER_INFO, info)
+        teachers.save_sklearn_pipeline(pipeline, directory)
+        utils.atomic_write_json(directory / teachers.TEACHER_INFO, info)
 
     utils.atomic_dir(out_dir, write)
     logger.info(

@@ -77,7 +77,7 @@ class KoBertTokenizer(PreTrainedTokenizer):
         return tuple(str(p) for p in saved)
 
 
-def _kobert_files(model_dir: Path, config: PretrainedConfig) -> tuple[Path, Path | None] | None:
+def kobert_files(model_dir: Path, config: PretrainedConfig) -> tuple[Path, Path | None] | None:
     """(SentencePiece model, vocab.txt or None) when ``model_dir`` is a BERT with KoBERT's tokenizer files."""
     if config.model_type not in ("bert", "distilbert"):
         return None

@@ -101,7 +101,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     counted from the unlabeled files, as training read them)."""
     row = {key: metrics.get(key) for key in RUN_COLUMNS}
     row["max_epochs"], row["patience"] = (config or {}).get("epochs"), (config or {}).get("patience")
-    row["teacher_fingerprint"] = teacher_fingerprint(config)
+    row["teacher_fingerprint"] = recorded_teacher_fingerprint(config)
     row["options"] = other_settings(config)
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
@@ -112,7 +112,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     return row
 
 
-def teacher_fingerprint(config: dict | None) -> str | None:
+def recorded_teacher_fingerprint(config: dict | None) -> str | None:
     """``sha256:`` and the short hash of the teacher's file fingerprints in a run's config.json (every
     member's for an ensemble; the prefix keeps an all-digit hash a string in the CSV): a teacher of the same
     name trained again, on another machine say, gets another."""

@@ -19,16 +19,8 @@ import pandas as pd
 import torch
 
 import corpus
-from teacher import (
-    Teacher,
-    _barrier,
-    _is_main_process,
-    load_teacher,
-    resolve_teacher,
-    teacher_cache_dir,
-    teacher_fingerprint,
-)
-from utils import atomic_save, first_line, logger, remove_stale_temporaries
+import teacher as teachers
+from utils import atomic_save, check_name, first_line, logger, remove_stale_temporaries
 
 CACHE_FORMAT = "distilkobilstm-logits-v1"
 CHECKSUM_KEY = "content_sha256"  # cache metadata: SHA-256 of the tensors' bytes, checked on load
@@ -129,17 +121,9 @@ class LogitsCache:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _check_name(value: str, what: str) -> str:
-    """``value`` as one file-name component (no path separators, not hidden): names folders and files."""
-    plain = isinstance(value, str) and bool(value) and Path(value).name == value and "\\" not in value
-    if not plain or value.startswith("."):
-        raise ValueError(f"{what} {value!r} must be a plain name (no '/', '\\' or leading '.')")
-    return value
-
-
 def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:
     """``<teacher>/logits/<dataset>-<split>.safetensors``."""
-    return Path(cache_dir) / f"{_check_name(dataset, 'dataset')}-{_check_name(split, 'split')}.safetensors"
+    return Path(cache_dir) / f"{check_name(dataset, 'dataset')}-{check_name(split, 'split')}.safetensors"
 
 
 def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch: str) -> torch.Tensor | None:
@@ -172,20 +156,20 @@ def teacher_logits(
     batch_size: int | None = None,
     max_length: int = 128,
     on_mismatch: str = "rebuild",
-    load: Callable[[], Teacher] | None = None,
+    load: Callable[[], teachers.Teacher] | None = None,
 ) -> torch.Tensor:
     """Teacher logits for the rows of ``df`` (aligned, float32 ``[N, C]``), from the cache when it is valid.
 
     The cache records the teacher's weight fingerprint, its max length, the dataset and split; every example
     is checked by id and text hash. A stale or incomplete cache is rebuilt (``on_mismatch="rebuild"``) or
     refused with ``CacheMismatch`` (``on_mismatch="error"``). The teacher is loaded only to build the cache,
-    by ``load`` when given (``cache_all`` passes one that loads it once for every split).
+    by ``load`` when given (``cache_teacher`` passes one that loads it once for every split).
     """
     if on_mismatch not in ("rebuild", "error"):
         raise ValueError(f"on_mismatch must be 'rebuild' or 'error', got {on_mismatch!r}")
-    model_dir = resolve_teacher(teacher, teacher_root)
-    path = cache_file(teacher_cache_dir(teacher, teacher_root), dataset, split)
-    expected = {"teacher_fingerprint": teacher_fingerprint(model_dir), "max_length": str(max_length)}
+    model_dir = teachers.resolve_teacher(teacher, teacher_root)
+    path = cache_file(teachers.teacher_cache_dir(teacher, teacher_root), dataset, split)
+    expected = {"teacher_fingerprint": teachers.teacher_fingerprint(model_dir), "max_length": str(max_length)}
     logits = _cached(path, df, expected, on_mismatch)
     if logits is not None:
         logger.info(f"teacher logits for {dataset}/{split} from cache {path} ({len(df):,} examples)")
@@ -193,7 +177,11 @@ def teacher_logits(
     logger.info(
         f"running the teacher {teacher} on {len(df):,} {dataset}/{split} examples (once; cached in {path})"
     )
-    model = load() if load is not None else load_teacher(str(model_dir), device=device, max_length=max_length)
+    model = (
+        load()
+        if load is not None
+        else teachers.load_teacher(str(model_dir), device=device, max_length=max_length)
+    )
     logits = model.predict_logits(df["text"].tolist(), batch_size=batch_size).float().cpu()
     if len(logits) != len(df):
         raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")
@@ -206,14 +194,14 @@ def teacher_logits(
         "data_fingerprint": corpus.data_fingerprint(df),
         **expected,
     }
-    if _is_main_process():
+    if teachers.is_main_process():
         hashes = text_hashes(df["text"])
         LogitsCache(df["id"].tolist(), hashes, logits, meta).save(path)
-    _barrier()
+    teachers.barrier()
     return logits
 
 
-def cache_all(
+def cache_teacher(
     teacher: str,
     splits: dict[str, pd.DataFrame],
     dataset: str,
@@ -234,8 +222,8 @@ def cache_all(
     files = [unlabeled] if isinstance(unlabeled, (str, Path)) else list(unlabeled or [])
     for path in files:
         parts[unlabeled_split(path)] = corpus.read_unlabeled(path)
-    model_dir = str(resolve_teacher(teacher, teacher_root))
-    load = functools.cache(lambda: load_teacher(model_dir, device=device, max_length=max_length))
+    model_dir = str(teachers.resolve_teacher(teacher, teacher_root))
+    load = functools.cache(lambda: teachers.load_teacher(model_dir, device=device, max_length=max_length))
     logits = {}
     for split, df in parts.items():
         logits[split] = teacher_logits(

@@ -45,7 +45,7 @@ from transformers.utils import logging as hf_logging
 import utils
 from card import display_name
 from config import SklearnTeacherConfig
-from kobert import KoBertTokenizer, _kobert_files
+from kobert import KoBertTokenizer, kobert_files
 from model import LABEL_NAMES, Student, is_student_dir
 from utils import count_parameters
 
@@ -78,7 +78,7 @@ _FP16_UNSAFE_MODELS = {"t5", "mt5", "umt5"}
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _local_dir(name_or_dir: str, root: str | Path) -> Path | None:
+def local_dir(name_or_dir: str, root: str | Path) -> Path | None:
     """``name_or_dir`` itself, or ``root/name_or_dir``, when that is a directory."""
     for candidate in (Path(name_or_dir), Path(root) / name_or_dir):
         if candidate.is_dir():
@@ -106,7 +106,7 @@ def resolve_teacher(name_or_dir: str, root: str | Path = "teacher_model") -> Pat
     Hub models are downloaded with ``huggingface_hub.snapshot_download`` into the normal Hugging Face cache
     (configs, vocabularies and one weight format); a cached model is found again without a network.
     """
-    local = _local_dir(name_or_dir, root)
+    local = local_dir(name_or_dir, root)
     if local is not None:
         return local
     _check_hub_name(name_or_dir)
@@ -136,7 +136,7 @@ def resolve_teacher(name_or_dir: str, root: str | Path = "teacher_model") -> Pat
 def teacher_cache_dir(name_or_dir: str, root: str | Path = "teacher_model") -> Path:
     """Where the teacher's logits cache lives: ``<model dir>/logits``, or ``<root>/hub--<org>--<name>/logits``
     for a Hub model."""
-    local = _local_dir(name_or_dir, root)
+    local = local_dir(name_or_dir, root)
     if local is not None:
         return local / "logits"
     _check_hub_name(name_or_dir)
@@ -259,7 +259,7 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 _JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def _read_json(path: Path, model_dir: Path) -> dict:
+def read_json(path: Path, model_dir: Path) -> dict:
     """A JSON object from a model directory; a truncated or corrupt file is a one-line error with the fix."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -274,7 +274,7 @@ def _check_files(model_dir: Path) -> None:
     """Every JSON file and safetensors header of a model directory reads: damage is named before loading."""
     for name in _JSON_FILES:
         if (model_dir / name).is_file():
-            _read_json(model_dir / name, model_dir)
+            read_json(model_dir / name, model_dir)
     check_weights(model_dir)
 
 
@@ -304,7 +304,7 @@ def _load_config(model_dir: Path) -> PretrainedConfig:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: not a transformers model directory")
-    raw = _read_json(config_path, model_dir)
+    raw = read_json(config_path, model_dir)
     if "model_type" in raw:
         return AutoConfig.from_pretrained(model_dir)
     class_to_type = {
@@ -330,7 +330,7 @@ def _load_config(model_dir: Path) -> PretrainedConfig:
 
 
 def _load_tokenizer(model_dir: Path, config: PretrainedConfig) -> PreTrainedTokenizerBase:
-    kobert = _kobert_files(model_dir, config)
+    kobert = kobert_files(model_dir, config)
     if kobert is not None:
         return KoBertTokenizer(*kobert)
     return AutoTokenizer.from_pretrained(model_dir)
@@ -421,7 +421,7 @@ def load_classifier(
     return model, TextEncoder(tokenizer, limit, _input_names(model, config), eos_token_id)
 
 
-def _mixed_precision(device: torch.device, config: PretrainedConfig) -> torch.dtype | None:
+def mixed_precision(device: torch.device, config: PretrainedConfig) -> torch.dtype | None:
     """bfloat16 where the GPU has it, else float16 (not for T5), on CUDA only."""
     if device.type != "cuda":
         return None
@@ -466,11 +466,11 @@ def _world(device: torch.device) -> tuple[int, int]:
     return _rank_and_world()
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     return _rank_and_world()[0] == 0
 
 
-def _barrier() -> None:
+def barrier() -> None:
     if _rank_and_world()[1] > 1:
         dist.barrier()
 
@@ -556,7 +556,7 @@ class TransformerTeacher(Teacher):
         super().__init__(name, model_dir, model.config.num_labels, encoder.max_length, device)
         self.model = model.to(device).eval()
         self.encoder = encoder
-        self.autocast_dtype = _mixed_precision(device, model.config)
+        self.autocast_dtype = mixed_precision(device, model.config)
 
     @property
     def network(self) -> torch.nn.Module:

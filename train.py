@@ -340,10 +340,12 @@ def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device
         n = len(corpus.read_unlabeled(path))
         start = sum(len(df) for _, df in chunks)
         chunks.append((logits_cache.unlabeled_split(path), train.iloc[start : start + n]))
-    return torch.cat([ensemble_logits(cfg, paths, df, split, device) for split, df in chunks])
+    return torch.cat([run_teacher_logits(cfg, paths, df, split, device) for split, df in chunks])
 
 
-def ensemble_logits(cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str) -> torch.Tensor:
+def run_teacher_logits(
+    cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str
+) -> torch.Tensor:
     """The run's teacher logits of ``df`` from the cache(s): one teacher's, or an ensemble's weighted mean."""
     options = dict(teacher_root=paths.teacher_root, device=device, max_length=cfg.teacher_max_length)
     members = cfg.teacher_members()
@@ -356,7 +358,7 @@ def ensemble_accuracy(cfg: RunConfig, paths: Paths, splits: dict, device: str) -
         return {}
     result = {}
     for split in ("valid", "test"):
-        logits = ensemble_logits(cfg, paths, splits[split], split, device)
+        logits = run_teacher_logits(cfg, paths, splits[split], split, device)
         result[f"teacher_{'val' if split == 'valid' else split}_accuracy"] = logits_cache.accuracy(
             logits, splits[split]
         )

@@ -222,3 +222,11 @@ def short_hash(value: object) -> str:
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` as one file-name component (no path separators, not hidden): names folders and files."""
+    plain = isinstance(value, str) and bool(value) and Path(value).name == value and "\\" not in value
+    if not plain or value.startswith("."):
+        raise ValueError(f"{what} {value!r} must be a plain name (no '/', '\\' or leading '.')")
+    return value

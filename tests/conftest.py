@@ -160,14 +160,14 @@ def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
 @pytest.fixture
 def count_teacher_runs(monkeypatch) -> list[int]:
     """How many texts each teacher run scores, call by call."""
-    import teacher
+    import teacher as teachers
 
     calls: list[int] = []
-    original = teacher.Teacher.predict_logits
+    original = teachers.Teacher.predict_logits
 
     def counting(self, texts, *args, **kwargs):
         calls.append(len(texts))
         return original(self, texts, *args, **kwargs)
 
-    monkeypatch.setattr(teacher.Teacher, "predict_logits", counting)
+    monkeypatch.setattr(teachers.Teacher, "predict_logits", counting)
     return calls

@@ -15,7 +15,7 @@ import corpus
 import distil
 import ladder
 import logits_cache
-import teacher
+import teacher as teachers
 import train
 import utils
 import vocab
@@ -296,28 +296,28 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
     assert len(count_teacher_runs) == 2
 
 
-def test_cache_all_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monkeypatch, capsys):
+def test_cache_teacher_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monkeypatch, capsys):
     import shutil
 
     teacher_dir = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     loads: list[str] = []
-    original = teacher.load_teacher
+    original = teachers.load_teacher
 
     def counting(*args, **kwargs):
         loads.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(logits_cache, "load_teacher", counting)
+    monkeypatch.setattr(teachers, "load_teacher", counting)
     unlabeled = tmp_path / "extra.txt"
     unlabeled.write_text("정말 최고\n완전 별로\n", encoding="utf-8")
-    logits = logits_cache.cache_all(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    logits = logits_cache.cache_teacher(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
     assert len(loads) == 1  # four caches built, one teacher load
     sizes = {split: len(df) for split, df in splits.items()}
     assert {split: len(v) for split, v in logits.items()} == {**sizes, "unlabeled-extra": 2}
     assert "teacher test accuracy" in capsys.readouterr().out
-    again = logits_cache.cache_all(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    again = logits_cache.cache_teacher(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
     assert len(loads) == 1 and all(torch.equal(again[k], logits[k]) for k in logits)  # all cached: no load
 
 

@@ -13,7 +13,7 @@ import corpus
 import distil
 import finetune
 import logits_cache
-import teacher
+import teacher as teachers
 from config import RunConfig
 from conftest import cli_common, make_reviews
 
@@ -94,7 +94,7 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
     command = ["teacher", *cli_common(tmp_path, data_dir), "--model", "tfidf-lr", "--lr-c", "2"]
     assert distil.main([*command, "--tfidf-min-df", "1", "--unlabeled", str(unlabeled)]) is None
     folder = sklearn_dir(tmp_path)
-    info = json.loads((folder / teacher.TEACHER_INFO).read_text(encoding="utf-8"))
+    info = json.loads((folder / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
     assert info["settings"]["c"] == 2.0 and info["settings"]["min_df"] == 1 and info["test_accuracy"] > 0.8
     out = capsys.readouterr().out
     assert f"valid accuracy {info['val_accuracy']}" in out and "teacher test accuracy" in out
@@ -103,7 +103,7 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
     assert caches == [f"nsmc-{s}.safetensors" for s in ("test", "train", "unlabeled-extra", "valid")]
     # The cached logits are the pipeline's log-probabilities.
     cached = logits_cache.LogitsCache.load(folder / "logits" / "nsmc-test.safetensors").lookup(splits["test"])
-    fresh = teacher.load_teacher(str(folder)).predict_logits(splits["test"]["text"].tolist())
+    fresh = teachers.load_teacher(str(folder)).predict_logits(splits["test"]["text"].tolist())
     assert torch.allclose(cached, fresh) and torch.allclose(cached.exp().sum(-1), torch.ones(len(fresh)))
     runs = len(count_teacher_runs)
     distil.main([*command, "--tfidf-min-df", "1", "--unlabeled", str(unlabeled)])  # reused, all cached

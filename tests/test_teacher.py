@@ -35,7 +35,7 @@ import card
 import finetune
 import kobert
 import logits_cache
-import teacher as T
+import teacher as teachers
 from config import StudentConfig, TeacherConfig
 from conftest import FILLER, NEGATIVE, POSITIVE, ROOT
 from model import BiLSTMClassifier, save_student
@@ -387,7 +387,7 @@ def test_finetune_and_predict_each_architecture(arch, teacher_finetuned):
     log_dir = out_dir.parents[1] / "synthetic" / "teachers" / out_dir.name
     assert list(log_dir.glob("events.out.tfevents.*")), "no TensorBoard log beside the students' runs"
 
-    teacher = T.load_teacher(str(out_dir), device="cpu", max_length=128)
+    teacher = teachers.load_teacher(str(out_dir), device="cpu", max_length=128)
     # capped by the 64 learned positions (RoBERTa numbers them from pad_token_id + 1 = 1); XLNet and T5:
     # relative positions
     assert teacher.num_labels == 2 and teacher.max_length == {"roberta": 63, "xlnet": 128, "t5": 128}.get(
@@ -417,7 +417,7 @@ def test_finetuned_teacher_learns(tmp_path):
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["test_accuracy"] > 0.8 and info["val_accuracy"] > 0.8
     assert info["hyperparameters"]["max_length"] == 64  # capped by the model's positions
-    teacher = T.load_teacher(str(out_dir), device="cpu")
+    teacher = teachers.load_teacher(str(out_dir), device="cpu")
     predicted = teacher.predict_logits(
         ["정말 최고 좋아요 명작", "진짜 최악 별로 실망"], show_progress=False
     ).argmax(-1)
@@ -428,7 +428,7 @@ def test_finished_teacher_is_reused_only_with_the_same_settings_and_data(teacher
     out_dir = teacher_finetuned("bert")
     root, base = out_dir.parent, out_dir.parent.parent / "base"
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
-    assert info["identity"]["base_model"] == {"fingerprint": T.teacher_fingerprint(base)}
+    assert info["identity"]["base_model"] == {"fingerprint": teachers.teacher_fingerprint(base)}
     assert info["identity"]["settings"]["max_steps"] == 3 and info["identity"]["dataset"] == "synthetic"
     stamp = (out_dir / "teacher.json").stat().st_mtime_ns
     cfg = TeacherConfig(model=str(base), train_batch_size=8, lr=1e-3, max_steps=3)
@@ -582,8 +582,8 @@ def test_interrupted_fine_tuning_resumes_from_its_last_checkpoint(tmp_path, monk
     assert steps == [4, 5, 6, 7, 8, 9]  # only the steps after the checkpoint
     info = json.loads((out_dir / "teacher.json").read_text(encoding="utf-8"))
     assert info["resumed_from_step"] == 3 and info["global_step"] == 9 and info["epochs_trained"] == 3
-    assert not partial.exists() and T.weight_files(out_dir)
-    T.load_teacher(str(out_dir), device="cpu").predict_logits(["좋아요"], show_progress=False)
+    assert not partial.exists() and teachers.weight_files(out_dir)
+    teachers.load_teacher(str(out_dir), device="cpu").predict_logits(["좋아요"], show_progress=False)
     # Train curves over one x axis (global step) in one log folder, across the restart.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -635,13 +635,13 @@ def test_truncated_teacher_file_is_a_one_line_error(damaged, teacher_finetuned, 
     copy = tmp_path / "teacher"
     shutil.copytree(source, copy)
     if damaged.endswith(".bin"):  # the older weight format, as some Hub models still ship it
-        state = T.load_teacher(str(copy), device="cpu").model.state_dict()
+        state = teachers.load_teacher(str(copy), device="cpu").model.state_dict()
         (copy / "model.safetensors").unlink()
         torch.save(state, copy / damaged)
     data = (copy / damaged).read_bytes()
     (copy / damaged).write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError) as err:
-        T.load_teacher(str(copy), device="cpu")
+        teachers.load_teacher(str(copy), device="cpu")
     message = str(err.value)
     assert message.startswith(f"{copy / damaged} is truncated or corrupt") and "\n" not in message
     assert message.endswith(f"delete {copy} and fine-tune the teacher again")
@@ -662,11 +662,11 @@ def test_finished_teacher_with_truncated_weights_is_not_reused(teacher_finetuned
 def test_base_model_without_trained_head_is_refused(tmp_path):
     base = build_model("bert", tmp_path / "base")
     with pytest.raises(ValueError, match="not a fine-tuned classifier"):
-        T.load_teacher(str(base), device="cpu")
+        teachers.load_teacher(str(base), device="cpu")
 
 
 def test_bad_texts_get_clear_errors(teacher_finetuned):
-    teacher = T.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
+    teacher = teachers.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
     with pytest.raises(TypeError, match=r"texts\[1\] is float"):
         teacher.predict_logits(["좋아요", float("nan")])
     with pytest.raises(TypeError, match="single string"):
@@ -682,30 +682,31 @@ def test_bad_texts_get_clear_errors(teacher_finetuned):
 
 
 def test_quirks_are_applied(teacher_finetuned):
-    gpt2 = T.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
+    gpt2 = teachers.load_teacher(str(teacher_finetuned("gpt2")), device="cpu")
     assert (
         gpt2.encoder.tokenizer.pad_token == "</s>"
         and gpt2.model.config.pad_token_id == gpt2.encoder.tokenizer.eos_token_id
     )
     assert gpt2.encoder.tokenizer.padding_side == "right"
-    xlnet = T.load_teacher(str(teacher_finetuned("xlnet")), device="cpu")
+    xlnet = teachers.load_teacher(str(teacher_finetuned("xlnet")), device="cpu")
     assert (
         xlnet.encoder.tokenizer.padding_side == "left" and xlnet.max_length == 128
     )  # relative positions: no cap
-    roberta = T.load_teacher(str(teacher_finetuned("roberta")), device="cpu")
+    roberta = teachers.load_teacher(str(teacher_finetuned("roberta")), device="cpu")
     assert (
         "token_type_ids" not in roberta.encoder.input_names and roberta.max_length == 63
     )  # positions start at pad+1
     assert (
         "token_type_ids"
-        not in T.load_teacher(str(teacher_finetuned("distilbert")), device="cpu").encoder.input_names
+        not in teachers.load_teacher(str(teacher_finetuned("distilbert")), device="cpu").encoder.input_names
     )
     assert (
-        "token_type_ids" in T.load_teacher(str(teacher_finetuned("bert")), device="cpu").encoder.input_names
+        "token_type_ids"
+        in teachers.load_teacher(str(teacher_finetuned("bert")), device="cpu").encoder.input_names
     )
-    bigbird = T.load_teacher(str(teacher_finetuned("bigbird")), device="cpu")
+    bigbird = teachers.load_teacher(str(teacher_finetuned("bigbird")), device="cpu")
     assert bigbird.model.config.attention_type == "original_full"
-    bart = T.load_teacher(str(teacher_finetuned("bart")), device="cpu")
+    bart = teachers.load_teacher(str(teacher_finetuned("bart")), device="cpu")
     eos = bart.model.config.eos_token_id
     for feature in bart.encoder.encode(["좋아요", "최고 </s> 감동", " ".join(FILLER * 6)]):
         assert (
@@ -718,8 +719,8 @@ def test_quirks_are_applied(teacher_finetuned):
 @pytest.mark.parametrize("layout", ["kobert-monologg", "kobert-skt"])
 def test_kobert_tokenizer_layouts(layout, tmp_path):
     directory = build_model(layout, tmp_path / layout)
-    config = T._load_config(directory)
-    tokenizer = T._load_tokenizer(directory, config)
+    config = teachers._load_config(directory)
+    tokenizer = teachers._load_tokenizer(directory, config)
     assert isinstance(tokenizer, kobert.KoBertTokenizer)
     sp = spm.SentencePieceProcessor(model_file=str(next(directory.glob("*.model"))))
     pieces = sp.encode("정말 최고 좋아요", out_type=str)
@@ -748,8 +749,10 @@ def test_kobert_teacher_keeps_its_layout_and_old_config(tmp_path, teacher_finetu
             (copy / path.name).write_bytes(path.read_bytes())
     del config["model_type"]
     (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    before = T.load_teacher(str(out_dir), device="cpu").predict_logits(PREDICT_TEXTS, show_progress=False)
-    after = T.load_teacher(str(copy), device="cpu").predict_logits(PREDICT_TEXTS, show_progress=False)
+    before = teachers.load_teacher(str(out_dir), device="cpu").predict_logits(
+        PREDICT_TEXTS, show_progress=False
+    )
+    after = teachers.load_teacher(str(copy), device="cpu").predict_logits(PREDICT_TEXTS, show_progress=False)
     torch.testing.assert_close(before, after)
 
 
@@ -763,13 +766,15 @@ def test_student_directory_teaches(tmp_path):
     tokenizer = wordpiece()
     student = BiLSTMClassifier(StudentConfig.from_size("large", vocab_size=len(tokenizer), max_length=32))
     directory = save_student(student, tokenizer, tmp_path / "student-large")
-    teacher = T.load_teacher(str(directory), device="cpu")
-    assert isinstance(teacher, T.StudentTeacher) and teacher.num_labels == 2 and teacher.max_length == 32
+    teacher = teachers.load_teacher(str(directory), device="cpu")
+    assert (
+        isinstance(teacher, teachers.StudentTeacher) and teacher.num_labels == 2 and teacher.max_length == 32
+    )
     logits = teacher.predict_logits(PREDICT_TEXTS, batch_size=2, show_progress=False)
     assert logits.shape == (len(PREDICT_TEXTS), 2) and logits.dtype == torch.float32
     expected = torch.from_numpy(teacher.student.predict_logits(PREDICT_TEXTS))
     torch.testing.assert_close(logits, expected)
-    assert len(T.teacher_fingerprint(directory)) == 64
+    assert len(teachers.teacher_fingerprint(directory)) == 64
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -787,17 +792,18 @@ def test_names_and_directories(tmp_path):
     )  # student teacher
     local = tmp_path / "mine"
     local.mkdir()
-    assert T.resolve_teacher(str(local)) == local
-    assert T.teacher_cache_dir(str(local)) == local / "logits"
-    assert T.resolve_teacher("mine", root=tmp_path) == local  # a name under root
+    assert teachers.resolve_teacher(str(local)) == local
+    assert teachers.teacher_cache_dir(str(local)) == local / "logits"
+    assert teachers.resolve_teacher("mine", root=tmp_path) == local  # a name under root
     assert (
-        T.teacher_cache_dir("monologg/kobert", root=tmp_path) == tmp_path / "hub--monologg--kobert" / "logits"
+        teachers.teacher_cache_dir("monologg/kobert", root=tmp_path)
+        == tmp_path / "hub--monologg--kobert" / "logits"
     )
     assert (
-        T.teacher_cache_dir("klue-bert", root=tmp_path) == tmp_path / "hub--klue-bert" / "logits"
+        teachers.teacher_cache_dir("klue-bert", root=tmp_path) == tmp_path / "hub--klue-bert" / "logits"
     )  # never a model name under root
     with pytest.raises(FileNotFoundError, match="neither a local directory"):
-        T.resolve_teacher(str(tmp_path / "missing" / "dir"))
+        teachers.resolve_teacher(str(tmp_path / "missing" / "dir"))
 
 
 @pytest.fixture
@@ -813,7 +819,7 @@ def teacher_offline_hub(tmp_path, monkeypatch) -> Path:
 
 def test_unreachable_hub_model_gives_a_clear_error(teacher_offline_hub, tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        T.resolve_teacher("monologg/kobert", root=tmp_path)
+        teachers.resolve_teacher("monologg/kobert", root=tmp_path)
     message = str(err.value)
     assert "monologg/kobert" in message and "unreachable" in message and "local model directory" in message
 
@@ -828,10 +834,10 @@ def test_cached_hub_model_resolves_offline(weights, teacher_offline_hub, tmp_pat
     (teacher_offline_hub / "models--org--tiny" / "refs").mkdir()
     (teacher_offline_hub / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
     if weights:
-        assert T.resolve_teacher("org/tiny", root=tmp_path) == snapshot
+        assert teachers.resolve_teacher("org/tiny", root=tmp_path) == snapshot
     else:
         with pytest.raises(FileNotFoundError, match="no PyTorch weights"):
-            T.resolve_teacher("org/tiny", root=tmp_path)
+            teachers.resolve_teacher("org/tiny", root=tmp_path)
 
 
 def test_fingerprint_tracks_weights_and_config(tmp_path):
@@ -839,18 +845,18 @@ def test_fingerprint_tracks_weights_and_config(tmp_path):
     directory.mkdir()
     (directory / "config.json").write_text('{"a": 1}')
     (directory / "model.safetensors").write_bytes(b"x" * 3_000_000)  # several read chunks
-    first = T.teacher_fingerprint(directory)
+    first = teachers.teacher_fingerprint(directory)
     (directory / "tokenizer.json").write_text("{}")
     (directory / "training_args.bin").write_bytes(b"args")
-    assert T.teacher_fingerprint(directory) == first  # only config and weights count
+    assert teachers.teacher_fingerprint(directory) == first  # only config and weights count
     (directory / "model.safetensors").write_bytes(b"x" * 2_999_999 + b"y")
-    second = T.teacher_fingerprint(directory)
+    second = teachers.teacher_fingerprint(directory)
     assert second != first
     (directory / "config.json").write_text('{"a": 2}')
-    assert T.teacher_fingerprint(directory) not in (first, second)
+    assert teachers.teacher_fingerprint(directory) not in (first, second)
     (directory / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="not a model directory"):
-        T.teacher_fingerprint(directory)
+        teachers.teacher_fingerprint(directory)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -860,9 +866,9 @@ def test_fingerprint_tracks_weights_and_config(tmp_path):
 DISTRIBUTED_SCRIPT = """
 import sys, torch, torch.distributed as dist
 sys.path.insert(0, {root!r})
-import teacher
+import teacher as teachers
 texts = {texts!r}
-logits = teacher.load_teacher({model_dir!r}, device="cpu").predict_logits(texts, batch_size=2)
+logits = teachers.load_teacher({model_dir!r}, device="cpu").predict_logits(texts, batch_size=2)
 torch.save(logits, f"{out}/rank{{dist.get_rank()}}-of-{{dist.get_world_size()}}.pt")
 dist.destroy_process_group()
 """
@@ -900,7 +906,7 @@ def test_predict_logits_under_two_processes(tmp_path, teacher_finetuned):
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = T.load_teacher(str(model_dir), device="cpu").predict_logits(texts, show_progress=False)
+    expected = teachers.load_teacher(str(model_dir), device="cpu").predict_logits(texts, show_progress=False)
     for rank in range(2):
         merged = torch.load(tmp_path / f"rank{rank}-of-2.pt")
         torch.testing.assert_close(merged, expected, atol=1e-5, rtol=1e-5)
@@ -925,10 +931,10 @@ def test_each_architecture_teaches_a_student_through_the_cache(
     metrics = train.train_student(cfg, paths, device="cpu")
     assert metrics["teacher"] == str(out_dir) and metrics["epochs_run"] == 1
     cache = logits_cache.LogitsCache.load(out_dir / "logits" / "nsmc-train.safetensors")
-    assert cache.logits.shape == (120, 2) and cache.meta["teacher_fingerprint"] == T.teacher_fingerprint(
-        out_dir
-    )
+    assert cache.logits.shape == (120, 2) and cache.meta[
+        "teacher_fingerprint"
+    ] == teachers.teacher_fingerprint(out_dir)
     # Another vocab size and student size: served from the cache, the teacher is never loaded.
-    monkeypatch.setattr(logits_cache, "load_teacher", lambda *a, **k: pytest.fail("the teacher ran again"))
+    monkeypatch.setattr(teachers, "load_teacher", lambda *a, **k: pytest.fail("the teacher ran again"))
     again = train.train_student(dataclasses.replace(cfg, vocab_size=300, size="mini"), paths, device="cpu")
     assert again["teacher"] == str(out_dir) and again["vocab_size"] == 300
