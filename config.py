@@ -309,11 +309,11 @@ class RunConfig(DataConfig):
 
     def teacher_members(self) -> tuple[str, ...]:
         """The teachers: none, one, or the members of an ensemble."""
-        return _as_tuple(self.teacher)
+        return tuple(utils.as_list(self.teacher))
 
     def unlabeled_files(self) -> tuple[str, ...]:
         """The unlabeled text files (transfer sets)."""
-        return _as_tuple(self.unlabeled)
+        return tuple(utils.as_list(self.unlabeled))
 
     def teacher_label(self) -> str:
         """One teacher's short name, or ``ens<n>-<hash8>`` of an ensemble's member list."""
@@ -412,10 +412,6 @@ def _one_or_several(value: object, name: str) -> str | tuple[str, ...] | None:
     if len(set(items)) < len(items):
         raise ValueError(f"{name} lists the same value twice: {items}")
     return None if not items else items[0] if len(items) == 1 else tuple(items)
-
-
-def _as_tuple(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
-    return () if value is None else (value,) if isinstance(value, str) else tuple(value)
 
 
 def _default(cls: type, name: str) -> object:

@@ -11,7 +11,8 @@ calls too.
 
 Every stage is idempotent: what is already done and valid is reused. The options are generated from the
 settings dataclasses (config.py: the single source of every option, its help, choices and allowed range);
-a student is trained by train.py.
+a student is trained by train.py. torch and transformers load once a stage runs (the functions that need
+them import them), so --help and a refused setting answer at once.
 Expected errors are printed as one line (exit code 2: a bad setting, 1: a file or run state); --debug shows
 the traceback.
 """
@@ -22,16 +23,14 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
 
 import augment
 import corpus
-import logits_cache
-import teacher as teachers
 import utils
 import vocab
 from config import (
@@ -43,19 +42,43 @@ from config import (
     RunConfig,
     SklearnTeacherConfig,
     TeacherConfig,
-    grid,
+    configs_from_params,
 )
-from finetune import finetune_teacher, fit_sklearn_teacher
-from model import Student, bundled_student
 from settings import add_arguments, from_args
-from train import RunStateError, TrainingDiverged, load_splits, train_student
 
-logger = utils.logger
+if TYPE_CHECKING:
+    import torch
 
 
 # -------------------------------------------------------------------------------------------------------
-# Stages the notebook calls too
+# Stages the notebook calls too: plain values in, torch and transformers imported where they are needed
 # -------------------------------------------------------------------------------------------------------
+
+
+def make_tokenizers(
+    vocab_sizes: int | Sequence[int], splits: dict[str, pd.DataFrame], dataset: str, paths: Paths
+) -> dict[int, Any]:
+    """The students' WordPiece tokenizers by vocabulary size: trained on the training split once, then
+    reused."""
+    root = paths.tokenizer_root
+    return {
+        size: vocab.get_tokenizer(splits["train"], size, dataset, root) for size in utils.as_list(vocab_sizes)
+    }
+
+
+def transfer_files(
+    unlabeled: str | Sequence[str] | None,
+    augment_cfg: augment.AugmentConfig | None,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths,
+) -> list[str]:
+    """The unlabeled text files the teachers label for the students: ``unlabeled``, and with ``augment_cfg``
+    an augmented copy of the training texts (written once per settings and data)."""
+    files = [str(path) for path in utils.as_list(unlabeled)]
+    if augment_cfg is not None:
+        files.append(str(augment.augmented_file(augment_cfg, splits, paths.data_root, dataset)))
+    return files
 
 
 def finetune(
@@ -66,33 +89,84 @@ def finetune(
     device: str = "auto",
 ) -> Path:
     """The ``teacher`` stage: ``finetune.finetune_teacher`` under ``paths`` (logs under the runs root)."""
+    from finetune import finetune_teacher
+
     paths = paths or Paths()
     return finetune_teacher(cfg, splits, dataset, paths.teacher_root, device, log_root=paths.out)
 
 
+def make_teacher(
+    model: str,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths,
+    device: str = "auto",
+    cfg: TeacherConfig | None = None,
+    sklearn_cfg: SklearnTeacherConfig | None = None,
+) -> Path:
+    """A teacher made from ``model``, reused by its identity: a Hugging Face model fine-tuned with ``cfg``'s
+    settings, or the scikit-learn pipeline (tfidf-lr) fitted with ``sklearn_cfg``'s (prints its valid/test
+    accuracy)."""
+    if model not in SKLEARN_MODELS:
+        return finetune(
+            dataclasses.replace(cfg or TeacherConfig(), model=model), splits, dataset, paths, device
+        )
+    import teacher as teachers
+    from finetune import fit_sklearn_teacher
+
+    out_dir = fit_sklearn_teacher(sklearn_cfg or SklearnTeacherConfig(), splits, dataset, paths.teacher_root)
+    info = json.loads((out_dir / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
+    print(f"teacher {out_dir}: valid accuracy {info['val_accuracy']}, test accuracy {info['test_accuracy']}")
+    return out_dir
+
+
+def prepare_teachers(
+    given: str | Sequence[str] | None,
+    models: str | Sequence[str] | None,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths,
+    device: str = "auto",
+    cfg: TeacherConfig | None = None,
+    sklearn_cfg: SklearnTeacherConfig | None = None,
+) -> list[str]:
+    """The students' teachers: the ``given`` ones as they are (fine-tuned folders, Hub classifiers, student
+    folders; a scikit-learn model name is fitted), then one made from each of ``models``
+    (``make_teacher``)."""
+
+    def make(name: str) -> str:
+        return str(make_teacher(name, splits, dataset, paths, device, cfg, sklearn_cfg))
+
+    made = [make(name) if name in SKLEARN_MODELS else str(name) for name in utils.as_list(given)]
+    return made + [make(model) for model in utils.as_list(models)]
+
+
 def cache_all(
-    teacher: str | typing.Sequence[str],
+    teacher: str | Sequence[str],
     splits: dict[str, pd.DataFrame],
     dataset: str,
     paths: Paths | None = None,
-    weights: typing.Sequence[float] | None = None,
+    weights: Sequence[float] | None = None,
     **options,
-) -> dict[str, torch.Tensor]:
-    """The ``cache`` stage: ``logits_cache.cache_teacher`` under ``paths.teacher_root`` (device, batch_size,
-    max_length, unlabeled) for one teacher or each member of an ensemble (each with its own cache); returns
-    the (weighted) mean logits and prints an ensemble's own accuracy."""
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The ``cache`` stage: each teacher's logits of every split (and each unlabeled file), computed once and
+    cached (``logits_cache.cache_teacher`` under ``paths.teacher_root``; options: device, batch_size,
+    max_length, unlabeled); prints an ensemble's own accuracy, that of the (weighted) mean of its members'
+    logits. Returns each member's logits by split."""
+    import logits_cache
+
     paths = paths or Paths()
-    members = [teacher] if isinstance(teacher, str) else list(teacher)
-    caches = [
-        logits_cache.cache_teacher(m, splits, dataset, teacher_root=paths.teacher_root, **options)
+    members = [str(member) for member in utils.as_list(teacher)]
+    caches = {
+        m: logits_cache.cache_teacher(m, splits, dataset, teacher_root=paths.teacher_root, **options)
         for m in members
-    ]
-    logits = {split: logits_cache.mean_logits([c[split] for c in caches], weights) for split in caches[0]}
+    }
     if len(members) > 1:
         for split, df in splits.items():
-            if (score := logits_cache.accuracy(logits[split], df)) is not None:
+            logits = logits_cache.mean_logits([c[split] for c in caches.values()], weights)
+            if (score := logits_cache.accuracy(logits, df)) is not None:
                 print(f"ensemble teacher ({len(members)} members) {split} accuracy: {score:.4f}")
-    return logits
+    return caches
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:
@@ -232,23 +306,88 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     utils.setup_logging(args.quiet)
     try:
         return run_stage(args)
-    except (ValueError, OSError, logits_cache.CacheMismatch, RunStateError, TrainingDiverged) as err:
-        if args.debug:
+    except Exception as err:
+        if args.debug or not expected_error(err):
             raise
         print(f"error: {utils.one_line(err)}", file=sys.stderr)
         bad_setting = isinstance(err, ValueError) and not isinstance(err, corpus.DataFormatError)
         raise SystemExit(2 if bad_setting else 1) from None
 
 
+def expected_error(err: Exception) -> bool:
+    """A bad setting, a file or a run state: printed as one line. The modules whose errors these are were
+    loaded by whatever raised them, so checking costs no import when a setting was refused before torch."""
+    if isinstance(err, (ValueError, OSError)):
+        return True
+    import logits_cache
+    import train
+
+    return isinstance(err, (logits_cache.CacheMismatch, train.RunStateError, train.TrainingDiverged))
+
+
 def run_stage(args: argparse.Namespace) -> list[dict] | None:
-    """Run the chosen stage (and the ones before it); every setting is checked before any work starts."""
-    utils.get_device(args.device)
+    """Run the chosen stage (and the ones before it); every setting is checked before any work starts, and
+    before torch loads."""
     if args.stage == "predict":
+        utils.get_device(args.device)
         return predict(args.student, args.texts, args.device, args.backend)
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
-    # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
-    if args.stage == "augment" or getattr(args, "augment", False):
-        config = augment_config(args)
+    augment_cfg, teacher_cfg, sklearn_cfg = stage_configs(args)
+    utils.get_device(args.device)
+    import train
+
+    splits = train.load_splits(data, paths)
+    for name, df in splits.items():
+        print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
+    if args.stage in ("tokenizer", "run"):
+        make_tokenizers(args.vocab_size, splits, data.dataset, paths)
+    if args.stage == "augment":
+        augment.augment_dataset(augment_cfg, splits, args.augment_out)
+        return None
+    if args.stage in ("download", "tokenizer"):
+        return None
+    args.unlabeled = transfer_files(args.unlabeled, augment_cfg, splits, data.dataset, paths)
+    model = getattr(args, "model", None)
+    teacher = prepare_teachers(
+        getattr(args, "teacher", None),
+        model,
+        splits,
+        data.dataset,
+        paths,
+        args.device,
+        teacher_cfg,
+        sklearn_cfg,
+    )
+    if teacher and args.stage in ("teacher", "cache", "run"):
+        weights = getattr(args, "teacher_weights", None)
+        options = dict(batch_size=args.teacher_batch_size, max_length=args.teacher_max_length)
+        cache_all(
+            teacher,
+            splits,
+            data.dataset,
+            paths,
+            weights,
+            device=args.device,
+            unlabeled=args.unlabeled,
+            **options,
+        )
+    if args.stage in ("teacher", "cache"):
+        return None
+    results = [
+        train.train_student(cfg, paths, args.device, args.overwrite, splits=splits)
+        for cfg in student_configs(args, teacher)
+    ]
+    print(summary_table(results).to_string(index=False))
+    return results
+
+
+def stage_configs(
+    args: argparse.Namespace,
+) -> tuple[augment.AugmentConfig | None, TeacherConfig | None, SklearnTeacherConfig | None]:
+    """The stage's augmentation and teacher settings (None where the stage makes no use of them), every
+    option checked: the student grid's too, with the teachers' names standing in for teachers to be made."""
+    augmenting = args.stage == "augment" or getattr(args, "augment", False)
+    augment_cfg = augment_config(args) if augmenting else None
     if getattr(args, "teacher_batch_size", None) is not None:
         TeacherConfig(batch_size=args.teacher_batch_size)  # its bounds
     model = getattr(args, "model", None)
@@ -258,56 +397,9 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
             "--augment: the augmented texts are learnt from a teacher; give --teacher or --finetune"
         )
     student_configs(args, members)
-    splits = load_splits(data, paths)
-    for name, df in splits.items():
-        print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
-    if args.stage in ("tokenizer", "run"):
-        for vocab_size in args.vocab_size:
-            vocab.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
-    if args.stage == "augment":
-        augment.augment_dataset(config, splits, args.augment_out)
-        return None
-    if getattr(args, "augment", False):
-        augmented = augment.augmented_file(config, splits, paths.data_root, data.dataset)
-        args.unlabeled = [*(args.unlabeled or []), str(augmented)]
-    if args.stage in ("download", "tokenizer"):
-        return None
-    teacher = list(getattr(args, "teacher", None) or [])
-    if getattr(args, "model", None):
-        teacher.append(str(make_teacher(args, splits, data.dataset, paths)))
-    if teacher and args.stage in ("teacher", "cache", "run"):
-        cache_all(
-            teacher,
-            splits,
-            data.dataset,
-            paths,
-            device=args.device,
-            batch_size=args.teacher_batch_size,
-            max_length=args.teacher_max_length,
-            unlabeled=args.unlabeled,
-            weights=getattr(args, "teacher_weights", None),
-        )
-    if args.stage in ("teacher", "cache"):
-        return None
-    results = [
-        train_student(cfg, paths, args.device, args.overwrite, splits=splits)
-        for cfg in student_configs(args, teacher)
-    ]
-    print(summary_table(results).to_string(index=False))
-    return results
-
-
-def make_teacher(args: argparse.Namespace, splits: dict, dataset: str, paths: Paths) -> Path:
-    """The ``--model`` teacher: fine-tuned (Hugging Face) or fitted (scikit-learn), reused by its identity;
-    prints its valid/test accuracy."""
-    if args.model not in SKLEARN_MODELS:
-        return finetune(teacher_config(args), splits, dataset, paths, args.device)
-    fields = [f.name for f in dataclasses.fields(SklearnTeacherConfig)]
-    cfg = SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in fields})
-    out_dir = fit_sklearn_teacher(cfg, splits, dataset, paths.teacher_root)
-    info = json.loads((out_dir / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
-    print(f"teacher {out_dir}: valid accuracy {info['val_accuracy']}, test accuracy {info['test_accuracy']}")
-    return out_dir
+    teacher_cfg = teacher_config(args) if model and model not in SKLEARN_MODELS else None
+    sklearn_cfg = sklearn_config(args) if set(members) & set(SKLEARN_MODELS) else None
+    return augment_cfg, teacher_cfg, sklearn_cfg
 
 
 def augment_config(args: argparse.Namespace) -> augment.AugmentConfig:
@@ -325,18 +417,25 @@ def teacher_config(args: argparse.Namespace) -> TeacherConfig:
     )
 
 
+def sklearn_config(args: argparse.Namespace) -> SklearnTeacherConfig:
+    """The SklearnTeacherConfig the stage's --tfidf-* and --lr-* options describe (the defaults in a stage
+    without them)."""
+    names = [f.name for f in dataclasses.fields(SklearnTeacherConfig) if hasattr(args, "sklearn_" + f.name)]
+    return SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in names})
+
+
 def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -> list[RunConfig]:
-    """The grid the stage's RunConfig options describe (every combination of the grid fields' values)."""
-    fields = [f for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)]
-    fixed = {f.name: getattr(args, f.name) for f in fields if not f.metadata["grid"]}
-    return grid(
-        {**fixed, "teacher": teacher}, **{f.name: getattr(args, f.name) for f in fields if f.metadata["grid"]}
-    )
+    """The grid the stage's RunConfig options describe (every combination of the grid fields' values), as
+    ``config.configs_from_params`` builds the notebook's."""
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if hasattr(args, f.name)}
+    return configs_from_params(options, teacher)[1]
 
 
 def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
     """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
     the bundled student (``model.bundled_student``)."""
+    from model import Student, bundled_student
+
     student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
     for text, proba in zip(texts, student.predict_proba(texts)):
         label = int(proba.argmax())

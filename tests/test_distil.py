@@ -555,6 +555,40 @@ def test_cli_help_documents_stages(capsys):
         assert stage in out
 
 
+# Runs distil.py as `python distil.py ARGS` does, then names the heavy libraries it loaded.
+CLI_PROBE = """
+import os, runpy, sys
+sys.path.insert(0, os.getcwd())
+sys.argv = ["distil.py", *sys.argv[1:]]
+try:
+    runpy.run_path("distil.py", run_name="__main__")
+except SystemExit as exit:
+    print("exit", exit.code, sorted(m for m in ("torch", "transformers", "sklearn") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["--help"], 0),
+        (["student", "--help"], 0),
+        (["student", "--alpha", "2"], 2),  # a bound: checked by RunConfig
+        (["run", "--finetune", "m", "--teacher-lr", "5"], 2),  # and by TeacherConfig
+        (["student", "--size", "huge"], 2),  # a choice: checked by argparse
+    ],
+)
+def test_help_and_refused_settings_answer_before_torch_loads(argv, code):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    command = [sys.executable, "-c", CLI_PROBE, *argv]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == f"exit {code} []", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and (code == 0 or "error: " in result.stderr)
+
+
 def test_predict_without_student_uses_the_bundled_one(capsys):
     from model import bundled_student
 

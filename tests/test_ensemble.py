@@ -323,7 +323,7 @@ def test_notebook_distils_from_an_ensemble_with_augmentation(tmp_path, data_dir,
     members = [next((tmp_path / "teacher_model").glob(f"{g}-nsmc-*")) for g in ("tiny-bert-nsmc", "tfidf-lr")]
     for member in members:
         assert (member / "logits" / f"nsmc-unlabeled-{augmented.stem}.safetensors").is_file()
-    assert "ensemble of 2 teachers: test accuracy" in out
+    assert "ensemble teacher (2 members) test accuracy" in out  # distil.cache_all's line, as in the CLI
     [run_dir] = (tmp_path / "runs" / "nsmc").glob("tiny-v200-ens2-*")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["teachers"] == [str(m.relative_to(tmp_path)) for m in members]
