@@ -57,6 +57,8 @@ SKLEARN_MODELS = ("tfidf-lr",)  # names `--model` accepts for a scikit-learn tea
 
 @dataclass
 class StudentConfig:
+    """The student's architecture, saved as its folder's config.json (``model.save_student``)."""
+
     vocab_size: int
     embedding_dim: int = 64
     hidden_dim: int = 128
