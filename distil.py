@@ -7,6 +7,7 @@
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
     python distil.py run       ... (all stages)
     python distil.py predict   "재밌어요" [--student runs/nsmc/<run>/student] (default: the bundled student)
+    python distil.py predict   --input reviews.csv [--text-column review] [--output predictions.jsonl]
 
 Every stage is idempotent: what is already done and valid is reused. Read top to bottom: settings (the
 dataclasses below are the single source of every option, its help, choices and allowed range; the CLI and
@@ -28,6 +29,7 @@ import math
 import numbers
 import os
 import random
+import shlex
 import shutil
 import sys
 import time
@@ -47,6 +49,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import augment
+import batch_predict
 import corpus
 import logits_cache
 import settings
@@ -1122,8 +1125,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)",
     )
     common_args(p, device="cpu")
-    p.add_argument("texts", nargs="+", help="sentences to classify")
+    predict_arguments(p)
     return parser
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    """predict's sentences, or --input and the options of classifying a file (batch_predict.py)."""
+    p.add_argument("texts", nargs="*", help="sentences to classify (or --input FILE)")
+    p.add_argument(
+        "--input",
+        metavar="FILE",
+        help="classify many texts, streamed in batches: a .txt file or - (stdin) with one text a line, or a "
+        ".csv/.tsv/.jsonl table (its text column); empty texts keep their row, unlabelled, and are counted",
+    )
+    p.add_argument(
+        "--text-column",
+        metavar="NAME",
+        help=f"with a table: its text column (default: the first of {', '.join(batch_predict.TEXT_COLUMNS)})",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="with --input: write a .csv or .jsonl file (atomically) instead of CSV on stdout; the input's "
+        "columns plus label and prob_<label> per class",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="with --input: rows read, classified and written at a time "
+        f"(default {batch_predict.DEFAULT_BATCH_SIZE})",
+    )
 
 
 def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
@@ -1191,7 +1223,17 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     """Run the chosen stage (and the ones before it); every setting is checked before any work starts."""
     utils.get_device(args.device)
     if args.stage == "predict":
-        return predict(args.student, args.texts, args.device, args.backend)
+        return predict(
+            args.student,
+            args.texts,
+            args.device,
+            args.backend,
+            input_path=args.input,
+            text_column=args.text_column,
+            output=args.output,
+            batch_size=args.batch_size,
+            quiet=args.quiet,
+        )
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
     if args.stage == "augment" or getattr(args, "augment", False):
@@ -1281,13 +1323,82 @@ def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -
     )
 
 
-def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
-    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
-    the bundled student (``model.bundled_student``)."""
-    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
-    for text, proba in zip(texts, student.predict_proba(texts)):
-        label = int(proba.argmax())
-        print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+def predict(
+    student_dir: str | None,
+    texts: list[str],
+    device: str,
+    backend: str,
+    *,
+    input_path: str | None = None,
+    text_column: str | None = None,
+    output: str | None = None,
+    batch_size: int | None = None,
+    quiet: bool = False,
+) -> None:
+    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too), or classify the texts of
+    ``input_path`` (batch_predict.predict_file). Without ``student_dir`` the bundled student
+    (``model.bundled_student``); which student answered goes to stderr (unless ``quiet``)."""
+    check_predict_args(texts, input_path, text_column, output, batch_size)
+    directory = student_dir or bundled_student()
+    student = Student.from_pretrained(directory, device=device, backend=backend)
+    if not quiet:
+        print(batch_predict.student_line(student, directory, bundled=student_dir is None), file=sys.stderr)
+    if input_path is None:
+        for text, proba in zip(texts, student.predict_proba(texts)):
+            label = int(proba.argmax())
+            print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+        return
+    report = batch_predict.predict_file(
+        student,
+        input_path,
+        output,
+        text_column=text_column,
+        batch_size=batch_size or batch_predict.DEFAULT_BATCH_SIZE,
+        progress=not quiet,
+    )
+    if not quiet or report.empty or report.invalid:
+        print(report.summary() + (f"; written to {output}" if output else ""), file=sys.stderr)
+
+
+def check_predict_args(
+    texts: list[str],
+    input_path: str | None,
+    text_column: str | None,
+    output: str | None,
+    batch_size: int | None,
+) -> None:
+    """predict's one-line errors, before the student loads: sentences or --input (not both, not a file
+    given as a sentence); the file options only with --input."""
+    if input_path is not None:
+        if texts:
+            raise ValueError("give sentences or --input FILE, not both")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        batch_predict.input_format(input_path)
+        batch_predict.output_format(output)
+        batch_predict.check_input_exists(input_path)
+        return
+    if not texts:
+        raise ValueError(
+            "give sentences to classify, or --input FILE (one text a line, or a CSV/TSV/JSONL table)"
+        )
+    given = {"--text-column": text_column, "--output": output, "--batch-size": batch_size}
+    for flag, value in given.items():
+        if value is not None:
+            raise ValueError(f"{flag} needs --input FILE (the file to classify)")
+    for text in texts:
+        if _is_file(text):
+            raise ValueError(
+                f"{text!r} is a file, not a sentence: to classify its lines (or a table's text column) "
+                f"use --input {shlex.quote(text)}"
+            )
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long for a path, or a NUL character
+        return False
 
 
 if __name__ == "__main__":
