@@ -28,7 +28,9 @@ import json
 import math
 import numbers
 import os
+import pickle
 import random
+import re
 import shlex
 import shutil
 import sys
@@ -626,12 +628,7 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
     if overwrite or not config_path.is_file():
         clear_run(run_dir)
         return None
-    try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RunStateError(
-            f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
-        ) from None
+    saved = read_run_json(config_path)
     current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
     changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
     changed += [
@@ -644,8 +641,24 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         )
     if (run_dir / "metrics.json").is_file():
         logger.info(f"{run_dir} is finished: reusing its metrics (pass --overwrite to train again)")
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        return read_run_json(run_dir / "metrics.json", SUMMARY_COLUMNS)
     return None
+
+
+def read_run_json(path: Path, required: typing.Iterable[str] = ()) -> dict:
+    """A run file holding a JSON object with the ``required`` keys; else a one-line RunStateError naming the
+    file and the remedy (--overwrite)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"is unreadable ({utils.one_line(err)})"
+    else:
+        missing = [key for key in required if key not in value] if isinstance(value, dict) else []
+        if isinstance(value, dict) and not missing:
+            return value
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        problem = f"lacks {listed}" if missing else f"holds a {type(value).__name__}, not a JSON object"
+    raise RunStateError(f"{path} {problem}; pass --overwrite to train the run again")
 
 
 def clear_run(run_dir: Path) -> None:
@@ -902,11 +915,22 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Gene
         random.setstate(payload["python_rng"])
         return payload["state"]
     except Exception as err:  # pickle, zip, key and shape errors alike: one line, no code run
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise RunStateError(
-            f"{path} is corrupt or not a checkpoint of this program ({reason}); "
-            "pass --overwrite to train again"
-        ) from None
+        raise RunStateError(f"{path} {_checkpoint_problem(err)}; pass --overwrite to train again") from None
+
+
+def _checkpoint_problem(err: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a checkpoint, in this program's words (torch's own message
+    spans lines and suggests loading the file unsafely)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "weights_only" in text:
+        named = re.search(r"GLOBAL (\S+)", text)
+        asks = f" (it asks for {named.group(1)})" if named else ""
+        return (
+            f"holds Python objects besides tensors and plain data{asks}: loading them could run arbitrary "
+            "code, so it is refused"
+        )
+    reason = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+    return f"is corrupt or not a checkpoint of this program ({reason})"
 
 
 def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typing.Any]:
@@ -1045,25 +1069,28 @@ def cache_all(
     return logits
 
 
+# The columns a user compares, one row per run (every finished run's metrics.json holds them).
+SUMMARY_COLUMNS = (
+    "student_size",
+    "vocab_size",
+    "teacher",
+    "alpha",
+    "temperature",
+    "kd_loss",
+    "seed",
+    "params",
+    "size_bytes",
+    "best_epoch",
+    "val_accuracy",
+    "test_accuracy",
+    "test_f1",
+    "train_seconds",
+)
+
+
 def summary_table(results: list[dict]) -> pd.DataFrame:
     """One row per run: the columns a user compares."""
-    columns = [
-        "student_size",
-        "vocab_size",
-        "teacher",
-        "alpha",
-        "temperature",
-        "kd_loss",
-        "seed",
-        "params",
-        "size_bytes",
-        "best_epoch",
-        "val_accuracy",
-        "test_accuracy",
-        "test_f1",
-        "train_seconds",
-    ]
-    return pd.DataFrame(results)[columns]
+    return pd.DataFrame(results)[list(SUMMARY_COLUMNS)]
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1240,6 +1267,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         config = augment_config(args)
     if getattr(args, "teacher_batch_size", None) is not None:
         teachers.TeacherConfig(batch_size=args.teacher_batch_size)  # its bounds
+    new_teacher = teacher_settings(args)
     model = getattr(args, "model", None)
     members = [*(getattr(args, "teacher", None) or []), *([model] if model else [])]
     if getattr(args, "augment", False) and not members:
@@ -1262,8 +1290,8 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     if args.stage in ("download", "tokenizer"):
         return None
     teacher = list(getattr(args, "teacher", None) or [])
-    if getattr(args, "model", None):
-        teacher.append(str(make_teacher(args, splits, data.dataset, paths)))
+    if new_teacher is not None:
+        teacher.append(str(make_teacher(new_teacher, splits, data.dataset, paths, args.device)))
     if teacher and args.stage in ("teacher", "cache", "run"):
         cache_all(
             teacher,
@@ -1286,13 +1314,29 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     return results
 
 
-def make_teacher(args: argparse.Namespace, splits: dict, dataset: str, paths: Paths) -> Path:
+def teacher_settings(
+    args: argparse.Namespace,
+) -> teachers.TeacherConfig | teachers.SklearnTeacherConfig | None:
+    """The checked settings of the ``--model`` teacher (Hugging Face or scikit-learn); None without one."""
+    if not getattr(args, "model", None):
+        return None
+    if args.model not in teachers.SKLEARN_MODELS:
+        return teacher_config(args)
+    fields = [f.name for f in dataclasses.fields(teachers.SklearnTeacherConfig)]
+    return teachers.SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in fields})
+
+
+def make_teacher(
+    cfg: teachers.TeacherConfig | teachers.SklearnTeacherConfig,
+    splits: dict,
+    dataset: str,
+    paths: Paths,
+    device: str,
+) -> Path:
     """The ``--model`` teacher: fine-tuned (Hugging Face) or fitted (scikit-learn), reused by its identity;
     prints its valid/test accuracy."""
-    if args.model not in teachers.SKLEARN_MODELS:
-        return finetune(teacher_config(args), splits, dataset, paths, args.device)
-    fields = [f.name for f in dataclasses.fields(teachers.SklearnTeacherConfig)]
-    cfg = teachers.SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in fields})
+    if isinstance(cfg, teachers.TeacherConfig):
+        return finetune(cfg, splits, dataset, paths, device)
     out_dir = teachers.fit_sklearn_teacher(cfg, splits, dataset, paths.teacher_root)
     info = json.loads((out_dir / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
     print(f"teacher {out_dir}: valid accuracy {info['val_accuracy']}, test accuracy {info['test_accuracy']}")

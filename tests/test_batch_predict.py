@@ -14,7 +14,7 @@ import pytest
 
 import batch_predict
 import distil
-from model import Student
+from model import Student, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "models" / "nsmc-tiny"  # the smallest bundled student: fast to load and run
@@ -199,6 +199,7 @@ def test_predict_names_the_student_and_its_test_accuracy_on_stderr(tmp_path, cap
     folder = tmp_path / "student"
     shutil.copytree(TINY, folder)
     (folder / "metrics.json").unlink()
+    write_manifest(folder)  # a whole folder saved without metrics
     distil.main(["predict", "--student", str(folder), POSITIVE])
     assert f"student {folder}, run tiny-v3000-none-a1: test accuracy unknown" in capsys.readouterr().err
 

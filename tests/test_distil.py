@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench
 import corpus
 import distil
+import ladder
 import logits_cache
 import teacher
 import utils
@@ -578,7 +578,7 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
     assert metrics["n_transfer"] == metrics["n_train"] + len(corpus.read_unlabeled(unlabeled))
     before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
-    assert bench.run_record(before)["n_transfer"] == metrics["n_transfer"]
+    assert ladder.run_record(before)["n_transfer"] == metrics["n_transfer"]
     assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
     assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
     with pytest.raises(ValueError, match="baseline.*teacher, unlabeled"):
@@ -701,6 +701,8 @@ def test_crafted_and_truncated_checkpoints_are_refused_without_running_code(tmp_
     assert not marker.exists()
     message = str(err.value)
     assert "\n" not in message and str(checkpoint) in message and "--overwrite" in message
+    assert "could run arbitrary code, so it is refused" in message  # said in full, in our words
+    assert "\x1b" not in message and "weights_only" not in message and "trust" not in message
     checkpoint.write_bytes(good[: len(good) // 2])
     with pytest.raises(distil.RunStateError, match="checkpoint.pt is corrupt .*--overwrite"):
         distil.train_student(ONE_EPOCH, paths, device="cpu")
@@ -762,6 +764,59 @@ def test_cli_errors_are_one_line_with_an_exit_code(tmp_path, data_dir, capsys, o
     assert exit_info.value.code == code
     assert err.startswith("error: ") and err.count("\n") == 1 and expected in err and "Traceback" not in err
     assert not any(tmp_path.rglob("config.json"))
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        (
+            ["--model", "org/model", "--teacher-lr", "0"],
+            "lr (--teacher-lr) must be a number in (0, 1], got 0.0",
+        ),
+        (["--model", "tfidf-lr", "--lr-c", "0"], "c (--lr-c) must be a number in (0, inf), got 0.0"),
+    ],
+)
+def test_the_teacher_stage_checks_its_settings_before_any_work(tmp_path, data_dir, capsys, option, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        distil.main(["teacher", *cli_common(tmp_path, data_dir), *option])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""  # no data-loading lines before the refusal
+    assert captured.err == f"error: {expected}\n"
+
+
+DAMAGED_RUN_FILES = [
+    ("metrics.json", '{"test_accuracy":\n', "metrics.json is unreadable (Expecting value: line 2 column 1"),
+    ("metrics.json", "{}", "metrics.json lacks student_size, vocab_size, teacher, ..."),
+    ("config.json", "[]", "config.json holds a list, not a JSON object"),
+]
+
+
+def test_damaged_files_of_a_finished_run_are_one_line_errors(tmp_path, data_dir, capsys):
+    command = [
+        "student",
+        *cli_common(tmp_path, data_dir),
+        "--alpha",
+        "1",
+        "--size",
+        "tiny",
+        "--vocab-size",
+        "300",
+    ]
+    [metrics] = distil.main([*command, "--epochs", "1", "--batch-size", "32"])
+    run_dir = Path(metrics["run_dir"])
+    capsys.readouterr()
+    for name, text, expected in DAMAGED_RUN_FILES:
+        good = (run_dir / name).read_text(encoding="utf-8")
+        (run_dir / name).write_text(text, encoding="utf-8")
+        with pytest.raises(SystemExit) as exit_info:
+            distil.main([*command, "--epochs", "1", "--batch-size", "32"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"error: {run_dir / expected}") and err.endswith(
+            "pass --overwrite to train the run again\n"
+        )
+        (run_dir / name).write_text(good, encoding="utf-8")
+    assert distil.main([*command, "--epochs", "1", "--batch-size", "32"]) == [metrics]
 
 
 def test_cli_debug_shows_the_traceback(tmp_path, data_dir):
