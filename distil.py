@@ -45,8 +45,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from tensorboard.plugins.hparams import summary_v2 as hp  # what hparams.api exports, without its Keras import
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -546,6 +546,7 @@ def train_student(
         data = prepare(cfg, paths, run_dir, splits, train, dev, device)
         fit = start_fit(cfg, run_dir, data, dev)
         record = {**dataclasses.asdict(cfg), "fingerprints": identity}
+        write_hparams_config(Path(paths.out))
         writer = SummaryWriter(str(run_dir), purge_step=fit.global_step() if fit.state["epoch"] else None)
         try:
             while fit.state["epoch"] < cfg.epochs and fit.state["bad_epochs"] < cfg.patience:
@@ -1006,31 +1007,81 @@ def finish_run(
     return metrics
 
 
-HPARAM_FIELDS = ("vocab_size", "alpha", "seed", "max_train")  # the dataset is in the run's path
-HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
+# The HParams table's columns, in this order. The dashboard sorts the declared hyperparameters by name and
+# ticks the first five, so each name starts with its position ("01 teacher"); the headers show the key.
+HPARAM_COLUMNS = {
+    "teacher": "the teacher's short name (ens<n>-<hash>: several; none: the no-teacher baseline)",
+    "size": "student preset, or e<embedding>h<hidden> for a custom size",
+    "vocab_size": "WordPiece vocabulary size",
+    "alpha": "weight of the label loss (1: the baseline)",
+    "seed": "random seed",
+    "temperature": "softmax temperature of the KD loss (-: a baseline)",
+    "kd_loss": "kl or mse (-: a baseline)",
+    "unlabeled": "extra unlabeled texts labelled by the teacher (none, or as in the run's name)",
+    "max_train": "training examples used (all: the whole training split)",
+    "params": "the student's parameters",
+    "embedding_dim": "embedding size",
+    "hidden_dim": "LSTM hidden size per direction",
+    "dataset": "dataset",
+}
+HPARAMS = {
+    key: hp.HParam(f"{position:02d} {key}", display_name=key, description=text)
+    for position, (key, text) in enumerate(HPARAM_COLUMNS.items(), start=1)
+}
+# A run's final numbers, logged once as scalars under a group that sorts after train/ and valid/ (the first
+# screen shows the learning curves) and declared as the HParams table's metrics.
+FINAL_GROUP = "zfinal"
+FINAL_METRICS = {
+    "val_accuracy": "valid accuracy (best epoch)",
+    "test_accuracy": "test accuracy",
+    "test_f1": "test macro F1",
+}
+HPARAMS_CONFIG_SUFFIX = ".hparams-"  # events file of the declaration, at the log root: <suffix><hash8>
 
 
-def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: int) -> None:
-    """The run's settings and results for TensorBoard's HParams tab: teacher by its short name ("none" for
-    a baseline), the actual layer sizes of presets, the parameter count; a baseline's KD settings are "-".
-    The test figures are logged here only (as ``hparam/*`` metrics), not as separate scalars."""
-    values = dataclasses.asdict(cfg)
+def write_hparams_config(log_root: Path) -> None:
+    """Declare the HParams table's columns and metrics once per log root (TensorBoard reads the declaration
+    from the root's run, "."); one written by another version of this program is replaced."""
+    metrics = [hp.Metric(f"{FINAL_GROUP}/{key}", display_name=text) for key, text in FINAL_METRICS.items()]
+    config = hp.hparams_config_pb(list(HPARAMS.values()), metrics, time_created_secs=0)
+    suffix = HPARAMS_CONFIG_SUFFIX + hashlib.sha256(config.SerializeToString()).hexdigest()[:8]
+    if list(log_root.glob(f"events.out.tfevents.*{suffix}")):
+        return
+    older = list(log_root.glob(f"events.out.tfevents.*{HPARAMS_CONFIG_SUFFIX}*"))
+    with SummaryWriter(str(log_root), filename_suffix=suffix) as writer:
+        writer.file_writer.add_summary(config)
+    for path in older:
+        path.unlink(missing_ok=True)
+
+
+def hparam_values(cfg: RunConfig, metrics: dict) -> dict[str, str]:
+    """The run's HParams row, every value a string as in the run's name (TensorBoard prints numbers with five
+    significant digits: 3000 as 3000.0, 146430 as 1.4643e+5); a baseline's KD settings are "-"."""
     baseline = cfg.teacher is None
-    hparam_dict = {
-        **{k: "all" if k == "max_train" and values[k] is None else values[k] for k in HPARAM_FIELDS},
+    return {
         "teacher": "none" if baseline else display_name(metrics["teacher"]),  # ens<n>-<hash>
-        "size": metrics["student_size"],
-        "embedding_dim": metrics["embedding_dim"],
-        "hidden_dim": metrics["hidden_dim"],
-        "params": metrics["params"],
-        "temperature": "-" if baseline else cfg.temperature,
+        "size": cfg.size_label(),
+        "vocab_size": str(cfg.vocab_size),
+        "alpha": f"{cfg.alpha:g}",
+        "seed": str(cfg.seed),
+        "temperature": "-" if baseline else f"{cfg.temperature:g}",
         "kd_loss": "-" if baseline else cfg.kd_loss,
+        "unlabeled": cfg.unlabeled_label() if cfg.unlabeled else "none",
+        "max_train": "all" if cfg.max_train is None else str(cfg.max_train),
+        "params": str(metrics["params"]),
+        "embedding_dim": str(metrics["embedding_dim"]),
+        "hidden_dim": str(metrics["hidden_dim"]),
+        "dataset": cfg.dataset,
     }
-    metric_dict = {f"hparam/{k}": metrics[k] for k in HPARAM_METRICS}
-    for summary in hparams(hparam_dict, metric_dict):
-        writer.file_writer.add_summary(summary)
-    for key, value in metric_dict.items():
-        writer.add_scalar(key, value, epoch)
+
+
+def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, step: int) -> None:
+    """The run's final numbers (``zfinal/*`` scalars, the table's metrics) and its HParams row, named by the
+    run's folder relative to the log root (as TensorBoard names the run)."""
+    for key in FINAL_METRICS:
+        writer.add_scalar(f"{FINAL_GROUP}/{key}", metrics[key], step)
+    row = {HPARAMS[key]: value for key, value in hparam_values(cfg, metrics).items()}
+    writer.file_writer.add_summary(hp.hparams_pb(row, trial_id=f"{cfg.dataset}/{cfg.run_name()}"))
 
 
 def finetune(
@@ -1069,28 +1120,61 @@ def cache_all(
     return logits
 
 
-# The columns a user compares, one row per run (every finished run's metrics.json holds them).
+# The metrics.json keys the summary reads: a finished run's file must hold them to be reused.
 SUMMARY_COLUMNS = (
     "student_size",
     "vocab_size",
     "teacher",
     "alpha",
-    "temperature",
-    "kd_loss",
     "seed",
     "params",
-    "size_bytes",
     "best_epoch",
     "val_accuracy",
     "test_accuracy",
     "test_f1",
     "train_seconds",
+    "run_dir",
 )
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:
-    """One row per run: the columns a user compares."""
-    return pd.DataFrame(results)[list(SUMMARY_COLUMNS)]
+    """One row per run: the columns a user compares (short names) and the run's folder, which names the rest
+    (temperature, KD loss, transfer set, ...)."""
+    return pd.DataFrame(
+        {
+            "size": [r["student_size"] if r["student_size"] != "custom" else size_text(r) for r in results],
+            "vocab": [r["vocab_size"] for r in results],
+            "teacher": [display_name(r["teacher"]) if r["teacher"] else "none" for r in results],
+            "alpha": [r["alpha"] for r in results],
+            "seed": [r["seed"] for r in results],
+            "params": [r["params"] for r in results],
+            "epoch": [r["best_epoch"] for r in results],
+            "val_acc": [r["val_accuracy"] for r in results],
+            "test_acc": [r["test_accuracy"] for r in results],
+            "test_f1": [r["test_f1"] for r in results],
+            "seconds": [r["train_seconds"] for r in results],
+            "run": [r["run_dir"] for r in results],
+        }
+    )
+
+
+def size_text(metrics: dict) -> str:
+    """A custom size as in run names: ``e<embedding>h<hidden>``."""
+    return f"e{metrics['embedding_dim']}h{metrics['hidden_dim']}"
+
+
+def summary_text(results: list[dict], teacher_width: int = 16) -> str:
+    """The summary table as printed after a run, within 100 columns: numbered rows without the test F1 (in
+    metrics.json), then each row's run folder on its own line (it names a teacher cut to teacher_width)."""
+    table = summary_table(results).drop(columns="test_f1")
+    folders = table.pop("run")
+    table.index = range(1, len(table) + 1)
+    table["teacher"] = [t if len(t) <= teacher_width else t[: teacher_width - 1] + "…" for t in table.teacher]
+    text = table.to_string(
+        formatters={"alpha": "{:g}".format, "params": "{:,}".format, "seconds": "{:.0f}".format},
+        float_format="{:.4f}".format,
+    )
+    return "\n".join([text, *(f"{i}  {folder}" for i, folder in zip(table.index, folders))])
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1310,7 +1394,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         train_student(cfg, paths, args.device, args.overwrite, splits=splits)
         for cfg in student_configs(args, teacher)
     ]
-    print(summary_table(results).to_string(index=False))
+    print(summary_text(results))
     return results
 
 
