@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -719,7 +719,9 @@ class Student:
 
         A text without tokens (empty, whitespace-only, only control or zero-width characters) is read as the
         single token [UNK], so it gets a prediction like any other; an item that is not a str (None, bytes,
-        a number) is a TypeError naming its index. A single str counts as a list of one.
+        a number) is a TypeError and a text with a lone surrogate a ValueError, each naming its index. A
+        single str counts as a list of one; texts that are no sequence (a dict, a set, a generator) are a
+        TypeError.
         """
         ids = encode_with(self._tokenize, _check_texts(texts), self.config.max_length, self._unk_id)
         return self.logits_from_ids(ids, batch_size)
@@ -751,16 +753,25 @@ class Student:
         return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()
 
 
-def _check_texts(texts: list[str] | str) -> list[str]:
-    """texts as a list of str: a str is a list of one; TypeError naming the first item that is not a str."""
+def _check_texts(texts: Sequence[str] | str) -> list[str]:
+    """texts as a list of str: a str is a list of one. Anything but a sequence or a 1-D array (a dict, whose
+    keys would be read, a set, a generator) and an item that is not a str are a TypeError; a text that
+    cannot be encoded (a lone surrogate, which the tokenizer rejects) is a ValueError naming its index."""
     if isinstance(texts, str):
         return [texts]
-    if texts is None or not hasattr(texts, "__iter__"):
-        raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
+    if not (isinstance(texts, Sequence) or getattr(texts, "ndim", None) == 1):
+        kind = type(texts).__name__
+        raise TypeError(f"texts must be a str or a sequence of str (list, tuple, 1-D array), not {kind}")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                problem = f"it holds a lone surrogate at character {err.start}"
+                raise ValueError(f"texts[{i}] is not valid UTF-8 text: {problem}") from None
     return texts
 
 
