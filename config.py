@@ -57,33 +57,26 @@ SKLEARN_MODELS = ("tfidf-lr",)  # names `--model` accepts for a scikit-learn tea
 
 @dataclass
 class StudentConfig:
-    """The student's architecture, saved as its folder's config.json (``model.save_student``)."""
+    """The student's architecture, saved as its folder's config.json (``model.save_student``); the bounds
+    keep a config.json from asking for absurd sizes."""
 
-    vocab_size: int
-    embedding_dim: int = 64
-    hidden_dim: int = 128
-    num_layers: int = 1
-    num_labels: int = 2
-    pooling: str = "last"  # "last" (final states of both directions), "max" or "attention"
-    fc_dim: int = 0  # >0 adds a ReLU hidden layer of this width before the output layer
-    dropout: float = 0.2
-    pad_id: int = 0
-    max_length: int = 128  # tokens kept per text
-    size: str | None = None  # preset name if built from one
+    vocab_size: int = setting(help="embedding rows (the tokenizer's size or more)", bounds="[1, 1000000]")
+    embedding_dim: int = setting(64, "embedding size", bounds="[1, 4096]")
+    hidden_dim: int = setting(128, "LSTM hidden size per direction", bounds="[1, 4096]")
+    num_layers: int = setting(1, "stacked BiLSTM layers", bounds="[1, 16]")
+    num_labels: int = setting(2, "classes", bounds="[2, 1000]")
+    pooling: str = setting(
+        "last", "last (final states of both directions), max or attention", choices=POOLINGS
+    )
+    fc_dim: int = setting(0, "width of a ReLU layer before the output (0: none)", bounds="[0, 16384]")
+    dropout: float = setting(0.2, "dropout", bounds="[0, 1)")
+    pad_id: int = setting(0, "padding token id", bounds="[0, inf)")
+    max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
+    size: str | None = setting(None, "preset name if built from one", choices=SIZE_PRESETS)
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_labels < 2:
-            raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
-        if self.fc_dim < 0:
-            raise ValueError(f"fc_dim must be >= 0, got {self.fc_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.pad_id < self.vocab_size:
+        validate_fields(self)
+        if self.pad_id >= self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
 
     @classmethod

@@ -8,6 +8,7 @@ calls too.
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
     python distil.py run       ... (all stages)
     python distil.py predict   "재밌어요" [--student runs/nsmc/<run>/student] (default: the bundled student)
+    python distil.py predict   --input reviews.csv [--text-column review] [--output predictions.jsonl]
 
 Every stage is idempotent: what is already done and valid is reused. The options are generated from the
 settings dataclasses (config.py: the single source of every option, its help, choices and allowed range);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 import augment
+import batch_predict
 import corpus
 import utils
 import vocab
+from card import display_name
 from config import (
     BACKENDS,
     BUNDLED_NAMES,
@@ -170,24 +174,43 @@ def cache_all(
 
 
 def summary_table(results: list[dict]) -> pd.DataFrame:
-    """One row per run: the columns a user compares."""
-    columns = [
-        "student_size",
-        "vocab_size",
-        "teacher",
-        "alpha",
-        "temperature",
-        "kd_loss",
-        "seed",
-        "params",
-        "size_bytes",
-        "best_epoch",
-        "val_accuracy",
-        "test_accuracy",
-        "test_f1",
-        "train_seconds",
-    ]
-    return pd.DataFrame(results)[columns]
+    """One row per run: the columns a user compares (short names) and the run's folder, which names the rest
+    (temperature, KD loss, transfer set, ...)."""
+    return pd.DataFrame(
+        {
+            "size": [r["student_size"] if r["student_size"] != "custom" else size_text(r) for r in results],
+            "vocab": [r["vocab_size"] for r in results],
+            "teacher": [display_name(r["teacher"]) if r["teacher"] else "none" for r in results],
+            "alpha": [r["alpha"] for r in results],
+            "seed": [r["seed"] for r in results],
+            "params": [r["params"] for r in results],
+            "epoch": [r["best_epoch"] for r in results],
+            "val_acc": [r["val_accuracy"] for r in results],
+            "test_acc": [r["test_accuracy"] for r in results],
+            "test_f1": [r["test_f1"] for r in results],
+            "seconds": [r["train_seconds"] for r in results],
+            "run": [r["run_dir"] for r in results],
+        }
+    )
+
+
+def size_text(metrics: dict) -> str:
+    """A custom size as in run names: ``e<embedding>h<hidden>``."""
+    return f"e{metrics['embedding_dim']}h{metrics['hidden_dim']}"
+
+
+def summary_text(results: list[dict], teacher_width: int = 16) -> str:
+    """The summary table as printed after a run, within 100 columns: numbered rows without the test F1 (in
+    metrics.json), then each row's run folder on its own line (it names a teacher cut to teacher_width)."""
+    table = summary_table(results).drop(columns="test_f1")
+    folders = table.pop("run")
+    table.index = range(1, len(table) + 1)
+    table["teacher"] = [t if len(t) <= teacher_width else t[: teacher_width - 1] + "…" for t in table.teacher]
+    text = table.to_string(
+        formatters={"alpha": "{:g}".format, "params": "{:,}".format, "seconds": "{:.0f}".format},
+        float_format="{:.4f}".format,
+    )
+    return "\n".join([text, *(f"{i}  {folder}" for i, folder in zip(table.index, folders))])
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -249,8 +272,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)",
     )
     common_args(p, device="cpu")
-    p.add_argument("texts", nargs="+", help="sentences to classify")
+    predict_arguments(p)
     return parser
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    """predict's sentences, or --input and the options of classifying a file (batch_predict.py)."""
+    p.add_argument("texts", nargs="*", help="sentences to classify (or --input FILE)")
+    p.add_argument(
+        "--input",
+        metavar="FILE",
+        help="classify many texts, streamed in batches: a .txt file or - (stdin) with one text a line, or a "
+        ".csv/.tsv/.jsonl table (its text column); empty texts keep their row, unlabelled, and are counted",
+    )
+    p.add_argument(
+        "--text-column",
+        metavar="NAME",
+        help=f"with a table: its text column (default: the first of {', '.join(batch_predict.TEXT_COLUMNS)})",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="with --input: write a .csv or .jsonl file (atomically) instead of CSV on stdout; the input's "
+        "columns plus label and prob_<label> per class",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="with --input: rows read, classified and written at a time "
+        f"(default {batch_predict.DEFAULT_BATCH_SIZE})",
+    )
 
 
 def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
@@ -330,7 +382,17 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     before torch loads."""
     if args.stage == "predict":
         utils.get_device(args.device)
-        return predict(args.student, args.texts, args.device, args.backend)
+        return predict(
+            args.student,
+            args.texts,
+            args.device,
+            args.backend,
+            input_path=args.input,
+            text_column=args.text_column,
+            output=args.output,
+            batch_size=args.batch_size,
+            quiet=args.quiet,
+        )
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     augment_cfg, teacher_cfg, sklearn_cfg = stage_configs(args)
     utils.get_device(args.device)
@@ -377,7 +439,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         train.train_student(cfg, paths, args.device, args.overwrite, splits=splits)
         for cfg in student_configs(args, teacher)
     ]
-    print(summary_table(results).to_string(index=False))
+    print(summary_text(results))
     return results
 
 
@@ -431,15 +493,84 @@ def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -
     return configs_from_params(options, teacher)[1]
 
 
-def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
-    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
-    the bundled student (``model.bundled_student``)."""
+def predict(
+    student_dir: str | None,
+    texts: list[str],
+    device: str,
+    backend: str,
+    *,
+    input_path: str | None = None,
+    text_column: str | None = None,
+    output: str | None = None,
+    batch_size: int | None = None,
+    quiet: bool = False,
+) -> None:
+    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too), or classify the texts of
+    ``input_path`` (batch_predict.predict_file). Without ``student_dir`` the bundled student
+    (``model.bundled_student``); which student answered goes to stderr (unless ``quiet``)."""
+    check_predict_args(texts, input_path, text_column, output, batch_size)
     from model import Student, bundled_student
 
-    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
-    for text, proba in zip(texts, student.predict_proba(texts)):
-        label = int(proba.argmax())
-        print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+    directory = student_dir or bundled_student()
+    student = Student.from_pretrained(directory, device=device, backend=backend)
+    if not quiet:
+        print(batch_predict.student_line(student, directory, bundled=student_dir is None), file=sys.stderr)
+    if input_path is None:
+        for text, proba in zip(texts, student.predict_proba(texts)):
+            label = int(proba.argmax())
+            print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+        return
+    report = batch_predict.predict_file(
+        student,
+        input_path,
+        output,
+        text_column=text_column,
+        batch_size=batch_size or batch_predict.DEFAULT_BATCH_SIZE,
+        progress=not quiet,
+    )
+    if not quiet or report.empty or report.invalid:
+        print(report.summary() + (f"; written to {output}" if output else ""), file=sys.stderr)
+
+
+def check_predict_args(
+    texts: list[str],
+    input_path: str | None,
+    text_column: str | None,
+    output: str | None,
+    batch_size: int | None,
+) -> None:
+    """predict's one-line errors, before the student loads: sentences or --input (not both, not a file
+    given as a sentence); the file options only with --input."""
+    if input_path is not None:
+        if texts:
+            raise ValueError("give sentences or --input FILE, not both")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        batch_predict.input_format(input_path)
+        batch_predict.output_format(output)
+        batch_predict.check_input_exists(input_path)
+        return
+    if not texts:
+        raise ValueError(
+            "give sentences to classify, or --input FILE (one text a line, or a CSV/TSV/JSONL table)"
+        )
+    given = {"--text-column": text_column, "--output": output, "--batch-size": batch_size}
+    for flag, value in given.items():
+        if value is not None:
+            raise ValueError(f"{flag} needs --input FILE (the file to classify)")
+    for text in texts:
+        if _is_file(text):
+            raise ValueError(
+                f"{text!r} is a file, not a sentence: to classify its lines (or a table's text column) "
+                f"use --input {shlex.quote(text)}"
+            )
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long for a path, or a NUL character
+        return False
 
 
 if __name__ == "__main__":

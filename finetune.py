@@ -333,7 +333,9 @@ def _train(trainer: Trainer, checkpoint: str | None, datasets: dict[str, _Encode
 
 
 def _save(trainer: Trainer, partial: Path, out_dir: Path, info: dict) -> None:
-    """Model, tokenizer and ``teacher.json`` into ``partial/final``, renamed to ``out_dir`` when complete."""
+    """Model, tokenizer and ``teacher.json`` into ``partial/final``, moved to ``out_dir`` when complete
+    (by ``utils.atomic_dir``, which gives the files the umask's modes: the Trainer writes its weights 0600).
+    """
     final = partial / "final"
     if trainer.is_world_process_zero() and final.exists():
         shutil.rmtree(final)  # left by a run killed while saving
@@ -344,15 +346,19 @@ def _save(trainer: Trainer, partial: Path, out_dir: Path, info: dict) -> None:
         )  # called on every rank (sharded set-ups need them all); the main one writes
     if trainer.is_world_process_zero():
         utils.atomic_write_json(final / teachers.TEACHER_INFO, info)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked by _finished)
-        os.replace(final, out_dir)
+        utils.atomic_dir(out_dir, lambda tmp: _move_contents(final, tmp))  # an existing out_dir is empty
         shutil.rmtree(partial)
         logger.info(
             f"teacher saved to {out_dir}: val accuracy {info['val_accuracy']:.4f}, "
             f"test accuracy {info['test_accuracy']}"
         )
     trainer.accelerator.wait_for_everyone()
+
+
+def _move_contents(source: Path, target: Path) -> None:
+    """Move every entry of ``source`` into the existing folder ``target`` (renames, on one file system)."""
+    for entry in source.iterdir():
+        os.replace(entry, target / entry.name)
 
 
 def finetune_teacher(

@@ -1,12 +1,12 @@
-"""Load test of serve.py: a bounded load on 127.0.0.1, one server per micro-batching window.
+"""Load test of serve.py: a bounded load on 127.0.0.1, one server per batching window (--batch-window-ms).
 
     python loadtest.py [--student DIR] [--backend onnx-int8] [--windows-ms 0 2] [--requests 2000]
                        [--time-cap 10] [--repeats 3] [--data-dir DIR] [--out bench_out]
 
 Requests/s, sentences/s and p50/p99 latency for single sentences at concurrency 1/16/64, 64-text requests and
-GET /health as the ceiling, with and without micro-batching (<out>/serve_results.json). Every figure is the
-median over repeats with its spread; rows measured while other processes kept the machine busy, or whose
-repeats disagree, are flagged in a "warning" column.
+GET /health as the ceiling, for each window (<out>/serve_results.json). Every figure is the median over
+repeats with its spread; rows measured while other processes kept the machine busy, or whose repeats
+disagree, are flagged in a "warning" column.
 """
 
 from __future__ import annotations
@@ -41,11 +41,15 @@ OWN_PROCESSES = SERVER_WORKERS + 1  # what the test itself runs: the server's wo
 
 @dataclass
 class LoadTest:
-    """One server per micro-batching window; every scenario runs `repeats` times against each."""
+    """One server per batching window; every scenario runs `repeats` times against each."""
 
     student: str | None = setting(None, "student folder or Hub id; None: serve.py's bundled student")
     backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
-    windows_ms: tuple[float, ...] = setting((0.0, 2.0), "micro-batching windows, one server each (0: off)")
+    windows_ms: tuple[float, ...] = setting(
+        (0.0, 2.0),
+        "serve.py --batch-window-ms values, one server each: how long a request waits for others to join its "
+        "model call (0: no extra wait; requests that arrive while the model runs share its next call anyway)",
+    )
     scenarios: tuple[tuple[str, int, int], ...] = setting(  # not an option of the command line
         (("health", 0, 64), ("single", 1, 1), ("single", 1, 16), ("single", 1, 64), ("batch64", 64, 4)),
         "(name, texts per request (0: GET /health), concurrency)",

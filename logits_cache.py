@@ -135,7 +135,10 @@ def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch:
         for key, value in expected.items():
             if cache.meta.get(key) != value:
                 raise CacheMismatch(f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})")
-        return cache.lookup(df)
+        logits = cache.lookup(df)
+        if not bool(torch.isfinite(logits).all()):  # written before such logits were refused
+            raise CacheMismatch("it holds NaN/Inf logits")
+        return logits
     except CacheMismatch as err:
         if on_mismatch != "rebuild":
             raise CacheMismatch(
@@ -185,6 +188,7 @@ def teacher_logits(
     logits = model.predict_logits(df["text"].tolist(), batch_size=batch_size).float().cpu()
     if len(logits) != len(df):
         raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")
+    _check_finite(logits, df, teacher, f"{dataset}/{split}")
     meta = {
         "format": CACHE_FORMAT,
         "teacher": str(teacher),
@@ -199,6 +203,19 @@ def teacher_logits(
         LogitsCache(df["id"].tolist(), hashes, logits, meta).save(path)
     teachers.barrier()
     return logits
+
+
+def _check_finite(logits: torch.Tensor, df: pd.DataFrame, teacher: str, where: str) -> None:
+    """Refuse (ValueError) logits with NaN or Inf, naming the teacher and the first such row: never cached."""
+    bad = (~torch.isfinite(logits)).any(dim=-1).nonzero().flatten()
+    if len(bad):
+        row = int(bad[0])
+        example = f"id {df['id'].iloc[row]}: {df['text'].iloc[row]!r:.60}"
+        raise ValueError(
+            f"the teacher {teacher} gives NaN/Inf logits for {len(bad):,} of {len(df):,} {where} examples, "
+            f"first row {row} ({example}); not cached: check the teacher (fine-tune it again, e.g. with a "
+            "lower --teacher-lr, or run it in float32)"
+        )
 
 
 def cache_teacher(

@@ -13,7 +13,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import random
+import re
 import shutil
 import time
 import typing
@@ -26,8 +28,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from tensorboard.plugins.hparams import summary_v2 as hp  # what hparams.api exports, without its Keras import
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -169,6 +171,7 @@ def train_student(
         data = prepare(cfg, paths, run_dir, splits, train, dev, device)
         fit = start_fit(cfg, run_dir, data, dev)
         record = {**dataclasses.asdict(cfg), "fingerprints": identity}
+        write_hparams_config(Path(paths.out))
         writer = SummaryWriter(str(run_dir), purge_step=fit.global_step() if fit.state["epoch"] else None)
         try:
             while fit.state["epoch"] < cfg.epochs and fit.state["bad_epochs"] < cfg.patience:
@@ -251,12 +254,7 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
     if overwrite or not config_path.is_file():
         clear_run(run_dir)
         return None
-    try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RunStateError(
-            f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
-        ) from None
+    saved = read_run_json(config_path)
     current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
     changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
     changed += [
@@ -269,8 +267,41 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         )
     if (run_dir / "metrics.json").is_file():
         logger.info(f"{run_dir} is finished: reusing its metrics (pass --overwrite to train again)")
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        return read_run_json(run_dir / "metrics.json", SUMMARY_COLUMNS)
     return None
+
+
+def read_run_json(path: Path, required: typing.Iterable[str] = ()) -> dict:
+    """A run file holding a JSON object with the ``required`` keys; else a one-line RunStateError naming the
+    file and the remedy (--overwrite)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"is unreadable ({utils.one_line(err)})"
+    else:
+        missing = [key for key in required if key not in value] if isinstance(value, dict) else []
+        if isinstance(value, dict) and not missing:
+            return value
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        problem = f"lacks {listed}" if missing else f"holds a {type(value).__name__}, not a JSON object"
+    raise RunStateError(f"{path} {problem}; pass --overwrite to train the run again")
+
+
+# The metrics.json keys the summary reads: a finished run's file must hold them to be reused.
+SUMMARY_COLUMNS = (
+    "student_size",
+    "vocab_size",
+    "teacher",
+    "alpha",
+    "seed",
+    "params",
+    "best_epoch",
+    "val_accuracy",
+    "test_accuracy",
+    "test_f1",
+    "train_seconds",
+    "run_dir",
+)
 
 
 def clear_run(run_dir: Path) -> None:
@@ -529,11 +560,22 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Gene
         random.setstate(payload["python_rng"])
         return payload["state"]
     except Exception as err:  # pickle, zip, key and shape errors alike: one line, no code run
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise RunStateError(
-            f"{path} is corrupt or not a checkpoint of this program ({reason}); "
-            "pass --overwrite to train again"
-        ) from None
+        raise RunStateError(f"{path} {_checkpoint_problem(err)}; pass --overwrite to train again") from None
+
+
+def _checkpoint_problem(err: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a checkpoint, in this program's words (torch's own message
+    spans lines and suggests loading the file unsafely)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "weights_only" in text:
+        named = re.search(r"GLOBAL (\S+)", text)
+        asks = f" (it asks for {named.group(1)})" if named else ""
+        return (
+            f"holds Python objects besides tensors and plain data{asks}: loading them could run arbitrary "
+            "code, so it is refused"
+        )
+    reason = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+    return f"is corrupt or not a checkpoint of this program ({reason})"
 
 
 def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typing.Any]:
@@ -609,28 +651,78 @@ def finish_run(
     return metrics
 
 
-HPARAM_FIELDS = ("vocab_size", "alpha", "seed", "max_train")  # the dataset is in the run's path
-HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
+# The HParams table's columns, in this order. The dashboard sorts the declared hyperparameters by name and
+# ticks the first five, so each name starts with its position ("01 teacher"); the headers show the key.
+HPARAM_COLUMNS = {
+    "teacher": "the teacher's short name (ens<n>-<hash>: several; none: the no-teacher baseline)",
+    "size": "student preset, or e<embedding>h<hidden> for a custom size",
+    "vocab_size": "WordPiece vocabulary size",
+    "alpha": "weight of the label loss (1: the baseline)",
+    "seed": "random seed",
+    "temperature": "softmax temperature of the KD loss (-: a baseline)",
+    "kd_loss": "kl or mse (-: a baseline)",
+    "unlabeled": "extra unlabeled texts labelled by the teacher (none, or as in the run's name)",
+    "max_train": "training examples used (all: the whole training split)",
+    "params": "the student's parameters",
+    "embedding_dim": "embedding size",
+    "hidden_dim": "LSTM hidden size per direction",
+    "dataset": "dataset",
+}
+HPARAMS = {
+    key: hp.HParam(f"{position:02d} {key}", display_name=key, description=text)
+    for position, (key, text) in enumerate(HPARAM_COLUMNS.items(), start=1)
+}
+# A run's final numbers, logged once as scalars under a group that sorts after train/ and valid/ (the first
+# screen shows the learning curves) and declared as the HParams table's metrics.
+FINAL_GROUP = "zfinal"
+FINAL_METRICS = {
+    "val_accuracy": "valid accuracy (best epoch)",
+    "test_accuracy": "test accuracy",
+    "test_f1": "test macro F1",
+}
+HPARAMS_CONFIG_SUFFIX = ".hparams-"  # events file of the declaration, at the log root: <suffix><hash8>
 
 
-def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: int) -> None:
-    """The run's settings and results for TensorBoard's HParams tab: teacher by its short name ("none" for
-    a baseline), the actual layer sizes of presets, the parameter count; a baseline's KD settings are "-".
-    The test figures are logged here only (as ``hparam/*`` metrics), not as separate scalars."""
-    values = dataclasses.asdict(cfg)
+def write_hparams_config(log_root: Path) -> None:
+    """Declare the HParams table's columns and metrics once per log root (TensorBoard reads the declaration
+    from the root's run, "."); one written by another version of this program is replaced."""
+    metrics = [hp.Metric(f"{FINAL_GROUP}/{key}", display_name=text) for key, text in FINAL_METRICS.items()]
+    config = hp.hparams_config_pb(list(HPARAMS.values()), metrics, time_created_secs=0)
+    suffix = HPARAMS_CONFIG_SUFFIX + hashlib.sha256(config.SerializeToString()).hexdigest()[:8]
+    if list(log_root.glob(f"events.out.tfevents.*{suffix}")):
+        return
+    older = list(log_root.glob(f"events.out.tfevents.*{HPARAMS_CONFIG_SUFFIX}*"))
+    with SummaryWriter(str(log_root), filename_suffix=suffix) as writer:
+        writer.file_writer.add_summary(config)
+    for path in older:
+        path.unlink(missing_ok=True)
+
+
+def hparam_values(cfg: RunConfig, metrics: dict) -> dict[str, str]:
+    """The run's HParams row, every value a string as in the run's name (TensorBoard prints numbers with five
+    significant digits: 3000 as 3000.0, 146430 as 1.4643e+5); a baseline's KD settings are "-"."""
     baseline = cfg.teacher is None
-    hparam_dict = {
-        **{k: "all" if k == "max_train" and values[k] is None else values[k] for k in HPARAM_FIELDS},
+    return {
         "teacher": "none" if baseline else display_name(metrics["teacher"]),  # ens<n>-<hash>
-        "size": metrics["student_size"],
-        "embedding_dim": metrics["embedding_dim"],
-        "hidden_dim": metrics["hidden_dim"],
-        "params": metrics["params"],
-        "temperature": "-" if baseline else cfg.temperature,
+        "size": cfg.size_label(),
+        "vocab_size": str(cfg.vocab_size),
+        "alpha": f"{cfg.alpha:g}",
+        "seed": str(cfg.seed),
+        "temperature": "-" if baseline else f"{cfg.temperature:g}",
         "kd_loss": "-" if baseline else cfg.kd_loss,
+        "unlabeled": cfg.unlabeled_label() if cfg.unlabeled else "none",
+        "max_train": "all" if cfg.max_train is None else str(cfg.max_train),
+        "params": str(metrics["params"]),
+        "embedding_dim": str(metrics["embedding_dim"]),
+        "hidden_dim": str(metrics["hidden_dim"]),
+        "dataset": cfg.dataset,
     }
-    metric_dict = {f"hparam/{k}": metrics[k] for k in HPARAM_METRICS}
-    for summary in hparams(hparam_dict, metric_dict):
-        writer.file_writer.add_summary(summary)
-    for key, value in metric_dict.items():
-        writer.add_scalar(key, value, epoch)
+
+
+def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, step: int) -> None:
+    """The run's final numbers (``zfinal/*`` scalars, the table's metrics) and its HParams row, named by the
+    run's folder relative to the log root (as TensorBoard names the run)."""
+    for key in FINAL_METRICS:
+        writer.add_scalar(f"{FINAL_GROUP}/{key}", metrics[key], step)
+    row = {HPARAMS[key]: value for key, value in hparam_values(cfg, metrics).items()}
+    writer.file_writer.add_summary(hp.hparams_pb(row, trial_id=f"{cfg.dataset}/{cfg.run_name()}"))
