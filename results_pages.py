@@ -614,6 +614,7 @@ PAGES: dict[str, tuple[str, str, Callable[[Path, dict], tuple[str, list[str]]]]]
 # pages of results/ written by something else, listed in the index when they are there
 OTHER_PAGES = {
     "ladder.md": "every ladder run grouped over seeds, and the targets (`python ladder.py`)",
+    "paired.md": "each model against TF-IDF+LR on the same examples, with intervals (`python paired.py`)",
     "history.md": "dated record of earlier measurements and how to read them (hand-written)",
 }
 
