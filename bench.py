@@ -95,6 +95,9 @@ class Settings:
     data_dir: str | None = setting(
         None, "folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)"
     )
+    data: str | None = setting(
+        None, "your own reviews instead of NSMC (distil.py --data: a file or folder; columns guessed)"
+    )
     runs: str = setting("runs", "where distil.py wrote its runs")
     out: str = setting("bench_out", "where results go")
     teacher_root: str = setting("teacher_model", "where fine-tuned teachers live")
@@ -262,12 +265,30 @@ def synthetic_reviews(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "text", "label"])
 
 
+def review_splits(data_dir: str | None, data: str | None = None) -> corpus.Splits | None:
+    """The reviews to measure on: --data's (split as distil.py splits them), NSMC's from --data-dir, or None
+    (synthetic reviews)."""
+    if data:
+        return distil.load_splits(distil.DataConfig(data=data))
+    return corpus.load_dataset("nsmc", data_dir=data_dir) if data_dir else None
+
+
+def dataset_name(settings: Settings) -> str:
+    """The dataset whose runs are scored: --data's name, else nsmc."""
+    return distil.DataConfig(data=settings.data).data_name()
+
+
 def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
     """Training texts (for the tokenizers and the cache section), the timed test sentences, and their
     source."""
-    if settings.data_dir:
-        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
-        train, test, source = splits["train"], splits["test"], f"NSMC test reviews ({settings.data_dir})"
+    splits = review_splits(settings.data_dir, settings.data)
+    if splits is not None:
+        where = settings.data or settings.data_dir
+        train, test, source = (
+            splits["train"],
+            splits["test"],
+            f"{dataset_name(settings)} test reviews ({where})",
+        )
     else:
         train, test = (
             synthetic_reviews(20_000, settings.seed),
@@ -748,15 +769,16 @@ def teacher_accuracies(runs: pd.DataFrame, teacher_root: str | Path) -> list[dic
 
 
 def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
-    """Accuracy of each backend on the NSMC test set, for the best run (by validation accuracy) of each
-    size."""
-    if not settings.data_dir or runs.empty:
+    """Accuracy of each backend on the test set (NSMC's, or --data's), for the best run (by validation
+    accuracy) of each size."""
+    splits = review_splits(settings.data_dir, settings.data)
+    if splits is None or runs.empty:
         return []
-    test = corpus.load_dataset("nsmc", data_dir=settings.data_dir)["test"]
+    test = splits["test"]
     if settings.eval_sentences is not None and settings.eval_sentences < len(test):
         test = test.sample(n=settings.eval_sentences, random_state=settings.seed)
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
-    nsmc = runs[runs["dataset"] == "nsmc"]
+    nsmc = runs[runs["dataset"] == dataset_name(settings)]
     best = (
         nsmc.loc[nsmc.groupby(["student_size", "params"])["val_accuracy"].idxmax()]
         if not nsmc.empty
@@ -1015,6 +1037,7 @@ RESULT_COLUMNS = [
     "params",
     "size_bytes",
     *METRICS,
+    "test_within_one",  # labels that are ordered numbers (stars): predicted within one class
     "cpu_sentences_per_s",
     "cpu_batch1_ms",
 ]
@@ -1045,13 +1068,12 @@ def teacher_result(
     max_length: int = 128,
 ) -> dict:
     """A results row for the teacher: accuracy from its cached logits, size from its weights, CPU speed."""
-    from sklearn.metrics import f1_score
-
     import teacher as teachers
 
     model = teachers.load_teacher(teacher, device="cpu", max_length=max_length, root=teacher_root)
     predicted = {split: logits[split].argmax(-1).numpy() for split in ("valid", "test")}
     labels = {split: splits[split]["label"].to_numpy() for split in ("valid", "test")}
+    test = distil.classification_metrics(labels["test"], predicted["test"], corpus.label_names(splits))
     row = dict.fromkeys(RESULT_COLUMNS) | {
         "run_dir": str(teacher),
         "kind": "teacher",
@@ -1060,8 +1082,9 @@ def teacher_result(
         "params": model.num_parameters(),
         "size_bytes": model.size_bytes(),
         "val_accuracy": float((predicted["valid"] == labels["valid"]).mean()),
-        "test_accuracy": float((predicted["test"] == labels["test"]).mean()),
-        "test_f1": float(f1_score(labels["test"], predicted["test"], average="macro")),
+        "test_accuracy": test["accuracy"],
+        "test_f1": test["f1"],
+        "test_within_one": test.get("within_one"),
     }
     return row | cpu_speed(lambda batch: model.predict_logits(batch, show_progress=False), texts, repeats=1)
 
@@ -1104,6 +1127,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "params": f"{int(t['params']):,}",
                 "size": human_bytes(t["size_bytes"]),
                 "test acc (%)": f"{100 * t['test_accuracy']:.2f}",
+                "within one (%)": percent_or_dash(t.get("test_within_one")),
                 "seeds": 1,
                 "CPU sentences/s": round(t["cpu_sentences_per_s"]),
             }
@@ -1126,25 +1150,20 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "size": human_bytes(part["size_bytes"].iloc[0]),
                 "test acc (%)": f"{100 * group['test_accuracy_mean']:.2f}"
                 + (f" ± {100 * std:.2f}" if std else ""),
+                "within one (%)": percent_or_dash(part["test_within_one"].mean()),
                 "seeds": group["seeds"],
                 "CPU sentences/s": round(part["cpu_sentences_per_s"].mean()),
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "model",
-            "vocab",
-            "teacher",
-            "alpha",
-            "transfer set",
-            "params",
-            "size",
-            "test acc (%)",
-            "seeds",
-            "CPU sentences/s",
-        ],
-    )
+    columns = ["model", "vocab", "teacher", "alpha", "transfer set", "params", "size", "test acc (%)"]
+    if frame["test_within_one"].notna().any():  # labels that are ordered numbers (stars)
+        columns.append("within one (%)")
+    return pd.DataFrame(rows, columns=[*columns, "seeds", "CPU sentences/s"])
+
+
+def percent_or_dash(share: float | None) -> str:
+    """A share in percent with two decimals; "–" when missing (NaN)."""
+    return "–" if share is None or pd.isna(share) else f"{100 * share:.2f}"
 
 
 def plot_results(frame: pd.DataFrame, path: str | Path | None = None):
@@ -1179,6 +1198,7 @@ class LoadTest:
     repeats: int = 3
     out: str = "bench_out"
     data_dir: str | None = None  # NSMC test reviews from here, else synthetic reviews
+    data: str | None = None  # or the test reviews of your own data (distil.py --data)
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.repeats < 1 or self.time_cap_s <= 0:
@@ -1358,8 +1378,9 @@ def serve_load_test(load: LoadTest) -> dict:
     """Every scenario against one server per window; prints the table and writes <out>/serve_results.json."""
     out = Path(load.out)
     out.mkdir(parents=True, exist_ok=True)
-    if load.data_dir:
-        texts = corpus.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
+    splits = review_splits(load.data_dir, load.data)
+    if splits is not None:
+        texts = splits["test"]["text"].tolist()[:4096]
     else:
         texts = synthetic_reviews(1024, seed=0)["text"].tolist()
     single = [json.dumps({"text": t}).encode() for t in texts]
@@ -1425,6 +1446,7 @@ def serve_main(argv: list[str]) -> dict:
     )
     parser.add_argument("--repeats", type=int, default=3, help="passes per scenario (default: %(default)s)")
     parser.add_argument("--data-dir", help="NSMC folder with test reviews (default: the sample in models/)")
+    parser.add_argument("--data", help="or your own reviews (distil.py --data: a file or folder)")
     parser.add_argument("--out", default="bench_out", help="for serve_results.json (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -1437,6 +1459,7 @@ def serve_main(argv: list[str]) -> dict:
             repeats=args.repeats,
             out=args.out,
             data_dir=args.data_dir,
+            data=args.data,
         )
         # a missing or broken student fails here, before a server starts
         Student.from_pretrained(load.student or bundled_student(), backend=load.backend)
@@ -1633,9 +1656,10 @@ def measure_peers(
 
 
 def peer_data(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All train and test rows for the peers: NSMC's (the students' split) with --data-dir, else synthetic."""
-    if settings.data_dir:
-        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
+    """All train and test rows for the peers: NSMC's with --data-dir or --data's (the students' split), else
+    synthetic."""
+    splits = review_splits(settings.data_dir, settings.data)
+    if splits is not None:
         return splits["train"], splits["test"]
     return synthetic_reviews(20_000, settings.seed), synthetic_reviews(5_000, settings.seed + 2)
 

@@ -49,6 +49,7 @@ from transformers import get_scheduler
 import augment
 import corpus
 import logits_cache
+import reader
 import settings
 import teacher as teachers
 import utils
@@ -96,7 +97,24 @@ SCHEDULERS = (
 class DataConfig:
     """Which examples are used: shared by the teacher stage and every student of a grid."""
 
-    dataset: str = setting("nsmc", "dataset", choices=corpus.DATASET_NAMES)
+    dataset: str = setting("nsmc", "built-in dataset (--data replaces it)", choices=corpus.DATASET_NAMES)
+    data: str | None = setting(
+        None,
+        "your own reviews: a CSV, TSV, JSON Lines or Parquet file, a folder of train/valid/test files or a "
+        "datasets save_to_disk folder (split by a hash of each row's id, or text, unless it has the splits)",
+    )
+    text_column: str | None = setting(
+        None, f"--data's text column (default: the first of {', '.join(reader.GUESSES['text'])})"
+    )
+    label_column: str | None = setting(
+        None, f"--data's label column (default: the first of {', '.join(reader.GUESSES['label'])})"
+    )
+    id_column: str | None = setting(None, "--data's id column (default: id if there is one, else the text)")
+    labels: tuple[str, ...] | None = setting(
+        None,
+        "--data's label names in the order of their ids, e.g. 부정 긍정 (default: the labels found, sorted, "
+        "numbers numerically)",
+    )
     max_train: int | None = setting(
         None, "train on a random subset of this many training examples", bounds="[1, inf)"
     )
@@ -107,15 +125,41 @@ class DataConfig:
     skip_bad_rows: bool = setting(False, "skip (and count) malformed rows instead of stopping")
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, Path):
+            self.data = str(self.data)
+        if isinstance(self.labels, (list, tuple)):  # numbers in the notebook's PARAMS are names too
+            self.labels = tuple(str(name) for name in self.labels)
         validate_fields(self)
         if self.valid_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"valid_fraction + test_fraction must be < 1: {self.valid_fraction} + {self.test_fraction}"
             )
+        self._check_data_options()
+
+    def _check_data_options(self) -> None:
+        """--data replaces --dataset; the column and label options read --data only; two labels at least."""
+        given = [f for f in ("text_column", "label_column", "id_column", "labels") if getattr(self, f)]
+        if self.data is None and given:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ValueError(f"{flags} describe --data (your own file): pass --data PATH, or leave them out")
+        if self.data is not None and self.dataset != _default(DataConfig, "dataset"):
+            raise ValueError(f"--dataset {self.dataset} and --data {self.data}: give one of them")
+        if self.labels is not None and (len(self.labels) < 2 or len(set(self.labels)) < len(self.labels)):
+            raise ValueError(f"labels (--labels) must be two or more distinct names, got {list(self.labels)}")
 
     def data_config(self) -> DataConfig:
         """Just the data settings (e.g. of a RunConfig)."""
         return DataConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataConfig)})
+
+    def data_name(self) -> str:
+        """The name runs, tokenizers, teachers and caches are filed under: the dataset, or --data's file stem
+        (or folder name)."""
+        return corpus.data_name(self.data) if self.data else self.dataset
+
+    def read_settings(self) -> corpus.ReadSettings:
+        """How --data is read: its columns and labels."""
+        columns = (self.text_column, self.label_column, self.id_column)
+        return corpus.ReadSettings(reader.Layout(), *columns, labels=self.labels)
 
 
 # Settings a baseline (alpha = 1) leaves at their defaults: it learns from the labels only.
@@ -284,9 +328,11 @@ class RunConfig(DataConfig):
         }
 
 
-# Shown in the readable part of a run's name (the dataset is its parent folder); the rest go into the hash.
+# Shown in the readable part of a run's name (the dataset or --data's name is its parent folder); the rest go
+# into the hash.
 NAMED_FIELDS = {
     "dataset",
+    "data",
     "teacher",
     "vocab_size",
     "size",
@@ -462,6 +508,22 @@ def bucket_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: typing.Sequence[str]) -> dict:
+    """Accuracy, macro F1, F1 per class (by name), the confusion matrix (rows: true class) and, for labels
+    that are ordered numbers (stars), the share predicted within one class of the truth."""
+    ids = list(range(len(names)))
+    per_class = f1_score(labels, preds, labels=ids, average=None, zero_division=0)
+    metrics = {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1": float(f1_score(labels, preds, average="macro")),
+        "f1_per_class": {name: round(float(f1), 6) for name, f1 in zip(names, per_class)},
+        "confusion_matrix": confusion_matrix(labels, preds, labels=ids).tolist(),
+    }
+    if corpus.is_ordinal(names):
+        metrics["within_one"] = float(np.mean(np.abs(np.asarray(labels) - np.asarray(preds)) <= 1))
+    return metrics
+
+
 @torch.inference_mode()
 def evaluate(
     model: BiLSTMClassifier,
@@ -470,7 +532,7 @@ def evaluate(
     device: torch.device,
     batch_size: int = 512,
 ) -> dict:
-    """Accuracy, macro F1, mean CE loss and confusion matrix on encoded examples."""
+    """``classification_metrics`` (with the model's label names) and the mean CE loss on encoded examples."""
     model.eval()
     order = np.argsort([len(s) for s in sequences], kind="stable")
     preds = np.empty(len(sequences), dtype=np.int64)
@@ -482,12 +544,8 @@ def evaluate(
         loss += F.cross_entropy(logits, torch.as_tensor(labels[idx], device=device), reduction="sum").item()
         preds[idx] = logits.argmax(-1).cpu().numpy()
     return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "f1": float(f1_score(labels, preds, average="macro")),
+        **classification_metrics(labels, preds, model.config.label_names()),
         "loss": loss / len(sequences),
-        "confusion_matrix": confusion_matrix(
-            labels, preds, labels=list(range(model.config.num_labels))
-        ).tolist(),
     }
 
 
@@ -529,7 +587,7 @@ def train_student(
     splits = splits if splits is not None else load_splits(cfg, paths)
     train = training_rows(cfg, splits)
     identity = run_identity(cfg, paths, splits, train)
-    run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
+    run_dir = Path(paths.out) / cfg.data_name() / cfg.run_name()
     for folder in (Path(paths.out), run_dir.parent):  # temporaries left by runs killed mid-write
         utils.remove_stale_temporaries(folder)
     with run_lock(run_dir):
@@ -553,18 +611,19 @@ def train_student(
             writer.close()
 
 
-def load_splits(cfg: DataConfig, paths: Paths | None = None) -> dict[str, pd.DataFrame]:
-    """The train/valid/test splits of the data settings (load them once for a whole grid)."""
+def load_splits(cfg: DataConfig, paths: Paths | None = None) -> corpus.Splits:
+    """The train/valid/test splits of the data settings and their label names (load them once for a whole
+    grid): --data's file or folder, else the built-in dataset (from --data-dir, or downloaded)."""
     paths = paths or Paths()
-    return corpus.load_dataset(
-        cfg.dataset,
-        paths.data_dir,
-        paths.data_root,
-        cfg.valid_fraction,
-        cfg.test_fraction,
-        cfg.skip_bad_rows,
-        cfg.max_train,
+    options = dict(
+        valid_fraction=cfg.valid_fraction,
+        test_fraction=cfg.test_fraction,
+        skip_bad_rows=cfg.skip_bad_rows,
+        max_train=cfg.max_train,
     )
+    if cfg.data:
+        return corpus.load_file(cfg.data, cfg.read_settings(), **options)
+    return corpus.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, **options)
 
 
 def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -576,15 +635,17 @@ def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFra
 
 
 def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], train: pd.DataFrame) -> dict:
-    """Fingerprints of what a run learns from: its examples (ids and texts of every split, and the unlabeled
-    text) and its teacher's files (config and weights; a student teacher's too). None without a teacher."""
+    """Fingerprints of what a run learns from: its examples (ids, texts and labels of every split, the label
+    names, and the unlabeled text) and its teacher's files (config and weights; a student teacher's too; None
+    without a teacher). A teacher that predicts other labels than the data's is refused here."""
+    labels = corpus.label_names(splits)
     digest = hashlib.sha256()
     for name, df in [*splits.items(), ("train+unlabeled", train)]:
-        digest.update(f"{name}:{corpus.data_fingerprint(df)}\n".encode())
-    prints = [
-        teachers.teacher_fingerprint(teachers.resolve_teacher(member, paths.teacher_root))
-        for member in cfg.teacher_members()
-    ]
+        digest.update(f"{name}:{corpus.data_fingerprint(df, labels)}\n".encode())
+    resolved = [teachers.resolve_teacher(member, paths.teacher_root) for member in cfg.teacher_members()]
+    for member in resolved:
+        teachers.check_labels(member, labels)
+    prints = [teachers.teacher_fingerprint(member) for member in resolved]
     teacher = None if not prints else prints[0] if len(prints) == 1 else prints  # an ensemble: every member
     return {"data": digest.hexdigest(), "teacher": teacher}
 
@@ -664,6 +725,7 @@ class Prepared:
     teacher_train: torch.Tensor | None  # teacher logits aligned with the training rows
     valid_seqs: list[list[int]]
     valid_labels: np.ndarray
+    labels: tuple[str, ...]  # the label names of the label ids
 
 
 def prepare(
@@ -686,11 +748,13 @@ def prepare(
                 f"{tokenizer_dir} is corrupt ({type(err).__name__}); pass --overwrite"
             ) from None
     else:
-        tokenizer = vocab.get_tokenizer(splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root)
+        tokenizer = vocab.get_tokenizer(
+            splits["train"], cfg.vocab_size, cfg.data_name(), paths.tokenizer_root
+        )
         utils.atomic_dir(tokenizer_dir, lambda tmp: vocab.save_tokenizer_files(tokenizer, tmp))
-    teacher_train = None
+    teacher_train, labels = None, corpus.label_names(splits)
     if cfg.teacher is not None and cfg.alpha < 1.0:
-        teacher_train = teacher_logits_for(cfg, paths, train, device).to(dev)
+        teacher_train = teacher_logits_for(cfg, paths, train, device, labels).to(dev)
     train_seqs = encode(tokenizer, train["text"].tolist(), cfg.max_length)
     return Prepared(
         tokenizer=tokenizer,
@@ -700,10 +764,13 @@ def prepare(
         teacher_train=teacher_train,
         valid_seqs=encode(tokenizer, splits["valid"]["text"].tolist(), cfg.max_length),
         valid_labels=splits["valid"]["label"].to_numpy(),
+        labels=labels,
     )
 
 
-def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str) -> torch.Tensor:
+def teacher_logits_for(
+    cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str, labels: typing.Sequence[str]
+) -> torch.Tensor:
     """Cached teacher logits (an ensemble's weighted mean) aligned with the training rows: the labelled rows
     and each unlabeled file (``training_rows`` order) are separate cache splits."""
     n_labelled = int((train["label"] >= 0).sum())
@@ -712,14 +779,17 @@ def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device
         n = len(corpus.read_unlabeled(path))
         start = sum(len(df) for _, df in chunks)
         chunks.append((teachers.unlabeled_split(path), train.iloc[start : start + n]))
-    return torch.cat([ensemble_logits(cfg, paths, df, split, device) for split, df in chunks])
+    return torch.cat([ensemble_logits(cfg, paths, df, split, device, labels) for split, df in chunks])
 
 
-def ensemble_logits(cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str) -> torch.Tensor:
-    """The run's teacher logits of ``df`` from the cache(s): one teacher's, or an ensemble's weighted mean."""
+def ensemble_logits(
+    cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str, labels: typing.Sequence[str]
+) -> torch.Tensor:
+    """The run's teacher logits of ``df`` from the cache(s): one teacher's, or an ensemble's weighted mean;
+    every teacher and cache must predict ``labels``."""
     options = dict(teacher_root=paths.teacher_root, device=device, max_length=cfg.teacher_max_length)
-    members = cfg.teacher_members()
-    return teachers.ensemble_logits(members, df, cfg.dataset, split, cfg.teacher_weights, **options)
+    members, name = cfg.teacher_members(), cfg.data_name()
+    return teachers.ensemble_logits(members, df, name, split, cfg.teacher_weights, labels=labels, **options)
 
 
 def ensemble_accuracy(cfg: RunConfig, paths: Paths, splits: dict, device: str) -> dict:
@@ -728,7 +798,7 @@ def ensemble_accuracy(cfg: RunConfig, paths: Paths, splits: dict, device: str) -
         return {}
     result = {}
     for split in ("valid", "test"):
-        logits = ensemble_logits(cfg, paths, splits[split], split, device)
+        logits = ensemble_logits(cfg, paths, splits[split], split, device, corpus.label_names(splits))
         result[f"teacher_{'val' if split == 'valid' else split}_accuracy"] = teachers.accuracy(
             logits, splits[split]
         )
@@ -757,7 +827,11 @@ class Fit:
 
 def start_fit(cfg: RunConfig, run_dir: Path, data: Prepared, dev: torch.device) -> Fit:
     """A fresh model and optimizer, or the state after the last finished epoch from checkpoint.pt."""
-    model = BiLSTMClassifier(cfg.student_config()).to(dev)
+    labels = dict(enumerate(data.labels))
+    model = BiLSTMClassifier(
+        dataclasses.replace(cfg.student_config(), num_labels=len(labels), id2label=labels)
+    )
+    model = model.to(dev)
     logger.info(f"student {cfg.run_name()}: {count_parameters(model):,} parameters on {dev}")
     steps_per_epoch = -(-len(data.train_seqs) // cfg.batch_size)
     optimizer = make_optimizer(cfg, model)
@@ -828,13 +902,12 @@ def end_epoch(
     state, epoch = fit.state, fit.state["epoch"] + 1
     state["train_seconds"] += time.perf_counter() - start
     val = evaluate(fit.model, data.valid_seqs, data.valid_labels, data.train_labels.device)
-    for name in ("accuracy", "f1", "loss"):  # on the global step, the x axis of the train curves
-        writer.add_scalar(f"valid/{name}", val[name], fit.global_step() + fit.steps_per_epoch)
-    writer.flush()
+    write_valid_scalars(writer, val, fit.global_step() + fit.steps_per_epoch)
     state["epoch"] = epoch
     seconds = time.perf_counter() - start
     state["history"].append(
         {"epoch": epoch, "val_accuracy": val["accuracy"], "val_f1": val["f1"], "seconds": seconds}
+        | ({"val_within_one": val["within_one"]} if "within_one" in val else {})
     )
     if val["accuracy"] > state["best_accuracy"]:
         state.update(best_accuracy=val["accuracy"], best_f1=val["f1"], best_epoch=epoch, bad_epochs=0)
@@ -850,6 +923,17 @@ def end_epoch(
         utils.atomic_write_json(run_dir / CONFIG_JSON, record)
     save_checkpoint(run_dir / "checkpoint.pt", fit.model, fit.optimizer, fit.scheduler, fit.rng, state)
     logger.info(f"epoch {epoch}: val accuracy {val['accuracy']:.4f}, f1 {val['f1']:.4f} ({seconds:.1f}s)")
+
+
+def write_valid_scalars(writer: SummaryWriter, val: dict, step: int) -> None:
+    """Validation accuracy, macro F1 and loss on the global step (the x axis of the train curves); with more
+    than two classes also the F1 of each class and, for ordered numbers (stars), the within-one accuracy."""
+    scalars = {name: val[name] for name in ("accuracy", "f1", "loss", "within_one") if name in val}
+    if len(val["f1_per_class"]) > 2:
+        scalars |= {f"f1/{name}": f1 for name, f1 in val["f1_per_class"].items()}
+    for name, value in scalars.items():
+        writer.add_scalar(f"valid/{name}", value, step)
+    writer.flush()
 
 
 def save_best(model: BiLSTMClassifier, tokenizer: typing.Any, directory: Path, extra: dict) -> None:
@@ -933,7 +1017,8 @@ def finish_run(
     test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
     test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
     metrics = {
-        "dataset": cfg.dataset,
+        "dataset": cfg.data_name(),
+        "labels": model.config.label_names(),
         "teacher": cfg.teacher if isinstance(cfg.teacher, str | None) else cfg.teacher_label(),
         "vocab_size": cfg.vocab_size,
         "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
@@ -959,6 +1044,8 @@ def finish_run(
         "test_accuracy": test["accuracy"],
         "test_f1": test["f1"],
         "test_confusion_matrix": test["confusion_matrix"],
+        "test_f1_per_class": test["f1_per_class"],
+        **({"test_within_one": test["within_one"]} if "within_one" in test else {}),
         "train_seconds": round(state["train_seconds"], 2),
         "seconds_per_epoch": round(state["train_seconds"] / max(state["epoch"], 1), 2),
         "device": str(dev),
@@ -972,8 +1059,9 @@ def finish_run(
     }
     write_hparams(writer, cfg, metrics, fit.global_step())
     utils.atomic_write_json(run_dir / "metrics.json", metrics)
+    within = f", within one class {test['within_one']:.4f}" if "within_one" in test else ""
     logger.info(
-        f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f} "
+        f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f}{within} "
         f"(best epoch {state['best_epoch']})"
     )
     return metrics
@@ -1058,9 +1146,11 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
         "val_accuracy",
         "test_accuracy",
         "test_f1",
+        "test_within_one",  # labels that are ordered numbers (stars) only
         "train_seconds",
     ]
-    return pd.DataFrame(results)[columns]
+    frame = pd.DataFrame(results)
+    return frame[[c for c in columns if c in frame]]
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1109,7 +1199,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(p, DataConfig)
         common_args(p)
         stage_arguments(p, stage)
-    p = sub.add_parser("predict", help="classify sentences with a trained student")
+    p = sub.add_parser(
+        "predict", help="classify sentences with a trained student, or score it on --data's test split"
+    )
     p.add_argument(
         "--student",
         help="student directory (runs/<dataset>/<run>/student; default: the best bundled student, "
@@ -1121,8 +1213,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)",
     )
+    add_arguments(p, DataConfig, skip=["dataset", "max_train"])
     common_args(p, device="cpu")
-    p.add_argument("texts", nargs="+", help="sentences to classify")
+    p.add_argument("texts", nargs="*", help="sentences to classify (none: score the student on --data)")
     return parser
 
 
@@ -1191,7 +1284,9 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     """Run the chosen stage (and the ones before it); every setting is checked before any work starts."""
     utils.get_device(args.device)
     if args.stage == "predict":
-        return predict(args.student, args.texts, args.device, args.backend)
+        if args.texts or not args.data:
+            return predict(args.student, args.texts, args.device, args.backend)
+        return [score_student(args.student, from_args(DataConfig, args), args.device, args.backend)]
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
     if args.stage == "augment" or getattr(args, "augment", False):
@@ -1205,28 +1300,28 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
             "--augment: the augmented texts are learnt from a teacher; give --teacher or --finetune"
         )
     student_configs(args, members)
-    splits = load_splits(data, paths)
-    for name, df in splits.items():
-        print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
+    splits, name = load_splits(data, paths), data.data_name()
+    for split, df in splits.items():
+        print(f"{name} {split}: {len(df):,} examples, {label_shares(df, splits.labels)}")
     if args.stage in ("tokenizer", "run"):
         for vocab_size in args.vocab_size:
-            vocab.get_tokenizer(splits["train"], vocab_size, data.dataset, paths.tokenizer_root)
+            vocab.get_tokenizer(splits["train"], vocab_size, name, paths.tokenizer_root)
     if args.stage == "augment":
         augment.augment_dataset(config, splits, args.augment_out)
         return None
     if getattr(args, "augment", False):
-        augmented = augment.augmented_file(config, splits, paths.data_root, data.dataset)
+        augmented = augment.augmented_file(config, splits, paths.data_root, name)
         args.unlabeled = [*(args.unlabeled or []), str(augmented)]
     if args.stage in ("download", "tokenizer"):
         return None
     teacher = list(getattr(args, "teacher", None) or [])
     if getattr(args, "model", None):
-        teacher.append(str(make_teacher(args, splits, data.dataset, paths)))
+        teacher.append(str(make_teacher(args, splits, name, paths)))
     if teacher and args.stage in ("teacher", "cache", "run"):
         cache_all(
             teacher,
             splits,
-            data.dataset,
+            name,
             paths,
             device=args.device,
             batch_size=args.teacher_batch_size,
@@ -1284,10 +1379,46 @@ def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -
 def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
     """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
     the bundled student (``model.bundled_student``)."""
+    if not texts:
+        raise ValueError(
+            "predict: give sentences to classify, or --data to score the student on its test split"
+        )
     student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
     for text, proba in zip(texts, student.predict_proba(texts)):
         label = int(proba.argmax())
         print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+
+
+def score_student(student_dir: str | None, data: DataConfig, device: str, backend: str) -> dict:
+    """``classification_metrics`` of a student on the test split of ``data`` (split as for training), printed
+    with the F1 of each class and the confusion matrix; a student of other labels is refused."""
+    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
+    splits = load_splits(data)
+    if sorted(student.labels) != sorted(splits.labels):
+        raise ValueError(
+            f"the student predicts {' / '.join(student.labels)}, but {data.data} has the labels "
+            f"{' / '.join(splits.labels)}: score it on data with its labels"
+        )
+    test, index = splits["test"], {name: i for i, name in enumerate(splits.labels)}
+    predicted = [index[name] for name in student.predict_labels(test["text"].tolist())]
+    metrics = classification_metrics(test["label"].to_numpy(), np.array(predicted), splits.labels)
+    within = f", within one class {metrics['within_one']:.4f}" if "within_one" in metrics else ""
+    print(
+        f"{data.data_name()} test: {len(test):,} examples, accuracy {metrics['accuracy']:.4f}, "
+        f"macro F1 {metrics['f1']:.4f}{within}"
+    )
+    print("F1 per class: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["f1_per_class"].items()))
+    matrix = pd.DataFrame(metrics["confusion_matrix"], index=splits.labels, columns=splits.labels)
+    print(f"confusion matrix (rows: true, columns: predicted):\n{matrix.to_string()}")
+    return metrics
+
+
+def label_shares(df: pd.DataFrame, labels: typing.Sequence[str]) -> str:
+    """``"49.8% positive"`` for the built-in labels, else each label's share."""
+    shares = df["label"].value_counts(normalize=True)
+    if tuple(labels) == corpus.BINARY_LABELS:
+        return f"{shares.get(1, 0.0):.1%} positive"
+    return ", ".join(f"{name} {shares.get(i, 0.0):.1%}" for i, name in enumerate(labels))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
+from corpus import default_labels
 from utils import CorruptFileError, atomic_dir, atomic_save, one_line
 from vocab import save_tokenizer_files
 
@@ -54,7 +55,6 @@ STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_typ
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
-LABEL_NAMES = ("negative", "positive")  # class names of two-class models (students and fine-tuned teachers)
 
 # -----------------------------------------------------------------------------
 # config and model
@@ -73,6 +73,7 @@ class StudentConfig:
     pad_id: int = 0
     max_length: int = 128  # tokens kept per text
     size: str | None = None  # preset name if built from one
+    id2label: dict[int, str] | None = None  # the label names (config.json's "id2label"); None: default_labels
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -88,6 +89,16 @@ class StudentConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
+        if self.id2label is not None:  # JSON keys are strings
+            self.id2label = {int(i): str(name) for i, name in self.id2label.items()}
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ValueError(f"id2label needs the ids 0..{self.num_labels - 1}, got {self.id2label}")
+
+    def label_names(self) -> list[str]:
+        """The class names in id order: id2label's, else ``corpus.default_labels``."""
+        if self.id2label is None:
+            return list(default_labels(self.num_labels))
+        return [self.id2label[i] for i in range(self.num_labels)]
 
     @classmethod
     def from_size(cls, size: str, vocab_size: int, **overrides) -> StudentConfig:
@@ -314,6 +325,11 @@ def load_student(
     return model.to(device).eval(), tokenizer
 
 
+def student_labels(directory: str | Path) -> list[str]:
+    """The label names of a saved student (its config.json's ``id2label``)."""
+    return _read_config(Path(directory) / CONFIG_NAME).label_names()
+
+
 def _read_config(path: Path) -> StudentConfig:
     """The StudentConfig in a student's config.json; CorruptFileError if it cannot be read as one."""
     try:
@@ -469,8 +485,7 @@ class Student:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = model.config
-        n = self.config.num_labels
-        self.labels: list[str] = list(LABEL_NAMES) if n == 2 else [str(i) for i in range(n)]
+        self.labels: list[str] = self.config.label_names()  # the columns of predict_proba
         self._tokenize = clean_backend(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
@@ -594,7 +609,7 @@ class Student:
         return logits
 
     def predict_proba(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities [N, num_labels] (float32)."""
+        """Class probabilities [N, num_labels] (float32), columns in the order of ``self.labels``."""
         return torch.softmax(torch.from_numpy(self.predict_logits(texts, batch_size)), dim=-1).numpy()
 
     def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[int] | int:
@@ -602,6 +617,12 @@ class Student:
         if isinstance(texts, str):
             return self.predict([texts], batch_size)[0]
         return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()
+
+    def predict_labels(self, texts: list[str] | str, batch_size: int = 64) -> list[str] | str:
+        """Predicted label names (``self.labels``: 부정 / 긍정, 1-5, ...); a single string gives one name."""
+        if isinstance(texts, str):
+            return self.labels[self.predict(texts, batch_size)]
+        return [self.labels[i] for i in self.predict(texts, batch_size)]
 
 
 def _check_texts(texts: list[str] | str) -> list[str]:
@@ -794,8 +815,10 @@ def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]
             per_epoch = f" ({metrics['n_transfer']:,} rows per epoch)" if metrics.get("n_transfer") else ""
             unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`{per_epoch}"
         rows.append(("data", f"{dataset}: {metrics.get('n_train', 0):,} training examples{unlabeled}"))
-        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f})"
-        rows.append(("test accuracy", f"{accuracy} on the {dataset} test split as used by DistilKoBiLSTM"))
+        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f}"
+        if metrics.get("test_within_one") is not None:
+            accuracy += f", within one class {100 * metrics['test_within_one']:.2f} %"
+        rows.append(("test accuracy", f"{accuracy}) on the {dataset} test split as used by DistilKoBiLSTM"))
     sizes = [f"{4 * params / 1e6:.2f} MB float32 weights (model.safetensors)"]
     if int8_bytes:
         sizes.append(f"{int8_bytes / 1e6:.2f} MB int8 ONNX graph (onnx/model-int8.onnx)")
@@ -808,6 +831,7 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
     name, rows = student_name(student), _card_rows(student, int8_bytes)
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     where = repo_id or "path/to/this/folder"
+    columns, labels = ", ".join(f"p({label})" for label in student.labels), ", ".join(student.labels)
     return f"""---
 {_card_metadata(student, name, repo_id)}
 ---
@@ -830,10 +854,11 @@ project's `model.py` (torch, transformers, tokenizers, onnxruntime and huggingfa
 from model import Student
 
 student = Student.from_pretrained("{where}", backend="onnx-int8")  # or "torch", "onnx"
-student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[p(negative), p(positive)], ...]
+student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[{columns}], ...]
+student.predict_labels(["정말 재밌어요", "시간 아까움"])  # the predicted label names
 ```
 
 Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
-the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits` [batch, 2]
-(negative, positive).
+the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits`
+[batch, {len(student.labels)}] ({labels}; config.json's `id2label`).
 """

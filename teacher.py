@@ -66,7 +66,7 @@ from transformers.utils import logging as hf_logging
 import corpus
 import logits_cache
 import utils
-from model import LABEL_NAMES, Student, count_parameters, display_name, is_student_dir
+from model import Student, count_parameters, display_name, is_student_dir, student_labels
 from settings import setting, validate_fields
 
 logger = utils.logger
@@ -482,18 +482,22 @@ def _input_names(model: PreTrainedModel, config: PretrainedConfig) -> tuple[str,
 
 
 def load_classifier(
-    model_dir: str | Path, max_length: int = 128, num_labels: int | None = None
+    model_dir: str | Path,
+    max_length: int = 128,
+    num_labels: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> tuple[PreTrainedModel, TextEncoder]:
     """A float32 sequence classifier (CPU) and its ``TextEncoder``, with every architecture quirk handled.
 
-    ``num_labels`` given: a fresh classification head for fine-tuning (labels ``negative``/``positive``).
+    ``num_labels`` given: a fresh classification head for fine-tuning, its ``id2label`` the label names
+    ``labels`` (default: ``corpus.default_labels``).
     Otherwise the directory must hold a fine-tuned classifier; a base model without a trained head is refused.
     """
     model_dir = Path(model_dir)
     _check_files(model_dir)
     config = _load_config(model_dir)
     if num_labels is not None:
-        id2label = dict(enumerate(LABEL_NAMES)) if num_labels == 2 else {i: str(i) for i in range(num_labels)}
+        id2label = dict(enumerate(labels or corpus.default_labels(num_labels)))
         config.num_labels = num_labels
         config.id2label, config.label2id = id2label, {name: i for i, name in id2label.items()}
         config.problem_type = "single_label_classification"
@@ -739,8 +743,16 @@ def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:
     return Path(cache_dir) / f"{_check_name(dataset, 'dataset')}-{_check_name(split, 'split')}.safetensors"
 
 
-def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch: str) -> torch.Tensor | None:
-    """The cached logits of ``df``'s rows, or None when there is no valid cache (rebuild)."""
+def _cached(
+    path: Path,
+    df: pd.DataFrame,
+    expected: dict[str, str],
+    on_mismatch: str,
+    labels: Sequence[str] | None = None,
+) -> torch.Tensor | None:
+    """The cached logits of ``df``'s rows, or None when there is no valid cache (rebuild). A cache built for
+    other label names than ``labels`` (when given) does not match; one from before labels were recorded
+    does (its teacher's fingerprint pins them)."""
     if not path.is_file():
         return None
     try:
@@ -750,6 +762,9 @@ def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch:
                 raise logits_cache.CacheMismatch(
                     f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})"
                 )
+        recorded = json.loads(cache.meta.get("labels", "null"))
+        if labels is not None and recorded is not None and recorded != list(labels):
+            raise logits_cache.CacheMismatch(f"it holds the labels {recorded}, the data {list(labels)}")
         return cache.lookup(df)
     except logits_cache.CacheMismatch as err:
         if on_mismatch != "rebuild":
@@ -772,20 +787,25 @@ def teacher_logits(
     max_length: int = 128,
     on_mismatch: str = "rebuild",
     load: Callable[[], Teacher] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Teacher logits for the rows of ``df`` (aligned, float32 ``[N, C]``), from the cache when it is valid.
 
-    The cache records the teacher's weight fingerprint, its max length, the dataset and split; every example
-    is checked by id and text hash. A stale or incomplete cache is rebuilt (``on_mismatch="rebuild"``) or
-    refused with ``CacheMismatch`` (``on_mismatch="error"``). The teacher is loaded only to build the cache,
-    by ``load`` when given (``cache_all`` passes one that loads it once for every split).
+    The cache records the teacher's weight fingerprint, its max length, the dataset and split, the label
+    names and the data's fingerprint; every example is checked by id and text hash. A stale or incomplete
+    cache is rebuilt (``on_mismatch="rebuild"``) or refused with ``CacheMismatch`` (``on_mismatch="error"``).
+    Given the data's label names ``labels``, a teacher that predicts others is refused (``check_labels``).
+    The teacher is loaded only to build the cache, by ``load`` when given (``cache_all`` passes one that loads
+    it once for every split).
     """
     if on_mismatch not in ("rebuild", "error"):
         raise ValueError(f"on_mismatch must be 'rebuild' or 'error', got {on_mismatch!r}")
     model_dir = resolve_teacher(teacher, teacher_root)
+    if labels is not None:
+        check_labels(model_dir, labels)
     path = cache_file(teacher_cache_dir(teacher, teacher_root), dataset, split)
     expected = {"teacher_fingerprint": teacher_fingerprint(model_dir), "max_length": str(max_length)}
-    logits = _cached(path, df, expected, on_mismatch)
+    logits = _cached(path, df, expected, on_mismatch, labels)
     if logits is not None:
         logger.info(f"teacher logits for {dataset}/{split} from cache {path} ({len(df):,} examples)")
         return logits
@@ -802,7 +822,8 @@ def teacher_logits(
         "dataset": dataset,
         "split": split,
         "num_examples": str(len(df)),
-        "data_fingerprint": corpus.data_fingerprint(df),
+        "labels": json.dumps(list(labels or teacher_labels(model_dir)), ensure_ascii=False),
+        "data_fingerprint": corpus.data_fingerprint(df, labels or teacher_labels(model_dir)),
         **expected,
     }
     if _is_main_process():
@@ -826,10 +847,10 @@ def cache_all(
     """Teacher logits for every split (and each ``unlabeled`` text file: split ``unlabeled-<stem>``), each
     computed once, then cached.
 
-    The teacher is loaded at most once, on the first split whose cache is missing or stale. Prints the
-    teacher's accuracy on each labelled split.
+    The teacher is loaded at most once, on the first split whose cache is missing or stale; it must predict
+    the splits' label names. Prints the teacher's accuracy on each labelled split.
     """
-    parts = dict(splits)
+    parts, labels = dict(splits), corpus.label_names(splits)
     files = [unlabeled] if isinstance(unlabeled, (str, Path)) else list(unlabeled or [])
     for path in files:
         parts[unlabeled_split(path)] = corpus.read_unlabeled(path)
@@ -847,6 +868,7 @@ def cache_all(
             batch_size=batch_size,
             max_length=max_length,
             load=load,
+            labels=labels,
         )
         labelled = df["label"].to_numpy() >= 0 if split in splits else None
         if labelled is not None and labelled.any():
@@ -875,8 +897,36 @@ def ensemble_logits(
     members: Sequence[str], df: pd.DataFrame, dataset: str, split: str, weights=None, **options
 ) -> torch.Tensor:
     """The (weighted) mean of the members' cached logits of ``df`` (``teacher_logits`` per member, each with
-    its own cache: a member whose cache is valid does not run)."""
+    its own cache: a member whose cache is valid does not run; ``labels`` checks each member)."""
     return mean_logits([teacher_logits(m, df, dataset, split, **options) for m in members], weights)
+
+
+def teacher_labels(model_dir: str | Path) -> list[str]:
+    """The class names a teacher predicts, read from its files: a student's or a transformers model's
+    config.json (``id2label``; ``LABEL_0``, ... when it names none), a scikit-learn teacher's teacher.json."""
+    model_dir = Path(model_dir)
+    if is_student_dir(model_dir):
+        return student_labels(model_dir)
+    info = _read_json(model_dir / (TEACHER_INFO if is_sklearn_dir(model_dir) else "config.json"), model_dir)
+    count = int(info.get("num_labels") or len(info.get("id2label") or {}) or 2)
+    id2label = info.get("id2label") or {str(i): f"LABEL_{i}" for i in range(count)}
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def check_labels(model_dir: str | Path, labels: Sequence[str]) -> None:
+    """Refuse (``TeacherMismatch``, one line) a teacher whose class names differ from the data's ``labels``
+    (case aside); a transformers classifier without names (``LABEL_0``, ...) needs only as many classes."""
+    names = teacher_labels(model_dir)
+    if names == [f"LABEL_{i}" for i in range(len(names))]:
+        same = len(names) == len(labels)
+    else:
+        same = [n.casefold() for n in names] == [n.casefold() for n in labels]
+    if not same:
+        raise TeacherMismatch(
+            f"teacher {model_dir} predicts {' / '.join(names)}, the data has the labels "
+            f"{' / '.join(labels)}: use a teacher trained on these labels (--finetune or --model tfidf-lr "
+            "fits one on this data)"
+        )
 
 
 def rank_weights(
@@ -974,8 +1024,16 @@ def _data_fingerprint(data: dict[str, pd.DataFrame]) -> str:
     return digest.hexdigest()
 
 
-def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, root: str | Path) -> dict:
-    """A fine-tuned teacher's identity: base model (Hub name or local weights' hash), settings, data."""
+def _identity(
+    cfg: TeacherConfig,
+    data: dict[str, pd.DataFrame],
+    dataset: str,
+    root: str | Path,
+    labels: Sequence[str] = corpus.BINARY_LABELS,
+) -> dict:
+    """A fine-tuned teacher's identity: base model (Hub name or local weights' hash), settings, data (ids,
+    texts and labels) and label names (recorded when they are not the built-in negative / positive, so that
+    the built-in corpora's teachers keep their folders)."""
     if cfg.model is None:
         raise ValueError(
             "no model to fine-tune: set --model (TeacherConfig.model) to a Hub name or a directory"
@@ -984,7 +1042,12 @@ def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, r
     base = {"fingerprint": teacher_fingerprint(local)} if local is not None else {"hub": cfg.model}
     settings = {name: getattr(cfg, name) for name in _IDENTITY_SETTINGS}
     identity = {"base_model": base, "dataset": _check_name(dataset, "dataset"), "settings": settings}
-    return {**identity, "data": _data_fingerprint(data)}
+    return {**identity, "data": _data_fingerprint(data), **_named_labels(labels)}
+
+
+def _named_labels(labels: Sequence[str]) -> dict:
+    """``{"labels": [...]}`` for an identity, ``{}`` for the built-in negative / positive."""
+    return {} if tuple(labels) == corpus.BINARY_LABELS else {"labels": list(labels)}
 
 
 def _folder(cfg: TeacherConfig, identity: dict, root: str | Path) -> Path:
@@ -997,8 +1060,8 @@ def teacher_dir(
 ) -> Path:
     """Where ``finetune_teacher`` puts this teacher: ``<root>/<short-name>-<dataset>-<hash8>``, the hash over
     the base model, every fine-tuning setting and the train/valid data."""
-    data, _ = _labeled_splits(splits)
-    return _folder(cfg, _identity(cfg, data, dataset, root), root)
+    data, labels = _labeled_splits(splits)
+    return _folder(cfg, _identity(cfg, data, dataset, root, labels), root)
 
 
 def _changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
@@ -1086,8 +1149,9 @@ class _EncodedDataset(torch.utils.data.Dataset):
         return {**self.features[index], "labels": self.labels[index]}
 
 
-def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], int]:
-    """Labeled rows (label >= 0) of train/valid/test and the number of classes; clear errors for bad data."""
+def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], tuple[str, ...]]:
+    """Labeled rows (label >= 0) of train/valid/test and the label names (``corpus.label_names``); clear
+    errors for bad data."""
     missing = {"train", "valid"} - set(splits)
     if missing:
         raise ValueError(f"splits needs 'train' and 'valid' DataFrames; missing: {sorted(missing)}")
@@ -1106,8 +1170,11 @@ def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataF
     for name in ("train", "valid"):
         if labeled[name].empty:
             raise ValueError(f"splits[{name!r}] has no labeled rows")
-    num_labels = max(2, 1 + max(int(df["label"].max()) for df in labeled.values() if not df.empty))
-    return labeled, num_labels
+    labels = corpus.label_names(splits)
+    highest = max(int(df["label"].max()) for df in labeled.values() if not df.empty)
+    if highest >= len(labels):
+        raise ValueError(f"label id {highest} has no name: the label names are {list(labels)}")
+    return labeled, labels
 
 
 def _argmax(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
@@ -1148,11 +1215,11 @@ class _ProgressBar(TrainerCallback):
 
 
 def _prepare(
-    cfg: TeacherConfig, base_dir: Path, data: dict[str, pd.DataFrame], num_labels: int
+    cfg: TeacherConfig, base_dir: Path, data: dict[str, pd.DataFrame], labels: Sequence[str]
 ) -> tuple[PreTrainedModel, TextEncoder, dict[str, _EncodedDataset]]:
     """The base model with a new classification head (seeded), its encoder and the encoded splits."""
     set_seed(cfg.seed)  # the new classification head is initialised here
-    model, encoder = load_classifier(base_dir, cfg.max_length, num_labels=num_labels)
+    model, encoder = load_classifier(base_dir, cfg.max_length, num_labels=len(labels), labels=labels)
     datasets = {
         name: _EncodedDataset(encoder.encode(df["text"]), df["label"])
         for name, df in data.items()
@@ -1279,8 +1346,8 @@ def finetune_teacher(
     ``splits["test"]``. TensorBoard logs go to ``<log_root>/<dataset>/teachers/<name>`` beside the students'.
     Works under ``torchrun`` (the Trainer runs data-parallel; rank 0 writes).
     """
-    data, num_labels = _labeled_splits(splits)
-    identity = _identity(cfg, data, dataset, root)
+    data, labels = _labeled_splits(splits)
+    identity = _identity(cfg, data, dataset, root, labels)
     out_dir = _folder(cfg, identity, root)
     if _finished(out_dir, identity):
         return out_dir
@@ -1288,7 +1355,7 @@ def finetune_teacher(
     if is_student_dir(base_dir):
         raise ValueError(f"{cfg.model} is a BiLSTM student; fine-tune a transformers model instead")
     resolved = resolve_device(device)
-    model, encoder, datasets = _prepare(cfg, base_dir, data, num_labels)
+    model, encoder, datasets = _prepare(cfg, base_dir, data, labels)
     precision = _mixed_precision(resolved, model.config)
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     args = _training_args(cfg, partial, resolved, precision)
@@ -1296,14 +1363,14 @@ def finetune_teacher(
     log_dir = Path(log_root) / dataset / "teachers" / out_dir.name
     trainer = _build_trainer(cfg, model, encoder, datasets, args, log_dir)
     logger.info(
-        f"fine-tuning {cfg.model} on {len(datasets['train']):,} texts ({num_labels} classes) into {out_dir}"
+        f"fine-tuning {cfg.model} on {len(datasets['train']):,} texts ({len(labels)} classes) into {out_dir}"
     )
     results = _train(trainer, checkpoint, datasets)
     info = {
         "base_model": cfg.model,
         "dataset": dataset,
         "identity": identity,
-        "num_labels": num_labels,
+        "num_labels": len(labels),
         "id2label": model.config.id2label,
         "num_examples": {name: len(part) for name, part in datasets.items()},
         "hyperparameters": {
@@ -1443,12 +1510,14 @@ def _log_probabilities(pipeline, texts: list[str]) -> np.ndarray:
     return np.maximum(pipeline.predict_log_proba(texts), LOG_PROB_FLOOR).astype(np.float32)
 
 
-def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame) -> dict:
-    labels = hashlib.sha256(train["label"].to_numpy(dtype=np.int64).tobytes()).hexdigest()
+def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame, labels: Sequence[str]) -> dict:
+    """Settings, the training texts and labels, and the label names (when not negative / positive)."""
+    label_ids = hashlib.sha256(train["label"].to_numpy(dtype=np.int64).tobytes()).hexdigest()
     return {
         "model": SKLEARN_MODELS[0],
         "settings": asdict(cfg),
-        "data_fingerprint": {"train": corpus.data_fingerprint(train), "train_labels": labels},
+        "data_fingerprint": {"train": corpus.data_fingerprint(train), "train_labels": label_ids},
+        **_named_labels(labels),
     }
 
 
@@ -1463,8 +1532,8 @@ def fit_sklearn_teacher(
     teacher.json records the settings, the training data's fingerprint and the valid/test accuracy; a folder
     with the same identity is reused without fitting.
     """
-    data, num_labels = _labeled_splits(splits)
-    identity = _sklearn_identity(cfg, data["train"])
+    data, labels = _labeled_splits(splits)
+    identity = _sklearn_identity(cfg, data["train"], labels)
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:10]
     out_dir = Path(root) / f"{SKLEARN_MODELS[0]}-{dataset}-{key}"
     if is_sklearn_dir(out_dir):
@@ -1476,10 +1545,9 @@ def fit_sklearn_teacher(
     pipeline.fit(data["train"]["text"].tolist(), data["train"]["label"].to_numpy())
     train_seconds = time.perf_counter() - start
     classes = pipeline.classes_.tolist()
-    if classes != list(range(num_labels)):
-        raise ValueError(
-            f"the training split has classes {classes}; the teacher needs every class 0..{num_labels - 1}"
-        )
+    if classes != list(range(len(labels))):
+        missing = [name for i, name in enumerate(labels) if i not in classes]
+        raise ValueError(f"the training split has no example of {', '.join(missing)}: the teacher needs each")
     accuracy = {
         name: float(pipeline.score(df["text"].tolist(), df["label"].to_numpy()))
         for name, df in data.items()
@@ -1489,8 +1557,8 @@ def fit_sklearn_teacher(
         "format": SKLEARN_FORMAT,
         **identity,
         "dataset": dataset,
-        "num_labels": num_labels,
-        "id2label": dict(enumerate(LABEL_NAMES)) if num_labels == len(LABEL_NAMES) else None,
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
         "num_examples": {name: len(df) for name, df in data.items()},
         "num_features": int(pipeline.named_steps["classifier"].coef_.shape[1]),
         "val_accuracy": accuracy.get("valid"),
