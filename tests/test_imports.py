@@ -1,5 +1,5 @@
-"""Imports run one way: utils <- settings <- corpus <- vocab <- logits_cache <- model <- teacher <- augment
-<- distil <- (bench, serve, colab, notebook, ...).
+"""Imports run one way: utils <- settings <- reader <- corpus <- vocab <- logits_cache <- model <- teacher
+<- augment <- distil <- (bench, serve, colab, notebook, ...).
 
 Each module is imported in a fresh interpreter, lowest first, and may load only the project modules to its
 left; and no project module imports (at the top or inside a function) a module to its right.
@@ -17,7 +17,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # each may import only the modules before it
-CHAIN = ["utils", "settings", "corpus", "vocab", "logits_cache", "model", "teacher", "augment", "distil"]
+CHAIN = [
+    "utils",
+    "settings",
+    "reader",
+    "corpus",
+    "vocab",
+    "logits_cache",
+    "model",
+    "teacher",
+    "augment",
+    "distil",
+]
 PROJECT = sorted(p.stem for p in ROOT.glob("*.py"))
 TOP = [m for m in PROJECT if m not in CHAIN]  # bench, serve, ...: may import the chain, the chain not them
 

@@ -5,7 +5,6 @@ N-class students, teachers, metrics, serving and model cards."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -15,25 +14,10 @@ import pytest
 import corpus
 import distil
 import reader
-from conftest import FILLER, NEGATIVE, POSITIVE
+from conftest import NEGATIVE, NEUTRAL, POSITIVE, labelled_reviews
 from model import Student, model_card
 
-NEUTRAL = ["보통", "그럭저럭", "평범", "무난", "그냥저냥", "쏘쏘"]
 STARS = {"1": NEGATIVE, "2": NEUTRAL, "3": POSITIVE}  # three ordered classes
-
-
-def reviews(n: int, classes: dict[str, list[str]], seed: int = 0) -> pd.DataFrame:
-    """Learnable reviews: filler words plus one or two words of the row's class; ids, texts and labels."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = rng.choice(sorted(classes))
-        words = rng.choices(FILLER, k=rng.randint(2, 8)) + rng.choices(classes[label], k=rng.randint(1, 2))
-        rng.shuffle(words)
-        rows.append((f"r{i}", " ".join(words), label))
-    return pd.DataFrame(rows, columns=["id", "text", "label"])
-
-
 BINARY = {"부정": NEGATIVE, "긍정": POSITIVE}
 
 
@@ -60,7 +44,7 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
 
 @pytest.mark.parametrize("name", ["a.csv", "a.tsv", "a.jsonl", "a.parquet", "saved"])
 def test_every_format_reads_the_same_examples_and_split(tmp_path, name):
-    frame = reviews(300, BINARY)
+    frame = labelled_reviews(300, BINARY)
     splits = corpus.load_file(write(frame, tmp_path / name))
     reference = corpus.load_file(write(frame, tmp_path / "reference.csv"))
     assert splits.labels == ("긍정", "부정")  # sorted
@@ -70,7 +54,9 @@ def test_every_format_reads_the_same_examples_and_split(tmp_path, name):
 
 
 def test_a_file_without_ids_is_split_by_its_text_and_splits_are_stable(tmp_path):
-    frame = reviews(400, BINARY)[["text", "label"]].rename(columns={"text": "review", "label": "sentiment"})
+    frame = labelled_reviews(400, BINARY)[["text", "label"]].rename(
+        columns={"text": "review", "label": "sentiment"}
+    )
     first = corpus.load_file(write(frame, tmp_path / "x.csv"))
     moved = corpus.load_file(write(frame.iloc[::-1], tmp_path / "other" / "y.csv"))  # renamed, reordered
     for split in corpus.SPLITS:
@@ -79,7 +65,7 @@ def test_a_file_without_ids_is_split_by_its_text_and_splits_are_stable(tmp_path)
 
 
 def test_labels_are_sorted_numerically_or_fixed_by_labels(tmp_path):
-    frame = reviews(200, {"10": POSITIVE, "9": NEUTRAL, "1": NEGATIVE})
+    frame = labelled_reviews(200, {"10": POSITIVE, "9": NEUTRAL, "1": NEGATIVE})
     path = write(frame, tmp_path / "stars.csv")
     assert corpus.load_file(path).labels == ("1", "9", "10")  # numbers numerically, not "1" < "10" < "9"
     fixed = corpus.load_file(path, corpus.ReadSettings(labels=("10", "9", "1")))
@@ -90,8 +76,11 @@ def test_labels_are_sorted_numerically_or_fixed_by_labels(tmp_path):
 
 
 def test_a_folder_of_splits_keeps_them_and_carves_valid_from_train(tmp_path):
-    write(reviews(300, BINARY, seed=1), tmp_path / "data" / "train.jsonl")
-    write(reviews(80, BINARY, seed=2).assign(id=lambda d: "t" + d["id"]), tmp_path / "data" / "test.jsonl")
+    write(labelled_reviews(300, BINARY, seed=1), tmp_path / "data" / "train.jsonl")
+    write(
+        labelled_reviews(80, BINARY, seed=2).assign(id=lambda d: "t" + d["id"]),
+        tmp_path / "data" / "test.jsonl",
+    )
     splits = corpus.load_file(tmp_path / "data", valid_fraction=0.1)
     assert len(splits["test"]) == 80 and len(splits["train"]) + len(splits["valid"]) == 300
     assert 10 < len(splits["valid"]) < 60
@@ -116,7 +105,10 @@ def test_a_datasets_dict_with_class_names_keeps_their_order(tmp_path):
             },
             features=features,
         )
-        for split, frame in (("train", reviews(200, BINARY, 3)), ("validation", reviews(40, BINARY, 4)))
+        for split, frame in (
+            ("train", labelled_reviews(200, BINARY, 3)),
+            ("validation", labelled_reviews(40, BINARY, 4)),
+        )
     }
     datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "dd"))
     splits = corpus.load_file(tmp_path / "dd")
@@ -167,7 +159,7 @@ def test_unknown_formats_and_bad_json_lines_name_the_file(tmp_path):
 
 def test_skip_bad_rows_counts_unknown_labels(tmp_path, caplog):
     path = tmp_path / "mine.csv"
-    frame = reviews(100, BINARY)
+    frame = labelled_reviews(100, BINARY)
     frame.loc[3, "label"] = "화남"
     write(frame, path)
     with caplog.at_level("INFO", logger="distilkobilstm"):
@@ -253,19 +245,25 @@ FILES = {
     "csv with review,sentiment and 긍정/부정": (
         "reviews.csv",
         lambda: (
-            reviews(800, BINARY).drop(columns="id").rename(columns={"text": "review", "label": "sentiment"})
+            labelled_reviews(800, BINARY)
+            .drop(columns="id")
+            .rename(columns={"text": "review", "label": "sentiment"})
         ),
         (),
     ),
-    "jsonl with pos/neg": ("reviews.jsonl", lambda: reviews(800, {"neg": NEGATIVE, "pos": POSITIVE}), ()),
+    "jsonl with pos/neg": (
+        "reviews.jsonl",
+        lambda: labelled_reviews(800, {"neg": NEGATIVE, "pos": POSITIVE}),
+        (),
+    ),
     "tsv with an id column": (
         "reviews.tsv",
-        lambda: reviews(800, {"0": NEGATIVE, "1": POSITIVE}).rename(columns={"id": "review_id"}),
+        lambda: labelled_reviews(800, {"0": NEGATIVE, "1": POSITIVE}).rename(columns={"id": "review_id"}),
         ("--id-column", "review_id"),
     ),
-    "parquet": ("reviews.parquet", lambda: reviews(800, BINARY), ()),
-    "datasets folder": ("saved", lambda: reviews(800, BINARY), ()),
-    "three ordered classes": ("stars.csv", lambda: reviews(900, STARS), ()),
+    "parquet": ("reviews.parquet", lambda: labelled_reviews(800, BINARY), ()),
+    "datasets folder": ("saved", lambda: labelled_reviews(800, BINARY), ()),
+    "three ordered classes": ("stars.csv", lambda: labelled_reviews(900, STARS), ()),
 }
 
 
@@ -294,7 +292,7 @@ def test_three_classes_serve_score_and_card(tmp_path, capsys):
 
     import serve
 
-    data = write(reviews(900, STARS), tmp_path / "stars.csv")
+    data = write(labelled_reviews(900, STARS), tmp_path / "stars.csv")
     [result] = distil.main(["student", *cli(tmp_path, data), "--alpha", "1", *TINY])
     student_dir = Path(result["run_dir"]) / "student"
     capsys.readouterr()
@@ -313,8 +311,8 @@ def test_three_classes_serve_score_and_card(tmp_path, capsys):
 
 
 def test_a_teacher_or_student_of_other_labels_is_refused_in_one_line(tmp_path, capsys):
-    binary = write(reviews(300, BINARY), tmp_path / "binary.csv")
-    stars = write(reviews(300, STARS), tmp_path / "stars.csv")
+    binary = write(labelled_reviews(300, BINARY), tmp_path / "binary.csv")
+    stars = write(labelled_reviews(300, STARS), tmp_path / "stars.csv")
     distil.main(["teacher", *cli(tmp_path, binary), "--model", "tfidf-lr"])
     [teacher_dir] = (tmp_path / "teachers").glob("tfidf-lr-binary-*")
     for argv in (
@@ -331,7 +329,7 @@ def test_a_teacher_or_student_of_other_labels_is_refused_in_one_line(tmp_path, c
 
 
 def test_flipped_labels_reuse_no_run_teacher_or_cache(tmp_path, capsys):
-    frame = reviews(400, BINARY)
+    frame = labelled_reviews(400, BINARY)
     data = write(frame, tmp_path / "mine.csv")
     baseline = ["student", *cli(tmp_path, data), "--alpha", "1", *TINY]
     distilled = ["run", *cli(tmp_path, data), "--finetune", "tfidf-lr", *TINY]
