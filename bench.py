@@ -283,12 +283,10 @@ def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
     source."""
     splits = review_splits(settings.data_dir, settings.data)
     if splits is not None:
-        where = settings.data or settings.data_dir
-        train, test, source = (
-            splits["train"],
-            splits["test"],
-            f"{dataset_name(settings)} test reviews ({where})",
-        )
+        where = f"NSMC ({settings.data_dir})"
+        if settings.data:
+            where = f"{dataset_name(settings)} ({settings.data})"
+        train, test, source = splits["train"], splits["test"], f"{where} test reviews"
     else:
         train, test = (
             synthetic_reviews(20_000, settings.seed),

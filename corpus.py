@@ -10,6 +10,7 @@ rules: NSMC's official test file, Naver shopping's neutral rating 3 dropped and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import itertools
@@ -20,7 +21,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,30 +75,28 @@ FORMATS: dict[str, ReadSettings] = {
     # NSMC: id<TAB>document<TAB>label with a header, label 0 / 1
     "nsmc": ReadSettings(
         Layout("tsv", header=("id", "document", "label"), name="NSMC"),
-        "document",
-        "label",
-        "id",
-        BINARY_LABELS,
-        {0: "negative", 1: "positive"},
+        text_column="document",
+        label_column="label",
+        id_column="id",
+        labels=BINARY_LABELS,
+        codes={0: "negative", 1: "positive"},
     ),
     # bab2min's naver_shopping: rating<TAB>text without a header; 3 is neutral (dropped), >= 4 positive
     "rating": ReadSettings(
         Layout("tsv", names=("rating", "text")),
-        "text",
-        "rating",
-        None,
-        BINARY_LABELS,
-        {1: "negative", 2: "negative", 3: None, 4: "positive", 5: "positive"},
+        text_column="text",
+        label_column="rating",
+        labels=BINARY_LABELS,
+        codes={1: "negative", 2: "negative", 3: None, 4: "positive", 5: "positive"},
         label_word="rating",
     ),
     # bab2min's steam: label<TAB>text without a header
     "label": ReadSettings(
         Layout("tsv", names=("label", "text")),
-        "text",
-        "label",
-        None,
-        BINARY_LABELS,
-        {0: "negative", 1: "positive"},
+        text_column="text",
+        label_column="label",
+        labels=BINARY_LABELS,
+        codes={0: "negative", 1: "positive"},
     ),
 }
 
@@ -548,7 +546,7 @@ def load_file(
 
     Rows without an id are named by a hash of their text, so the split depends on the text alone.
     """
-    settings = settings if settings.id_prefix else dataclass_replace(settings, id_prefix="text")
+    settings = dataclasses.replace(settings, id_prefix=settings.id_prefix or "text")
     parts = locate(path)
     fractions = (valid_fraction, test_fraction)
     return load_parts(parts, settings, data_name(path), fractions, skip_bad_rows, max_train, seed)

@@ -27,7 +27,6 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-KINDS = ("csv", "tsv", "jsonl", "parquet", "hf")
 HF_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")  # what save_to_disk writes
 GUESSES = {
     "text": ("text", "document", "review", "sentence"),

@@ -347,3 +347,26 @@ def test_flipped_labels_reuse_no_run_teacher_or_cache(tmp_path, capsys):
     with pytest.raises(SystemExit):  # the baseline's folder holds the run on the old labels: refused
         distil.main(baseline)
     assert "holds a run with other settings (data fingerprint" in capsys.readouterr().err
+
+
+def test_the_own_data_report_scores_the_peer_and_every_run_on_one_split(tmp_path, capsys, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import own_data_report
+
+    data = write(labelled_reviews(900, STARS), tmp_path / "stars.csv")
+    monkeypatch.chdir(tmp_path)  # the runs and the teacher under ./runs and ./teachers
+    distil.main(["run", *cli(tmp_path, data), "--finetune", "tfidf-lr", *TINY])
+    distil.main(["student", *cli(tmp_path, data), "--alpha", "1", *TINY])
+    [peer] = (tmp_path / "teachers").glob("tfidf-lr-stars-*")
+    commands = tmp_path / "commands.sh"
+    commands.write_text("python distil.py run --data stars.csv ...\n")
+    argv = ["--data", str(data), "--peer", str(peer), "--runs", str(tmp_path / "runs" / "stars")]
+    rows = own_data_report.main([*argv, "--commands", str(commands), "--out", str(tmp_path / "report")])
+    assert [r["teacher"] for r in rows] == ["-", "none", peer.name]  # the peer, the baseline, the distilled
+    assert all(r["test_accuracy"] > 0.6 and r["test_within_one"] >= r["test_accuracy"] for r in rows)
+    table = (tmp_path / "report.md").read_text()
+    assert "| within one class (%) |" in table and "python distil.py run --data stars.csv" in table
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["labels"] == ["1", "2", "3"] and len(saved["rows"]) == 3
