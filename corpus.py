@@ -552,6 +552,14 @@ def load_file(
     return load_parts(parts, settings, data_name(path), fractions, skip_bad_rows, max_train, seed)
 
 
+def load_reviews(data: str | Path | None, data_dir: str | Path | None) -> Splits | None:
+    """The reviews a benchmark measures on: ``--data``'s (default reading settings and split fractions, as
+    ``distil.py --data`` splits them), else NSMC's from ``data_dir``, else None (synthetic reviews)."""
+    if data:
+        return load_file(data)
+    return load_dataset("nsmc", data_dir=data_dir) if data_dir else None
+
+
 def load_parts(
     parts: dict[str, Part],
     settings: ReadSettings,

@@ -7,6 +7,7 @@
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
     python distil.py run       ... (all stages)
     python distil.py predict   "재밌어요" [--student runs/nsmc/<run>/student] (default: the bundled student)
+    python distil.py predict   --input reviews.csv [--text-column review] [--output predictions.jsonl]
 
 Every stage is idempotent: what is already done and valid is reused. Read top to bottom: settings (the
 dataclasses below are the single source of every option, its help, choices and allowed range; the CLI and
@@ -27,7 +28,10 @@ import json
 import math
 import numbers
 import os
+import pickle
 import random
+import re
+import shlex
 import shutil
 import sys
 import time
@@ -41,12 +45,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from tensorboard.plugins.hparams import summary_v2 as hp  # what hparams.api exports, without its Keras import
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 import augment
+import batch_predict
 import corpus
 import logits_cache
 import reader
@@ -599,6 +604,7 @@ def train_student(
         data = prepare(cfg, paths, run_dir, splits, train, dev, device)
         fit = start_fit(cfg, run_dir, data, dev)
         record = {**dataclasses.asdict(cfg), "fingerprints": identity}
+        write_hparams_config(Path(paths.out))
         writer = SummaryWriter(str(run_dir), purge_step=fit.global_step() if fit.state["epoch"] else None)
         try:
             while fit.state["epoch"] < cfg.epochs and fit.state["bad_epochs"] < cfg.patience:
@@ -684,12 +690,7 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
     if overwrite or not config_path.is_file():
         clear_run(run_dir)
         return None
-    try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RunStateError(
-            f"{config_path} is unreadable ({err}); pass --overwrite to train the run again"
-        ) from None
+    saved = read_run_json(config_path)
     current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
     changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
     changed += [
@@ -702,8 +703,24 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         )
     if (run_dir / "metrics.json").is_file():
         logger.info(f"{run_dir} is finished: reusing its metrics (pass --overwrite to train again)")
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        return read_run_json(run_dir / "metrics.json", SUMMARY_COLUMNS)
     return None
+
+
+def read_run_json(path: Path, required: typing.Iterable[str] = ()) -> dict:
+    """A run file holding a JSON object with the ``required`` keys; else a one-line RunStateError naming the
+    file and the remedy (--overwrite)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = f"is unreadable ({utils.one_line(err)})"
+    else:
+        missing = [key for key in required if key not in value] if isinstance(value, dict) else []
+        if isinstance(value, dict) and not missing:
+            return value
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        problem = f"lacks {listed}" if missing else f"holds a {type(value).__name__}, not a JSON object"
+    raise RunStateError(f"{path} {problem}; pass --overwrite to train the run again")
 
 
 def clear_run(run_dir: Path) -> None:
@@ -983,11 +1000,22 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, rng: np.random.Gene
         random.setstate(payload["python_rng"])
         return payload["state"]
     except Exception as err:  # pickle, zip, key and shape errors alike: one line, no code run
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise RunStateError(
-            f"{path} is corrupt or not a checkpoint of this program ({reason}); "
-            "pass --overwrite to train again"
-        ) from None
+        raise RunStateError(f"{path} {_checkpoint_problem(err)}; pass --overwrite to train again") from None
+
+
+def _checkpoint_problem(err: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a checkpoint, in this program's words (torch's own message
+    spans lines and suggests loading the file unsafely)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "weights_only" in text:
+        named = re.search(r"GLOBAL (\S+)", text)
+        asks = f" (it asks for {named.group(1)})" if named else ""
+        return (
+            f"holds Python objects besides tensors and plain data{asks}: loading them could run arbitrary "
+            "code, so it is refused"
+        )
+    reason = text.strip().splitlines()[0][:200] if text.strip() else type(err).__name__
+    return f"is corrupt or not a checkpoint of this program ({reason})"
 
 
 def load_best(run_dir: Path, dev: torch.device) -> tuple[BiLSTMClassifier, typing.Any]:
@@ -1065,31 +1093,81 @@ def finish_run(
     return metrics
 
 
-HPARAM_FIELDS = ("vocab_size", "alpha", "seed", "max_train")  # the dataset is in the run's path
-HPARAM_METRICS = ("val_accuracy", "test_accuracy", "test_f1")  # logged once, as HParams metrics only
+# The HParams table's columns, in this order. The dashboard sorts the declared hyperparameters by name and
+# ticks the first five, so each name starts with its position ("01 teacher"); the headers show the key.
+HPARAM_COLUMNS = {
+    "teacher": "the teacher's short name (ens<n>-<hash>: several; none: the no-teacher baseline)",
+    "size": "student preset, or e<embedding>h<hidden> for a custom size",
+    "vocab_size": "WordPiece vocabulary size",
+    "alpha": "weight of the label loss (1: the baseline)",
+    "seed": "random seed",
+    "temperature": "softmax temperature of the KD loss (-: a baseline)",
+    "kd_loss": "kl or mse (-: a baseline)",
+    "unlabeled": "extra unlabeled texts labelled by the teacher (none, or as in the run's name)",
+    "max_train": "training examples used (all: the whole training split)",
+    "params": "the student's parameters",
+    "embedding_dim": "embedding size",
+    "hidden_dim": "LSTM hidden size per direction",
+    "dataset": "dataset",
+}
+HPARAMS = {
+    key: hp.HParam(f"{position:02d} {key}", display_name=key, description=text)
+    for position, (key, text) in enumerate(HPARAM_COLUMNS.items(), start=1)
+}
+# A run's final numbers, logged once as scalars under a group that sorts after train/ and valid/ (the first
+# screen shows the learning curves) and declared as the HParams table's metrics.
+FINAL_GROUP = "zfinal"
+FINAL_METRICS = {
+    "val_accuracy": "valid accuracy (best epoch)",
+    "test_accuracy": "test accuracy",
+    "test_f1": "test macro F1",
+}
+HPARAMS_CONFIG_SUFFIX = ".hparams-"  # events file of the declaration, at the log root: <suffix><hash8>
 
 
-def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, epoch: int) -> None:
-    """The run's settings and results for TensorBoard's HParams tab: teacher by its short name ("none" for
-    a baseline), the actual layer sizes of presets, the parameter count; a baseline's KD settings are "-".
-    The test figures are logged here only (as ``hparam/*`` metrics), not as separate scalars."""
-    values = dataclasses.asdict(cfg)
+def write_hparams_config(log_root: Path) -> None:
+    """Declare the HParams table's columns and metrics once per log root (TensorBoard reads the declaration
+    from the root's run, "."); one written by another version of this program is replaced."""
+    metrics = [hp.Metric(f"{FINAL_GROUP}/{key}", display_name=text) for key, text in FINAL_METRICS.items()]
+    config = hp.hparams_config_pb(list(HPARAMS.values()), metrics, time_created_secs=0)
+    suffix = HPARAMS_CONFIG_SUFFIX + hashlib.sha256(config.SerializeToString()).hexdigest()[:8]
+    if list(log_root.glob(f"events.out.tfevents.*{suffix}")):
+        return
+    older = list(log_root.glob(f"events.out.tfevents.*{HPARAMS_CONFIG_SUFFIX}*"))
+    with SummaryWriter(str(log_root), filename_suffix=suffix) as writer:
+        writer.file_writer.add_summary(config)
+    for path in older:
+        path.unlink(missing_ok=True)
+
+
+def hparam_values(cfg: RunConfig, metrics: dict) -> dict[str, str]:
+    """The run's HParams row, every value a string as in the run's name (TensorBoard prints numbers with five
+    significant digits: 3000 as 3000.0, 146430 as 1.4643e+5); a baseline's KD settings are "-"."""
     baseline = cfg.teacher is None
-    hparam_dict = {
-        **{k: "all" if k == "max_train" and values[k] is None else values[k] for k in HPARAM_FIELDS},
+    return {
         "teacher": "none" if baseline else display_name(metrics["teacher"]),  # ens<n>-<hash>
-        "size": metrics["student_size"],
-        "embedding_dim": metrics["embedding_dim"],
-        "hidden_dim": metrics["hidden_dim"],
-        "params": metrics["params"],
-        "temperature": "-" if baseline else cfg.temperature,
+        "size": cfg.size_label(),
+        "vocab_size": str(cfg.vocab_size),
+        "alpha": f"{cfg.alpha:g}",
+        "seed": str(cfg.seed),
+        "temperature": "-" if baseline else f"{cfg.temperature:g}",
         "kd_loss": "-" if baseline else cfg.kd_loss,
+        "unlabeled": cfg.unlabeled_label() if cfg.unlabeled else "none",
+        "max_train": "all" if cfg.max_train is None else str(cfg.max_train),
+        "params": str(metrics["params"]),
+        "embedding_dim": str(metrics["embedding_dim"]),
+        "hidden_dim": str(metrics["hidden_dim"]),
+        "dataset": cfg.data_name(),
     }
-    metric_dict = {f"hparam/{k}": metrics[k] for k in HPARAM_METRICS}
-    for summary in hparams(hparam_dict, metric_dict):
-        writer.file_writer.add_summary(summary)
-    for key, value in metric_dict.items():
-        writer.add_scalar(key, value, epoch)
+
+
+def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, step: int) -> None:
+    """The run's final numbers (``zfinal/*`` scalars, the table's metrics) and its HParams row, named by the
+    run's folder relative to the log root (as TensorBoard names the run)."""
+    for key in FINAL_METRICS:
+        writer.add_scalar(f"{FINAL_GROUP}/{key}", metrics[key], step)
+    row = {HPARAMS[key]: value for key, value in hparam_values(cfg, metrics).items()}
+    writer.file_writer.add_summary(hp.hparams_pb(row, trial_id=f"{cfg.data_name()}/{cfg.run_name()}"))
 
 
 def finetune(
@@ -1128,27 +1206,65 @@ def cache_all(
     return logits
 
 
+# The metrics.json keys the summary reads: a finished run's file must hold them to be reused.
+SUMMARY_COLUMNS = (
+    "student_size",
+    "vocab_size",
+    "teacher",
+    "alpha",
+    "seed",
+    "params",
+    "best_epoch",
+    "val_accuracy",
+    "test_accuracy",
+    "test_f1",
+    "train_seconds",
+    "run_dir",
+)
+
+
 def summary_table(results: list[dict]) -> pd.DataFrame:
-    """One row per run: the columns a user compares."""
-    columns = [
-        "student_size",
-        "vocab_size",
-        "teacher",
-        "alpha",
-        "temperature",
-        "kd_loss",
-        "seed",
-        "params",
-        "size_bytes",
-        "best_epoch",
-        "val_accuracy",
-        "test_accuracy",
-        "test_f1",
-        "test_within_one",  # labels that are ordered numbers (stars) only
-        "train_seconds",
-    ]
-    frame = pd.DataFrame(results)
-    return frame[[c for c in columns if c in frame]]
+    """One row per run: the columns a user compares (short names) and the run's folder, which names the rest
+    (temperature, KD loss, transfer set, ...)."""
+    frame = pd.DataFrame(
+        {
+            "size": [r["student_size"] if r["student_size"] != "custom" else size_text(r) for r in results],
+            "vocab": [r["vocab_size"] for r in results],
+            "teacher": [display_name(r["teacher"]) if r["teacher"] else "none" for r in results],
+            "alpha": [r["alpha"] for r in results],
+            "seed": [r["seed"] for r in results],
+            "params": [r["params"] for r in results],
+            "epoch": [r["best_epoch"] for r in results],
+            "val_acc": [r["val_accuracy"] for r in results],
+            "test_acc": [r["test_accuracy"] for r in results],
+            "test_f1": [r["test_f1"] for r in results],
+            "seconds": [r["train_seconds"] for r in results],
+            "run": [r["run_dir"] for r in results],
+        }
+    )
+    if any("test_within_one" in r for r in results):  # labels that are ordered numbers (stars)
+        within = [r.get("test_within_one") for r in results]
+        frame.insert(frame.columns.get_loc("test_f1") + 1, "within_one", within)
+    return frame
+
+
+def size_text(metrics: dict) -> str:
+    """A custom size as in run names: ``e<embedding>h<hidden>``."""
+    return f"e{metrics['embedding_dim']}h{metrics['hidden_dim']}"
+
+
+def summary_text(results: list[dict], teacher_width: int = 16) -> str:
+    """The summary table as printed after a run, within 100 columns: numbered rows without the test F1 (in
+    metrics.json), then each row's run folder on its own line (it names a teacher cut to teacher_width)."""
+    table = summary_table(results).drop(columns="test_f1")
+    folders = table.pop("run")
+    table.index = range(1, len(table) + 1)
+    table["teacher"] = [t if len(t) <= teacher_width else t[: teacher_width - 1] + "…" for t in table.teacher]
+    text = table.to_string(
+        formatters={"alpha": "{:g}".format, "params": "{:,}".format, "seconds": "{:.0f}".format},
+        float_format="{:.4f}".format,
+    )
+    return "\n".join([text, *(f"{i}  {folder}" for i, folder in zip(table.index, folders))])
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -1211,10 +1327,41 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)",
     )
-    add_arguments(p, DataConfig, skip=["dataset", "max_train"])
+    # --data scores the student on that data's test split (--text-column is predict_arguments', for both)
+    add_arguments(p, DataConfig, skip=["dataset", "max_train", "text_column"])
     common_args(p, device="cpu")
-    p.add_argument("texts", nargs="*", help="sentences to classify (none: score the student on --data)")
+    predict_arguments(p)
     return parser
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    """predict's sentences, or --input and the options of classifying a file (batch_predict.py)."""
+    p.add_argument("texts", nargs="*", help="sentences to classify (or --input FILE)")
+    p.add_argument(
+        "--input",
+        metavar="FILE",
+        help="classify many texts, streamed in batches: a .txt file or - (stdin) with one text a line, or a "
+        ".csv/.tsv/.jsonl table (its text column); empty texts keep their row, unlabelled, and are counted",
+    )
+    p.add_argument(
+        "--text-column",
+        metavar="NAME",
+        help="with a table (--input or --data): its text column (default: the first of "
+        f"{', '.join(batch_predict.TEXT_COLUMNS)})",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="with --input: write a .csv or .jsonl file (atomically) instead of CSV on stdout; the input's "
+        "columns plus label and prob_<label> per class",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="with --input: rows read, classified and written at a time "
+        f"(default {batch_predict.DEFAULT_BATCH_SIZE})",
+    )
 
 
 def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
@@ -1282,8 +1429,20 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     """Run the chosen stage (and the ones before it); every setting is checked before any work starts."""
     utils.get_device(args.device)
     if args.stage == "predict":
-        if args.texts or not args.data:
-            return predict(args.student, args.texts, args.device, args.backend)
+        if args.data is None:
+            return predict(
+                args.student,
+                args.texts,
+                args.device,
+                args.backend,
+                input_path=args.input,
+                text_column=args.text_column,
+                output=args.output,
+                batch_size=args.batch_size,
+                quiet=args.quiet,
+            )
+        if args.texts or args.input is not None:
+            raise ValueError("--data scores the student on its test split: give no sentences nor --input")
         return [score_student(args.student, from_args(DataConfig, args), args.device, args.backend)]
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     # Refuse bad settings before any work: the stage's RunConfig options (student grid, --vocab-size, ...).
@@ -1291,6 +1450,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         config = augment_config(args)
     if getattr(args, "teacher_batch_size", None) is not None:
         teachers.TeacherConfig(batch_size=args.teacher_batch_size)  # its bounds
+    new_teacher = teacher_settings(args)
     model = getattr(args, "model", None)
     members = [*(getattr(args, "teacher", None) or []), *([model] if model else [])]
     if getattr(args, "augment", False) and not members:
@@ -1313,8 +1473,8 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     if args.stage in ("download", "tokenizer"):
         return None
     teacher = list(getattr(args, "teacher", None) or [])
-    if getattr(args, "model", None):
-        teacher.append(str(make_teacher(args, splits, name, paths)))
+    if new_teacher is not None:
+        teacher.append(str(make_teacher(new_teacher, splits, name, paths, args.device)))
     if teacher and args.stage in ("teacher", "cache", "run"):
         cache_all(
             teacher,
@@ -1333,17 +1493,33 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
         train_student(cfg, paths, args.device, args.overwrite, splits=splits)
         for cfg in student_configs(args, teacher)
     ]
-    print(summary_table(results).to_string(index=False))
+    print(summary_text(results))
     return results
 
 
-def make_teacher(args: argparse.Namespace, splits: dict, dataset: str, paths: Paths) -> Path:
+def teacher_settings(
+    args: argparse.Namespace,
+) -> teachers.TeacherConfig | teachers.SklearnTeacherConfig | None:
+    """The checked settings of the ``--model`` teacher (Hugging Face or scikit-learn); None without one."""
+    if not getattr(args, "model", None):
+        return None
+    if args.model not in teachers.SKLEARN_MODELS:
+        return teacher_config(args)
+    fields = [f.name for f in dataclasses.fields(teachers.SklearnTeacherConfig)]
+    return teachers.SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in fields})
+
+
+def make_teacher(
+    cfg: teachers.TeacherConfig | teachers.SklearnTeacherConfig,
+    splits: dict,
+    dataset: str,
+    paths: Paths,
+    device: str,
+) -> Path:
     """The ``--model`` teacher: fine-tuned (Hugging Face) or fitted (scikit-learn), reused by its identity;
     prints its valid/test accuracy."""
-    if args.model not in teachers.SKLEARN_MODELS:
-        return finetune(teacher_config(args), splits, dataset, paths, args.device)
-    fields = [f.name for f in dataclasses.fields(teachers.SklearnTeacherConfig)]
-    cfg = teachers.SklearnTeacherConfig(**{name: getattr(args, "sklearn_" + name) for name in fields})
+    if isinstance(cfg, teachers.TeacherConfig):
+        return finetune(cfg, splits, dataset, paths, device)
     out_dir = teachers.fit_sklearn_teacher(cfg, splits, dataset, paths.teacher_root)
     info = json.loads((out_dir / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
     print(f"teacher {out_dir}: valid accuracy {info['val_accuracy']}, test accuracy {info['test_accuracy']}")
@@ -1374,17 +1550,83 @@ def student_configs(args: argparse.Namespace, teacher: str | list[str] | None) -
     )
 
 
-def predict(student_dir: str | None, texts: list[str], device: str, backend: str) -> None:
-    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too); without ``student_dir``
-    the bundled student (``model.bundled_student``)."""
+def predict(
+    student_dir: str | None,
+    texts: list[str],
+    device: str,
+    backend: str,
+    *,
+    input_path: str | None = None,
+    text_column: str | None = None,
+    output: str | None = None,
+    batch_size: int | None = None,
+    quiet: bool = False,
+) -> None:
+    """Print ``label<TAB>probability<TAB>text`` for each text (an empty text too), or classify the texts of
+    ``input_path`` (batch_predict.predict_file). Without ``student_dir`` the bundled student
+    (``model.bundled_student``); which student answered goes to stderr (unless ``quiet``)."""
+    check_predict_args(texts, input_path, text_column, output, batch_size)
+    directory = student_dir or bundled_student()
+    student = Student.from_pretrained(directory, device=device, backend=backend)
+    if not quiet:
+        print(batch_predict.student_line(student, directory, bundled=student_dir is None), file=sys.stderr)
+    if input_path is None:
+        for text, proba in zip(texts, student.predict_proba(texts)):
+            label = int(proba.argmax())
+            print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+        return
+    report = batch_predict.predict_file(
+        student,
+        input_path,
+        output,
+        text_column=text_column,
+        batch_size=batch_size or batch_predict.DEFAULT_BATCH_SIZE,
+        progress=not quiet,
+    )
+    if not quiet or report.empty or report.invalid:
+        print(report.summary() + (f"; written to {output}" if output else ""), file=sys.stderr)
+
+
+def check_predict_args(
+    texts: list[str],
+    input_path: str | None,
+    text_column: str | None,
+    output: str | None,
+    batch_size: int | None,
+) -> None:
+    """predict's one-line errors, before the student loads: sentences or --input (not both, not a file
+    given as a sentence); the file options only with --input."""
+    if input_path is not None:
+        if texts:
+            raise ValueError("give sentences or --input FILE, not both")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        batch_predict.input_format(input_path)
+        batch_predict.output_format(output)
+        batch_predict.check_input_exists(input_path)
+        return
     if not texts:
         raise ValueError(
-            "predict: give sentences to classify, or --data to score the student on its test split"
+            "give sentences to classify, --input FILE (one text a line, or a CSV/TSV/JSONL table), or --data "
+            "FILE to score the student on that data's test split"
         )
-    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
-    for text, proba in zip(texts, student.predict_proba(texts)):
-        label = int(proba.argmax())
-        print(f"{student.labels[label]}\t{proba[label]:.3f}\t{text}")
+    given = {"--text-column": text_column, "--output": output, "--batch-size": batch_size}
+    for flag, value in given.items():
+        if value is not None:
+            raise ValueError(f"{flag} needs --input FILE (the file to classify)")
+    for text in texts:
+        if _is_file(text):
+            raise ValueError(
+                f"{text!r} is a file, not a sentence: to classify its lines (or a table's text column) "
+                f"use --input {shlex.quote(text)}"
+            )
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long for a path, or a NUL character
+        return False
 
 
 def score_student(student_dir: str | None, data: DataConfig, device: str, backend: str) -> dict:

@@ -3,7 +3,8 @@
 Contents:
 - StudentConfig / BiLSTMClassifier: the model itself,
 - encode / pad_batch: text -> token ids -> padded tensors,
-- save_student / load_student: self-contained, atomically written model directories,
+- save_student / load_student: self-contained, atomically written model directories whose manifest.json (the
+  sha256 of each file) is checked on load, as are the config's bounds and its tokenizer,
 - export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
 - Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
   "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8"),
@@ -23,7 +24,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
 from corpus import default_labels
-from utils import CorruptFileError, atomic_dir, atomic_save, one_line
+from settings import setting, validate_fields
+from utils import CorruptFileError, atomic_dir, atomic_save, atomic_write_json, logger, one_line
 from vocab import save_tokenizer_files
 
 # preset name -> (embedding_dim, hidden_dim)
@@ -62,32 +64,28 @@ TOKENIZER_NAME = "tokenizer.json"
 
 @dataclass
 class StudentConfig:
-    vocab_size: int
-    embedding_dim: int = 64
-    hidden_dim: int = 128
-    num_layers: int = 1
-    num_labels: int = 2
-    pooling: str = "last"  # "last" (final states of both directions), "max" or "attention"
-    fc_dim: int = 0  # >0 adds a ReLU hidden layer of this width before the output layer
-    dropout: float = 0.2
-    pad_id: int = 0
-    max_length: int = 128  # tokens kept per text
-    size: str | None = None  # preset name if built from one
-    id2label: dict[int, str] | None = None  # the label names (config.json's "id2label"); None: default_labels
+    """The architecture of a student; the bounds keep a config.json from asking for absurd sizes."""
+
+    vocab_size: int = setting(help="embedding rows (the tokenizer's size or more)", bounds="[1, 1000000]")
+    embedding_dim: int = setting(64, "embedding size", bounds="[1, 4096]")
+    hidden_dim: int = setting(128, "LSTM hidden size per direction", bounds="[1, 4096]")
+    num_layers: int = setting(1, "stacked BiLSTM layers", bounds="[1, 16]")
+    num_labels: int = setting(2, "classes", bounds="[2, 1000]")
+    pooling: str = setting(
+        "last", "last (final states of both directions), max or attention", choices=POOLINGS
+    )
+    fc_dim: int = setting(0, "width of a ReLU layer before the output (0: none)", bounds="[0, 16384]")
+    dropout: float = setting(0.2, "dropout", bounds="[0, 1)")
+    pad_id: int = setting(0, "padding token id", bounds="[0, inf)")
+    max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
+    size: str | None = setting(None, "preset name if built from one", choices=SIZE_PRESETS)
+    id2label: dict[int, str] | None = setting(
+        None, "the label names by id (config.json's id2label); None: corpus.default_labels"
+    )
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("vocab_size", "embedding_dim", "hidden_dim", "num_layers", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_labels < 2:
-            raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
-        if self.fc_dim < 0:
-            raise ValueError(f"fc_dim must be >= 0, got {self.fc_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.pad_id < self.vocab_size:
+        validate_fields(self)
+        if self.pad_id >= self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
         if self.id2label is not None:  # JSON keys are strings
             self.id2label = {int(i): str(name) for i, name in self.id2label.items()}
@@ -262,7 +260,7 @@ def save_student(
     directory: str | Path,
     extra: dict | None = None,
 ) -> Path:
-    """Write config, weights and tokenizer into directory atomically; returns the directory.
+    """Write config, weights, tokenizer and manifest into directory atomically; returns the directory.
 
     Everything goes into a temporary sibling first, which is then renamed into place. An existing
     directory is replaced only if it is empty or a previously saved student (else FileExistsError).
@@ -280,7 +278,12 @@ def save_student(
         directory.is_dir() and (is_student_dir(directory) or not any(directory.iterdir()))
     ):
         raise FileExistsError(f"{directory} exists and is not a student directory; refusing to replace it")
-    return atomic_dir(directory, lambda tmp: _write_student(model, tokenizer, tmp, extra))
+
+    def write(tmp: Path) -> None:
+        _write_student(model, tokenizer, tmp, extra)
+        write_manifest(tmp)
+
+    return atomic_dir(directory, write)
 
 
 def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
@@ -289,10 +292,12 @@ def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
 
 
 def load_student(
-    directory: str | Path, device: str | torch.device = "cpu"
+    directory: str | Path, device: str | torch.device = "cpu", *, check_onnx: bool = True
 ) -> tuple[BiLSTMClassifier, PreTrainedTokenizerFast]:
     """Load a model (in eval mode) and its tokenizer from a directory written by save_student.
 
+    The folder's files are checked against its manifest.json first (see verify_manifest; check_onnx=False
+    leaves out onnx/, which save_onnx is about to replace), the config against its bounds and the tokenizer.
     A file that cannot be read (corrupt, truncated, not matching the config) raises CorruptFileError naming
     it and the remedy; weights with NaN or Inf values are refused (ValueError).
     """
@@ -305,23 +310,16 @@ def load_student(
     for name in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a complete student directory: {name} is missing")
-    model = BiLSTMClassifier(_read_config(directory / CONFIG_NAME))
+    config = _read_config(directory / CONFIG_NAME)
+    verify_manifest(directory, check_onnx=check_onnx)
+    tokenizer = _read_tokenizer(directory, config)
     weights = directory / WEIGHTS_NAME
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError) as err:
-        raise _corrupt(weights, err) from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
-        raise _corrupt(weights, err, f"does not fit {CONFIG_NAME}") from None
+    state = _read_weights(weights, config)
     bad = non_finite_tensors(state)
     if bad:
         raise ValueError(f"{weights} holds NaN/Inf weights (in {', '.join(bad)}); retrain the student")
-    try:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
-    except Exception as err:
-        raise _corrupt(directory / TOKENIZER_NAME, err) from None
+    model = BiLSTMClassifier(config)
+    model.load_state_dict(state)
     return model.to(device).eval(), tokenizer
 
 
@@ -331,7 +329,8 @@ def student_labels(directory: str | Path) -> list[str]:
 
 
 def _read_config(path: Path) -> StudentConfig:
-    """The StudentConfig in a student's config.json; CorruptFileError if it cannot be read as one."""
+    """The StudentConfig in a student's config.json; CorruptFileError if it cannot be read as one or its
+    values are out of StudentConfig's bounds."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
@@ -348,10 +347,158 @@ def _read_config(path: Path) -> StudentConfig:
         raise _corrupt(path, err) from None
 
 
+def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokenizerFast:
+    """The folder's tokenizer; CorruptFileError if it cannot be read or has ids beyond the embedding."""
+    path = directory / TOKENIZER_NAME
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    except Exception as err:
+        raise _corrupt(path, err) from None
+    if len(tokenizer) > config.vocab_size:
+        reason = f"{len(tokenizer)} tokens, {CONFIG_NAME} gives the model {config.vocab_size} (vocab_size)"
+        raise _corrupt(path, ValueError(reason), "belongs to another student")
+    return tokenizer
+
+
+def _read_weights(path: Path, config: StudentConfig) -> dict[str, torch.Tensor]:
+    """The tensors of model.safetensors, checked against the shapes the config gives (before the model is
+    built, so that a config asking for a huge model allocates nothing)."""
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise _corrupt(path, err) from None
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in BiLSTMClassifier(config).state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if found != expected:
+        name = sorted(n for n in found.keys() | expected.keys() if found.get(n) != expected.get(n))[0]
+        reason = f"{name}: {found.get(name, 'missing')}, {CONFIG_NAME} gives {expected.get(name, 'none')}"
+        raise _corrupt(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
+    return state
+
+
 def _corrupt(path: Path, err: BaseException, what: str = "is corrupt or truncated") -> CorruptFileError:
     reason = one_line(err)[:200]
     remedy = f"copy the student directory {path.parent} again or retrain it"
     return CorruptFileError(f"{path} {what} ({reason}); {remedy}")
+
+
+# -----------------------------------------------------------------------------
+# the manifest: the sha256 of every file a student is loaded from
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "distilkobilstm-student-manifest-v1"
+_UNVERIFIED_WARNED: set[Path] = set()  # folders without a manifest, warned about once per process
+
+
+def _student_files(directory: Path) -> list[str]:
+    """The files a student is loaded from, relative (POSIX) paths: those at the top of the folder and in
+    onnx/, but for hidden files (the Hub's .gitattributes, temporaries), the manifest itself and the model
+    card (documentation the Hub's card editor changes; never read to load). Subfolders such as logits/ (a
+    student teacher's cache) are not part of the student."""
+    files = [*directory.iterdir(), *(directory / ONNX_DIR).glob("*")]
+    names = [p.relative_to(directory).as_posix() for p in files if p.is_file() and not p.name.startswith(".")]
+    return sorted(name for name in names if name not in (MANIFEST_NAME, CARD_NAME))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | Path) -> Path:
+    """Record the sha256 of each of the student's files (see _student_files) in directory/manifest.json,
+    written atomically; returns its path. Writers call it last; for a folder saved before manifests
+    existed, it records the files as they are now."""
+    directory = Path(directory)
+    files = {name: file_sha256(directory / name) for name in _student_files(directory)}
+    atomic_write_json(directory / MANIFEST_NAME, {"format": MANIFEST_FORMAT, "files": files})
+    return directory / MANIFEST_NAME
+
+
+def _add_to_manifest(directory: Path, paths: list[Path]) -> None:
+    """Record new or rewritten files in an existing manifest (a folder without one stays without)."""
+    if not (directory / MANIFEST_NAME).is_file():
+        return
+    files = _read_manifest(directory)
+    files.update({p.relative_to(directory).as_posix(): file_sha256(p) for p in paths})
+    manifest = {"format": MANIFEST_FORMAT, "files": dict(sorted(files.items()))}
+    atomic_write_json(directory / MANIFEST_NAME, manifest)
+
+
+def _read_manifest(directory: Path) -> dict[str, str]:
+    """relative path -> sha256 from directory/manifest.json; CorruptFileError naming it if malformed."""
+    path = directory / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise _corrupt(path, err) from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not (
+        isinstance(files, dict)
+        and manifest.get("format") == MANIFEST_FORMAT
+        and all(isinstance(digest, str) and _is_student_file(name) for name, digest in files.items())
+    ):
+        raise _corrupt(path, ValueError(f"not a {MANIFEST_FORMAT} file list"), "is corrupt")
+    return files
+
+
+def _is_student_file(name: str) -> bool:
+    """A name _student_files could give: ``file`` or ``onnx/file``, nothing hidden and no way out."""
+    parts = name.split("/")
+    inside = len(parts) == 1 or (len(parts) == 2 and parts[0] == ONNX_DIR)
+    return inside and all(part and not part.startswith(".") and "\\" not in part for part in parts)
+
+
+def verify_manifest(directory: str | Path, *, check_onnx: bool = True) -> bool:
+    """Check a student folder's files against its manifest.json: True when checked, False for a folder
+    without one (saved by an older version: loaded with the other checks, and a warning once per process).
+
+    A listed file that is missing or changed, or a file the student could be loaded from that is not
+    listed, is a CorruptFileError naming it and the fix. check_onnx=False leaves out the onnx/ folder.
+    """
+    directory = Path(directory)
+    if not (directory / MANIFEST_NAME).is_file():
+        _warn_unverified(directory)
+        return False
+    listed = _read_manifest(directory)
+    present = set(_student_files(directory))
+    for name in sorted(listed.keys() | present):
+        if not check_onnx and name.startswith(f"{ONNX_DIR}/"):
+            continue
+        if name not in present:
+            problem = f"is missing (listed in {MANIFEST_NAME})"
+        elif name not in listed:
+            problem = f"is not listed in {MANIFEST_NAME}"
+        elif file_sha256(directory / name) != listed[name]:
+            problem = f"does not match its sha256 in {MANIFEST_NAME}"
+        else:
+            continue
+        raise CorruptFileError(f"{directory / name} {problem}; {_manifest_fix(directory, name)}")
+    return True
+
+
+def _manifest_fix(directory: Path, name: str) -> str:
+    """How to repair a folder whose file `name` fails the manifest check."""
+    if name.startswith(f"{ONNX_DIR}/"):
+        return f"export the ONNX graphs again (model.save_onnx({str(directory)!r})) or copy the folder again"
+    return f"copy the student folder {directory} again or save it again (retrain; a bundle: package_student)"
+
+
+def _warn_unverified(directory: Path) -> None:
+    """Warn once per process about a student folder without a manifest."""
+    if directory.resolve() in _UNVERIFIED_WARNED:
+        return
+    _UNVERIFIED_WARNED.add(directory.resolve())
+    logger.warning(
+        f"{directory} has no {MANIFEST_NAME} (saved by an older version): its files are checked only by "
+        f"loading them; save it again, or record them as they are now with "
+        f"model.write_manifest({str(directory)!r})"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -424,9 +571,10 @@ def export_onnx(model: BiLSTMClassifier, quantize: bool = False) -> bytes:
 def save_onnx(directory: str | Path) -> dict[str, Path]:
     """Export a saved student to directory/onnx/ (model.onnx and model-int8.onnx); returns backend -> path.
 
-    Student.from_pretrained(directory, backend=...) then loads these instead of exporting on the fly.
+    Student.from_pretrained(directory, backend=...) then loads these instead of exporting on the fly. The
+    folder's manifest records the new graphs (this also repairs graphs that fail it).
     """
-    model, _ = load_student(directory)
+    model, _ = load_student(directory, check_onnx=False)
     out = Path(directory) / ONNX_DIR
     out.mkdir(exist_ok=True)
     paths = {}
@@ -434,6 +582,7 @@ def save_onnx(directory: str | Path) -> dict[str, Path]:
         graph = export_onnx(model, quantize=backend == "onnx-int8")
         atomic_save(out / name, lambda tmp, graph=graph: tmp.write_bytes(graph))
         paths[backend] = out / name
+    _add_to_manifest(Path(directory), list(paths.values()))
     return paths
 
 
@@ -587,7 +736,9 @@ class Student:
 
         A text without tokens (empty, whitespace-only, only control or zero-width characters) is read as the
         single token [UNK], so it gets a prediction like any other; an item that is not a str (None, bytes,
-        a number) is a TypeError naming its index. A single str counts as a list of one.
+        a number) is a TypeError and a text with a lone surrogate a ValueError, each naming its index. A
+        single str counts as a list of one; texts that are no sequence (a dict, a set, a generator) are a
+        TypeError.
         """
         ids = encode_with(self._tokenize, _check_texts(texts), self.config.max_length, self._unk_id)
         return self.logits_from_ids(ids, batch_size)
@@ -625,16 +776,25 @@ class Student:
         return [self.labels[i] for i in self.predict(texts, batch_size)]
 
 
-def _check_texts(texts: list[str] | str) -> list[str]:
-    """texts as a list of str: a str is a list of one; TypeError naming the first item that is not a str."""
+def _check_texts(texts: Sequence[str] | str) -> list[str]:
+    """texts as a list of str: a str is a list of one. Anything but a sequence or a 1-D array (a dict, whose
+    keys would be read, a set, a generator) and an item that is not a str are a TypeError; a text that
+    cannot be encoded (a lone surrogate, which the tokenizer rejects) is a ValueError naming its index."""
     if isinstance(texts, str):
         return [texts]
-    if texts is None or not hasattr(texts, "__iter__"):
-        raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
+    if not (isinstance(texts, Sequence) or getattr(texts, "ndim", None) == 1):
+        kind = type(texts).__name__
+        raise TypeError(f"texts must be a str or a sequence of str (list, tuple, 1-D array), not {kind}")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                problem = f"it holds a lone surrogate at character {err.start}"
+                raise ValueError(f"texts[{i}] is not valid UTF-8 text: {problem}") from None
     return texts
 
 
@@ -700,7 +860,8 @@ def student_name(student: Student) -> str:
 
 
 def write_bundle(student: Student, directory: Path, repo_id: str | None = None) -> None:
-    """The files of a shareable student folder, written into an existing empty directory."""
+    """The files of a shareable student folder, written into an existing empty directory (its manifest
+    last)."""
     model = copy.deepcopy(student.model).cpu()
     _write_student(model, student.tokenizer, directory, student.training)
     int8 = directory / ONNX_DIR / ONNX_FILES["onnx-int8"]
@@ -711,6 +872,7 @@ def write_bundle(student: Student, directory: Path, repo_id: str | None = None) 
         (directory / METRICS_NAME).write_text(text, encoding="utf-8")
     card = model_card(student, repo_id, int8_bytes=int8.stat().st_size)
     (directory / CARD_NAME).write_text(card, encoding="utf-8")
+    write_manifest(directory)
 
 
 def package_student(source: str | Path, out: str | Path) -> Path:

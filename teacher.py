@@ -765,7 +765,10 @@ def _cached(
         recorded = json.loads(cache.meta.get("labels", "null"))
         if labels is not None and recorded is not None and recorded != list(labels):
             raise logits_cache.CacheMismatch(f"it holds the labels {recorded}, the data {list(labels)}")
-        return cache.lookup(df)
+        logits = cache.lookup(df)
+        if not bool(torch.isfinite(logits).all()):  # written before such logits were refused
+            raise logits_cache.CacheMismatch("it holds NaN/Inf logits")
+        return logits
     except logits_cache.CacheMismatch as err:
         if on_mismatch != "rebuild":
             raise logits_cache.CacheMismatch(
@@ -816,6 +819,7 @@ def teacher_logits(
     logits = model.predict_logits(df["text"].tolist(), batch_size=batch_size).float().cpu()
     if len(logits) != len(df):
         raise RuntimeError(f"the teacher returned {len(logits)} rows for {len(df)} examples")
+    _check_finite(logits, df, teacher, f"{dataset}/{split}")
     meta = {
         "format": logits_cache.CACHE_FORMAT,
         "teacher": str(teacher),
@@ -831,6 +835,19 @@ def teacher_logits(
         logits_cache.LogitsCache(df["id"].tolist(), hashes, logits, meta).save(path)
     _barrier()
     return logits
+
+
+def _check_finite(logits: torch.Tensor, df: pd.DataFrame, teacher: str, where: str) -> None:
+    """Refuse (ValueError) logits with NaN or Inf, naming the teacher and the first such row: never cached."""
+    bad = (~torch.isfinite(logits)).any(dim=-1).nonzero().flatten()
+    if len(bad):
+        row = int(bad[0])
+        example = f"id {df['id'].iloc[row]}: {df['text'].iloc[row]!r:.60}"
+        raise ValueError(
+            f"the teacher {teacher} gives NaN/Inf logits for {len(bad):,} of {len(df):,} {where} examples, "
+            f"first row {row} ({example}); not cached: check the teacher (fine-tune it again, e.g. with a "
+            "lower --teacher-lr, or run it in float32)"
+        )
 
 
 def cache_all(
@@ -1306,7 +1323,9 @@ def _train(trainer: Trainer, checkpoint: str | None, datasets: dict[str, _Encode
 
 
 def _save(trainer: Trainer, partial: Path, out_dir: Path, info: dict) -> None:
-    """Model, tokenizer and ``teacher.json`` into ``partial/final``, renamed to ``out_dir`` when complete."""
+    """Model, tokenizer and ``teacher.json`` into ``partial/final``, moved to ``out_dir`` when complete
+    (by ``utils.atomic_dir``, which gives the files the umask's modes: the Trainer writes its weights 0600).
+    """
     final = partial / "final"
     if trainer.is_world_process_zero() and final.exists():
         shutil.rmtree(final)  # left by a run killed while saving
@@ -1317,15 +1336,19 @@ def _save(trainer: Trainer, partial: Path, out_dir: Path, info: dict) -> None:
         )  # called on every rank (sharded set-ups need them all); the main one writes
     if trainer.is_world_process_zero():
         utils.atomic_write_json(final / TEACHER_INFO, info)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked by _finished)
-        os.replace(final, out_dir)
+        utils.atomic_dir(out_dir, lambda tmp: _move_contents(final, tmp))  # an existing out_dir is empty
         shutil.rmtree(partial)
         logger.info(
             f"teacher saved to {out_dir}: val accuracy {info['val_accuracy']:.4f}, "
             f"test accuracy {info['test_accuracy']}"
         )
     trainer.accelerator.wait_for_everyone()
+
+
+def _move_contents(source: Path, target: Path) -> None:
+    """Move every entry of ``source`` into the existing folder ``target`` (renames, on one file system)."""
+    for entry in source.iterdir():
+        os.replace(entry, target / entry.name)
 
 
 def finetune_teacher(
@@ -1424,7 +1447,7 @@ class SklearnTeacherConfig:
 
 
 def build_sklearn_pipeline(cfg: SklearnTeacherConfig):
-    """The unfitted scikit-learn pipeline ``cfg`` describes (also bench.py's TF-IDF + LR peer)."""
+    """The unfitted scikit-learn pipeline ``cfg`` describes (also peers.py's TF-IDF + LR peer)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, Pipeline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -20,7 +21,7 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import SYNTHETIC_WORDS  # noqa: E402  (the project's one word list; its folder is on sys.path now)
+from synthetic import SYNTHETIC_WORDS  # noqa: E402  (the project's one word list; its folder is on sys.path now)
 
 POSITIVE, NEGATIVE = SYNTHETIC_WORDS[1], SYNTHETIC_WORDS[0]
 FILLER = [*SYNTHETIC_WORDS[None], "the", "movie"]
@@ -123,6 +124,32 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished run's layout: <run>/student (untrained weights, toy tokenizer) and <run>/metrics.json."""
+    import vocab
+    from model import BiLSTMClassifier, StudentConfig, save_student
+
+    run = tmp_path_factory.mktemp("runs") / "tiny-v300-none-a1"
+    texts = [text for text, _ in make_reviews(300, seed=0)]
+    tokenizer = vocab.train_tokenizer(texts, 300, run.parent / "tok")
+    torch.manual_seed(0)
+    config = StudentConfig.from_size("tiny", len(tokenizer), max_length=32)
+    save_student(BiLSTMClassifier(config), tokenizer, run / "student", extra={"run": run.name, "epoch": 1})
+    metrics = {
+        "dataset": "nsmc",
+        "teacher": None,
+        "alpha": 1.0,
+        "test_accuracy": 0.8123,
+        "test_f1": 0.81,
+        "size_bytes": 4321,
+        "n_train": 300,
+        "run_dir": str(run),
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    return run
 
 
 def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench
 import corpus
 import distil
+import ladder
 import logits_cache
 import teacher
 import utils
@@ -377,43 +377,73 @@ def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
         distil.train_student(cfg, paths, device="cpu")
 
 
-def scalars_and_hparams(run_dir: str | Path) -> tuple[dict[str, list[int]], dict]:
-    """The scalar tags of a run with their steps, and its HParams values (from the event files)."""
+def hparams_data(run_dir: str | Path, tag: str):
+    """The HParams plugin's data under ``tag`` in a run's event files, and the accumulator (its scalars)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     events = EventAccumulator(str(run_dir))
     events.Reload()
+    content = events.PluginTagToContent("hparams")[tag]
+    return events, plugin_data_pb2.HParamsPluginData.FromString(content)
+
+
+def scalars_and_hparams(run_dir: str | Path) -> tuple[dict[str, list[int]], dict, str]:
+    """The scalar tags of a run with their steps, its HParams values by column, and its trial ID."""
+    events, data = hparams_data(run_dir, "_hparams_/session_start_info")
     steps = {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    values = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
-    return steps, values
+    info = data.session_start_info
+    values = {key: info.hparams[hparam.name].string_value for key, hparam in distil.HPARAMS.items()}
+    assert all(info.hparams[h.name].WhichOneof("kind") == "string_value" for h in distil.HPARAMS.values())
+    return steps, values, info.group_name
 
 
 def test_tensorboard_one_step_axis_test_once_and_readable_hparams(tmp_path, data_dir):
     paths = paths_for(tmp_path, data_dir)
     cfg = RunConfig(alpha=1.0, **{**FAST, "epochs": 2})
     metrics = distil.train_student(cfg, paths, device="cpu", log_every=5)
-    steps, hparams = scalars_and_hparams(metrics["run_dir"])
+    steps, hparams, trial = scalars_and_hparams(metrics["run_dir"])
     assert {"train/loss", "train/ce", "train/kd", "train/lr", "valid/accuracy", "valid/f1"} <= set(steps)
-    assert not [tag for tag in steps if tag.startswith("test/")]  # test figures only as HParams metrics
-    assert {tag for tag in steps if tag.startswith("hparam/")} == {
-        "hparam/val_accuracy",
-        "hparam/test_accuracy",
-        "hparam/test_f1",
-    }
+    # the final numbers: once each, at the last step, in a group that sorts after the curves
+    final = {tag for tag in steps if tag.startswith("zfinal/")}
+    assert final == {"zfinal/val_accuracy", "zfinal/test_accuracy", "zfinal/test_f1"}
+    assert max(set(steps) - final) < min(final) and not [t for t in steps if t.startswith(("test", "hparam"))]
     # one x axis: each epoch's validation point sits on the global step of that epoch's last train point
     per_epoch = -(-len(corpus.load_dataset("nsmc", data_dir=data_dir)["train"]) // FAST["batch_size"])
     assert steps["valid/accuracy"] == [per_epoch, 2 * per_epoch] == steps["valid/loss"]
     assert {per_epoch, 2 * per_epoch} <= set(steps["train/loss"]) and max(
         steps["train/loss"]
     ) == 2 * per_epoch
-    assert hparams["teacher"] == "none" and hparams["size"] == "tiny" and hparams["vocab_size"] == 300
-    assert hparams["alpha"] == 1.0 and hparams["params"] == metrics["params"] > 0
+    assert all(steps[tag] == [2 * per_epoch] for tag in final)
+    assert trial == f"nsmc/{cfg.run_name()}"  # the run's folder under the log root, as TensorBoard names it
+    assert hparams["teacher"] == "none" and hparams["size"] == "tiny" and hparams["vocab_size"] == "300"
+    assert hparams["alpha"] == "1" and hparams["seed"] == "42" and hparams["params"] == str(metrics["params"])
     assert hparams["temperature"] == "-" and hparams["kd_loss"] == "-"  # a baseline has no KD settings
-    assert hparams["embedding_dim"] == metrics["embedding_dim"] > 0  # the preset's dims, not "none"
-    assert hparams["hidden_dim"] == metrics["hidden_dim"] > 0
+    assert hparams["embedding_dim"] == str(metrics["embedding_dim"])  # the preset's dims, not "none"
+    assert hparams["hidden_dim"] == str(metrics["hidden_dim"]) and hparams["max_train"] == "all"
+
+
+def test_hparams_columns_and_metrics_are_declared_once_at_the_log_root(tmp_path):
+    root = tmp_path / "runs"
+    distil.write_hparams_config(root)
+    first = list(root.iterdir())
+    distil.write_hparams_config(root)  # the same declaration: nothing new
+    assert list(root.iterdir()) == first and len(first) == 1
+    _, data = hparams_data(root, "_hparams_/experiment")
+    # the dashboard sorts the columns by name and ticks the first five: these
+    infos = sorted(data.experiment.hparam_infos, key=lambda info: info.name)
+    assert [info.display_name for info in infos[:5]] == ["teacher", "size", "vocab_size", "alpha", "seed"]
+    assert [info.display_name for info in infos] == list(distil.HPARAM_COLUMNS)
+    assert [m.name.tag for m in data.experiment.metric_infos] == [
+        "zfinal/val_accuracy",
+        "zfinal/test_accuracy",
+        "zfinal/test_f1",
+    ]
+    stale = root / "events.out.tfevents.1.host.1.1.hparams-00000000"  # another version's declaration
+    first[0].rename(stale)
+    distil.write_hparams_config(root)
+    [current] = root.iterdir()  # replaced
+    assert current.name.split(".hparams-")[1] == first[0].name.split(".hparams-")[1]
 
 
 def test_teacher_and_student_logs_live_under_one_root(tmp_path, data_dir, tiny_teacher):
@@ -429,10 +459,9 @@ def test_teacher_and_student_logs_live_under_one_root(tmp_path, data_dir, tiny_t
     assert list(teacher_logs.rglob("events.out.tfevents.*")) and list(
         root.glob(f"{student.run_name()}/events*")
     )
-    _, hparams = scalars_and_hparams(metrics["run_dir"])
-    assert (
-        hparams["teacher"] == teacher_dir.name and hparams["kd_loss"] == "kl" and hparams["temperature"] == 2
-    )
+    _, hparams, _ = scalars_and_hparams(metrics["run_dir"])
+    assert hparams["teacher"] == teacher_dir.name and hparams["kd_loss"] == "kl"
+    assert hparams["temperature"] == "2" and hparams["alpha"] == "0.5"
 
 
 def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path, data_dir):
@@ -526,7 +555,7 @@ def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, c
     assert {r["alpha"] for r in results} == {0.1, 1.0}
     assert all(r["test_accuracy"] > 0.8 for r in results)
     out = capsys.readouterr().out
-    assert "test_accuracy" in out and "teacher test accuracy" in out
+    assert distil.summary_text(results) in out and "teacher test accuracy" in out
     for backend in ("torch", "onnx-int8"):
         distil.main(
             [
@@ -541,6 +570,40 @@ def test_student_teacher_distillation_beats_chance_via_cli(tmp_path, data_dir, c
         )
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[0].startswith("positive") and lines[1].startswith("negative")
+
+
+def test_summary_fits_100_columns_and_names_each_run_folder():
+    distilled = {
+        "student_size": "base",
+        "vocab_size": 10000,
+        "teacher": "teacher_model/nsmc/koelectra-base-v3-discriminator-nsmc",
+        "alpha": 0.1,
+        "temperature": 2.0,
+        "seed": 4294967295,
+        "params": 1234567,
+        "embedding_dim": 128,
+        "hidden_dim": 256,
+        "best_epoch": 12,
+        "val_accuracy": 0.87654,
+        "test_accuracy": 0.87543,
+        "test_f1": 0.87542,
+        "train_seconds": 12345.67,
+        "run_dir": "runs/nsmc/base-v10000-koelectra-base-v3-discriminator-nsmc-a0.1-T2-u-unlabeled-s429",
+    }
+    custom = {**distilled, "student_size": "custom", "teacher": None, "alpha": 1.0, "run_dir": "runs/nsmc/b"}
+    results = [distilled, custom] * 6  # 12 rows: two-digit row numbers
+    lines = distil.summary_text(results).splitlines()
+    assert len(lines) == 1 + 2 * len(results) and max(map(len, lines)) <= 100
+    assert lines[0].split() == [
+        *["size", "vocab", "teacher", "alpha", "seed", "params"],
+        *["epoch", "val_acc", "test_acc", "seconds"],
+    ]
+    assert lines[1].split() == [  # a long teacher name is cut
+        *["1", "base", "10000", "koelectra-base-…", "0.1", "4294967295", "1,234,567"],
+        *["12", "0.8765", "0.8754", "12346"],
+    ]
+    assert lines[12].split()[:4] == ["12", "e128h256", "10000", "none"]  # a custom size as in run names
+    assert lines[13:] == [f"{i}  {r['run_dir']}" for i, r in enumerate(results, start=1)]  # named in full
 
 
 def test_cli_help_documents_stages(capsys):
@@ -578,7 +641,7 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
     assert metrics["n_transfer"] == metrics["n_train"] + len(corpus.read_unlabeled(unlabeled))
     before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
-    assert bench.run_record(before)["n_transfer"] == metrics["n_transfer"]
+    assert ladder.run_record(before)["n_transfer"] == metrics["n_transfer"]
     assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
     assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
     with pytest.raises(ValueError, match="baseline.*teacher, unlabeled"):
@@ -701,6 +764,8 @@ def test_crafted_and_truncated_checkpoints_are_refused_without_running_code(tmp_
     assert not marker.exists()
     message = str(err.value)
     assert "\n" not in message and str(checkpoint) in message and "--overwrite" in message
+    assert "could run arbitrary code, so it is refused" in message  # said in full, in our words
+    assert "\x1b" not in message and "weights_only" not in message and "trust" not in message
     checkpoint.write_bytes(good[: len(good) // 2])
     with pytest.raises(distil.RunStateError, match="checkpoint.pt is corrupt .*--overwrite"):
         distil.train_student(ONE_EPOCH, paths, device="cpu")
@@ -762,6 +827,59 @@ def test_cli_errors_are_one_line_with_an_exit_code(tmp_path, data_dir, capsys, o
     assert exit_info.value.code == code
     assert err.startswith("error: ") and err.count("\n") == 1 and expected in err and "Traceback" not in err
     assert not any(tmp_path.rglob("config.json"))
+
+
+@pytest.mark.parametrize(
+    "option, expected",
+    [
+        (
+            ["--model", "org/model", "--teacher-lr", "0"],
+            "lr (--teacher-lr) must be a number in (0, 1], got 0.0",
+        ),
+        (["--model", "tfidf-lr", "--lr-c", "0"], "c (--lr-c) must be a number in (0, inf), got 0.0"),
+    ],
+)
+def test_the_teacher_stage_checks_its_settings_before_any_work(tmp_path, data_dir, capsys, option, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        distil.main(["teacher", *cli_common(tmp_path, data_dir), *option])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""  # no data-loading lines before the refusal
+    assert captured.err == f"error: {expected}\n"
+
+
+DAMAGED_RUN_FILES = [
+    ("metrics.json", '{"test_accuracy":\n', "metrics.json is unreadable (Expecting value: line 2 column 1"),
+    ("metrics.json", "{}", "metrics.json lacks student_size, vocab_size, teacher, ..."),
+    ("config.json", "[]", "config.json holds a list, not a JSON object"),
+]
+
+
+def test_damaged_files_of_a_finished_run_are_one_line_errors(tmp_path, data_dir, capsys):
+    command = [
+        "student",
+        *cli_common(tmp_path, data_dir),
+        "--alpha",
+        "1",
+        "--size",
+        "tiny",
+        "--vocab-size",
+        "300",
+    ]
+    [metrics] = distil.main([*command, "--epochs", "1", "--batch-size", "32"])
+    run_dir = Path(metrics["run_dir"])
+    capsys.readouterr()
+    for name, text, expected in DAMAGED_RUN_FILES:
+        good = (run_dir / name).read_text(encoding="utf-8")
+        (run_dir / name).write_text(text, encoding="utf-8")
+        with pytest.raises(SystemExit) as exit_info:
+            distil.main([*command, "--epochs", "1", "--batch-size", "32"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"error: {run_dir / expected}") and err.endswith(
+            "pass --overwrite to train the run again\n"
+        )
+        (run_dir / name).write_text(good, encoding="utf-8")
+    assert distil.main([*command, "--epochs", "1", "--batch-size", "32"]) == [metrics]
 
 
 def test_cli_debug_shows_the_traceback(tmp_path, data_dir):

@@ -1,5 +1,6 @@
 """Tests for model.py: the BiLSTM student, encoding, saving/loading and the Student predict API."""
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -509,6 +510,9 @@ def test_onnx_graph_from_other_weights_is_refused(tokenizer, tmp_path):
     (tmp_path / "b" / "onnx" / "model.onnx").write_bytes(
         (tmp_path / "a" / "onnx" / "model.onnx").read_bytes()
     )
+    with pytest.raises(M.CorruptFileError, match="onnx/model.onnx is not listed in manifest.json"):
+        Student.from_pretrained(tmp_path / "b", backend="onnx")
+    (tmp_path / "b" / "manifest.json").unlink()  # a folder saved before manifests: the graph's fingerprint
     with pytest.raises(ValueError, match="other weights"):
         Student.from_pretrained(tmp_path / "b", backend="onnx")
 
@@ -571,6 +575,9 @@ def test_damaged_student_file_is_a_one_line_error_naming_it(tokenizer, tmp_path,
     make_student_dir(tokenizer, tmp_path / "s")
     path = tmp_path / "s" / name
     path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(M.CorruptFileError, match=f"{name} (is corrupt|does not match its sha256)"):
+        load_student(tmp_path / "s")  # config.json's own checks come first, then the manifest's
+    (tmp_path / "s" / "manifest.json").unlink()  # each reader's own checks, as for a folder without one
     with pytest.raises(M.CorruptFileError) as err:
         load_student(tmp_path / "s")
     message = str(err.value)
@@ -591,5 +598,149 @@ def test_non_finite_weights_are_never_saved_or_loaded(tokenizer, tmp_path, value
     make_student_dir(tokenizer, tmp_path / "s")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     M.save_file(state, tmp_path / "s" / "model.safetensors")
+    M.write_manifest(tmp_path / "s")
     with pytest.raises(ValueError, match="model.safetensors holds NaN/Inf weights \\(in classifier.bias\\)"):
         load_student(tmp_path / "s")
+
+
+# -----------------------------------------------------------------------------
+# the folder's manifest; configs and tokenizers that do not fit
+
+
+def constant_graph(fingerprint: str, logits: tuple[float, float] = (-9.0, 9.0)) -> bytes:
+    """An ONNX graph that answers the same logits for every text, carrying the given weights fingerprint."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Shape", ["lengths"], ["batch"]),
+        helper.make_node("Constant", [], ["two"], value=helper.make_tensor("v", TensorProto.INT64, [1], [2])),
+        helper.make_node("Concat", ["batch", "two"], ["shape"], axis=0),
+        helper.make_node(
+            "Constant", [], ["row"], value=helper.make_tensor("r", TensorProto.FLOAT, [1, 2], logits)
+        ),
+        helper.make_node("Expand", ["row", "shape"], ["logits"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "time"]),
+        helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
+    ]
+    output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])
+    graph = helper.make_model(
+        helper.make_graph(nodes, "forged", inputs, [output]), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    graph.ir_version = 8
+    helper.set_model_props(graph, {M.FINGERPRINT_KEY: fingerprint})
+    return graph.SerializeToString()
+
+
+def test_forged_onnx_graph_with_a_copied_fingerprint_is_refused(tokenizer, tmp_path):
+    import onnx
+
+    model = make_student_dir(tokenizer, tmp_path / "s")
+    int8 = save_onnx(tmp_path / "s")["onnx-int8"]
+    fingerprint = {p.key: p.value for p in onnx.load(int8).metadata_props}[M.FINGERPRINT_KEY]
+    forged = constant_graph(fingerprint)
+    # the fingerprint alone is fooled: the graph answers "positive" whatever the text
+    fooled = Student(model, tokenizer, backend="onnx-int8", onnx_model=forged)
+    assert fooled.predict(["별로예요", "시간 낭비였어요 별로예요"]) == [1, 1]
+    int8.write_bytes(forged)
+    for backend in M.BACKENDS:  # the folder is refused whichever backend is asked for
+        with pytest.raises(M.CorruptFileError) as err:
+            Student.from_pretrained(tmp_path / "s", backend=backend)
+        message = str(err.value)
+        assert message.startswith(
+            f"{int8} does not match its sha256 in manifest.json; export the ONNX graphs"
+        )
+        assert f"model.save_onnx('{tmp_path / 's'}')" in message and "\n" not in message
+    save_onnx(tmp_path / "s")  # the fix the message names
+    student = Student.from_pretrained(tmp_path / "s", backend="onnx-int8")
+    np.testing.assert_allclose(
+        student.predict_logits(TEXTS), Student(model, tokenizer).predict_logits(TEXTS), atol=0.02
+    )
+
+
+def test_manifest_lists_the_student_files_and_refuses_missing_and_unlisted_ones(tokenizer, tmp_path):
+    folder = tmp_path / "s"
+    make_student_dir(tokenizer, folder)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    listed = sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    assert sorted(manifest["files"]) == listed and {"config.json", "model.safetensors"} <= set(listed)
+    assert (
+        manifest["files"]["model.safetensors"]
+        == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    )
+    # not part of the student: the model card, hidden files, a student teacher's logits cache
+    (folder / "README.md").write_text("# notes")
+    (folder / ".gitattributes").write_text("*.onnx filter=lfs")
+    (folder / "logits").mkdir()
+    (folder / "logits" / "nsmc-train.safetensors").write_bytes(b"cache")
+    load_student(folder)
+    (folder / "special_tokens_map.json").write_text("{}")
+    with pytest.raises(
+        M.CorruptFileError, match="special_tokens_map.json is not listed in manifest.json; copy"
+    ):
+        load_student(folder)
+    (folder / "special_tokens_map.json").unlink()
+    (folder / "vocab.txt").unlink()
+    with pytest.raises(M.CorruptFileError, match=r"vocab.txt is missing \(listed in manifest.json\); copy"):
+        load_student(folder)
+    (folder / "manifest.json").write_text('{"files": {"../../etc/passwd": "0"}}')
+    with pytest.raises(M.CorruptFileError, match="manifest.json is corrupt"):
+        load_student(folder)
+
+
+def test_a_folder_without_manifest_loads_with_one_warning(tokenizer, tmp_path, caplog):
+    folder = tmp_path / "old"
+    make_student_dir(tokenizer, folder)
+    (folder / "manifest.json").unlink()
+    with caplog.at_level("WARNING", logger="distilkobilstm"):
+        load_student(folder)
+        Student.from_pretrained(folder, backend="onnx")
+    assert (
+        caplog.text.count("has no manifest.json") == 1 and f"model.write_manifest('{folder}')" in caplog.text
+    )
+    assert not (folder / "manifest.json").exists()  # loading never writes into the folder
+    M.write_manifest(folder)
+    assert M.verify_manifest(folder)
+
+
+def test_a_config_too_large_for_its_bounds_is_refused_before_any_allocation(tokenizer, tmp_path):
+    folder = tmp_path / "s"
+    make_student_dir(tokenizer, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 10**10}), encoding="utf-8")
+    (folder / "manifest.json").unlink(missing_ok=True)  # the config's own checks, not the manifest's
+    with pytest.raises(M.CorruptFileError) as err:
+        Student.from_pretrained(folder)
+    message = str(err.value)
+    assert message.startswith(f"{folder / 'config.json'} is corrupt") and "\n" not in message
+    assert "vocab_size (--vocab-size) must be in [1, 1000000], got 10000000000" in message
+    # within the bounds but not what the weights hold: refused before the model is built (4 GB here)
+    (folder / "config.json").write_text(
+        json.dumps({**config, "vocab_size": 1000000, "embedding_dim": 1024}), encoding="utf-8"
+    )
+    with pytest.raises(M.CorruptFileError, match=r"model.safetensors does not fit config.json \(embedding"):
+        load_student(folder)
+
+
+def test_a_tokenizer_larger_than_the_embedding_is_refused(tokenizer, tmp_path):
+    folder = tmp_path / "s"
+    small = tokenizer.train_new_from_iterator(CORPUS[:2], 20)
+    assert len(small) < len(tokenizer)
+    save_student(make_model(len(small)), small, folder)
+    M.save_tokenizer_files(tokenizer, folder)  # another student's, larger vocabulary
+    (folder / "manifest.json").unlink(missing_ok=True)  # the tokenizer's own check, not the manifest's
+    with pytest.raises(M.CorruptFileError) as err:
+        Student.from_pretrained(folder)
+    message = str(err.value)
+    assert message.startswith(
+        f"{folder / 'tokenizer.json'} belongs to another student ({len(tokenizer)} tokens"
+    )
+    assert f"config.json gives the model {len(small)} (vocab_size)" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("folder", M.BUNDLED_STUDENTS, ids=[p.name for p in M.BUNDLED_STUDENTS])
+def test_bundled_students_carry_a_manifest_that_holds(folder):
+    assert M.verify_manifest(folder)
+    listed = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["files"]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "onnx/model-int8.onnx"} <= set(listed)

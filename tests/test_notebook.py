@@ -263,9 +263,9 @@ def test_committed_notebook_is_clean():
     title = "".join(raw["cells"][0]["source"])
     assert "colab.research.google.com/github/YOUR-GITHUB-ACCOUNT/" in title and "REPO_SOURCE" in title
     assert "T4" in title and "CPU" in title and "max_train" in title  # timings and a quick first run
-    for cell_id in ("results", "plot-accuracy", "plot-curves"):  # bench.py evaluates
+    for cell_id in ("results", "plot-accuracy", "plot-curves"):  # report.py evaluates
         source = "".join(raw["cells"][ids.index(cell_id)]["source"])
-        assert "bench." in source and len(source.splitlines()) <= 12 and "def " not in source
+        assert "report." in source and len(source.splitlines()) <= 12 and "def " not in source
 
 
 # -----------------------------------------------------------------------------

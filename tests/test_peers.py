@@ -1,4 +1,4 @@
-"""The scikit-learn teacher (fit, safe save/load, cached logits, distillation) and bench.py's peers."""
+"""The scikit-learn teacher (fit, safe save/load, cached logits, distillation) and peers.py's peers."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_saved_teacher_round_trips(sklearn_teacher, splits):
     loaded = T.load_teacher(str(sklearn_teacher))
     assert isinstance(loaded, T.SklearnTeacher) and loaded.num_labels == 2 and loaded.num_parameters() > 0
     files = [sklearn_teacher / T.SKLEARN_MODEL_FILE, sklearn_teacher / T.SKLEARN_VOCAB_FILE]
-    assert loaded.size_bytes() == sum(path.stat().st_size for path in files) > 0  # bench.py's size column
+    assert loaded.size_bytes() == sum(path.stat().st_size for path in files) > 0  # peers.py's size column
     logits = loaded.predict_logits(texts, batch_size=8, show_progress=False)  # several chunks
     expected = np.maximum(fresh.predict_log_proba(texts), T.LOG_PROB_FLOOR)
     assert logits.dtype == torch.float32 and logits.shape == (len(texts), 2)
@@ -172,9 +172,10 @@ def test_sklearn_teacher_teaches_a_student_through_the_cache(sklearn_teacher, sp
 
 def test_bench_peers_are_trained_scored_and_timed(splits):
     import bench
+    import peers
 
     settings = bench.Settings(latency_sentences=8, repeats=1)
-    cfg = bench.PeersConfig(
+    cfg = peers.PeersConfig(
         tfidf_lr=T.SklearnTeacherConfig(**FAST),
         fasttext_bucket=20_000,
         quantize_cutoff=2_000,
@@ -185,7 +186,7 @@ def test_bench_peers_are_trained_scored_and_timed(splits):
     # (kiwipiepy 0.24.1, fasttext-numpy2-wheel), which test_augment.py does earlier in the same pytest run.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         rows = pool.submit(
-            bench.measure_peers, settings, splits["train"], splits["test"], texts, cfg
+            peers.measure_peers, settings, splits["train"], splits["test"], texts, cfg
         ).result()
     by_model = {row["model"]: row for row in rows}
     assert list(by_model) == ["tfidf-lr (scikit-learn)", "fasttext", "fasttext quantized"]
@@ -200,6 +201,6 @@ def test_bench_peers_are_trained_scored_and_timed(splits):
     assert by_model["fasttext quantized"]["size_bytes"] < by_model["fasttext"]["size_bytes"] / 4
     assert by_model["tfidf-lr (scikit-learn)"]["features"] > 0
     with pytest.raises(ValueError, match=r"fasttext_dim \(--fasttext-dim\) must be in \[1, inf\), got 0"):
-        bench.PeersConfig(fasttext_dim=0)
+        peers.PeersConfig(fasttext_dim=0)
     with pytest.raises(ValueError, match="even fasttext_dim"):
-        bench.PeersConfig(fasttext_dim=63)
+        peers.PeersConfig(fasttext_dim=63)

@@ -607,6 +607,25 @@ def test_unlabeled_rows_are_left_out_of_fine_tuning(tmp_path):
     assert info["num_examples"] == {"train": 24, "valid": 8, "test": 8}
 
 
+def test_fine_tuned_teacher_files_follow_the_umask(tmp_path):
+    data = splits(24, 8)
+    cfg = T.TeacherConfig(model=str(build_model("bert", tmp_path / "base")), train_batch_size=8, max_steps=1)
+    umask = os.umask(0o022)
+    try:
+        out_dir = T.finetune_teacher(
+            cfg, data, "synthetic", tmp_path / "t", "cpu", log_root=tmp_path / "runs"
+        )
+        T.teacher_logits(str(out_dir), data["valid"], "synthetic", "valid", device="cpu")  # its logits cache
+    finally:
+        os.umask(umask)
+    modes = {
+        p.relative_to(out_dir).as_posix(): p.stat().st_mode & 0o777 for p in [out_dir, *out_dir.rglob("*")]
+    }
+    assert modes["model.safetensors"] == 0o644 and modes["logits/synthetic-valid.safetensors"] == 0o644
+    assert {mode for name, mode in modes.items() if (out_dir / name).is_file()} == {0o644}, modes
+    assert {mode for name, mode in modes.items() if (out_dir / name).is_dir()} == {0o755}, modes
+
+
 DAMAGED_FILES = ["model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json"]
 
 
@@ -753,6 +772,32 @@ def test_student_directory_teaches(tmp_path):
     expected = torch.from_numpy(teacher.student.predict_logits(PREDICT_TEXTS))
     torch.testing.assert_close(logits, expected)
     assert len(T.teacher_fingerprint(directory)) == 64
+
+
+def test_non_finite_teacher_logits_are_never_cached(tmp_path, monkeypatch, caplog):
+    tokenizer = wordpiece()
+    student = BiLSTMClassifier(StudentConfig(vocab_size=len(tokenizer), embedding_dim=8, hidden_dim=8))
+    directory = save_student(student, tokenizer, tmp_path / "student-teacher")
+    df = reviews(6, 3)
+
+    def diverged(self, texts, batch_size, show_progress):
+        logits = torch.zeros(len(texts), 2)
+        logits[4, 1], logits[5, 0] = float("inf"), float("nan")
+        return logits
+
+    monkeypatch.setattr(T.StudentTeacher, "_predict", diverged)
+    with monkeypatch.context() as m:  # a cache written before such logits were refused
+        m.setattr(T, "_check_finite", lambda *args: None, raising=False)
+        T.teacher_logits(str(directory), df, "synthetic", "train", device="cpu")
+    with caplog.at_level("WARNING", logger="distilkobilstm"), pytest.raises(ValueError) as err:
+        T.teacher_logits(str(directory), df, "synthetic", "train", device="cpu")
+    assert "holds NaN/Inf logits; rebuilding it" in caplog.text  # never used
+    message = str(err.value)
+    assert message.startswith(
+        f"the teacher {directory} gives NaN/Inf logits for 2 of 6 synthetic/train examples"
+    )
+    assert "first row 4 (id r3-4: " in message
+    assert "not cached" in message and "\n" not in message
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,16 +16,15 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bench
 import corpus
 import distil
+import ladder
 import teacher as teachers
 import utils
 from model import display_name
+from report import percent_or_dash
 
 
 def peer_row(peer: str, splits, name: str) -> dict:
@@ -68,11 +67,6 @@ def run_rows(runs: str) -> list[dict]:
     return sorted(rows, key=lambda r: (r["teacher"] != "none", r["params"]))
 
 
-def percent(x: float | None) -> str:
-    """A share in percent with two decimals, "–" when missing."""
-    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.2f}"
-
-
 def markdown(rows: list[dict], splits, data: str, commands: str) -> str:
     """The table (percentages), the split it was measured on and the commands."""
     table = [
@@ -82,9 +76,9 @@ def markdown(rows: list[dict], splits, data: str, commands: str) -> str:
             "α": r["alpha"],
             "epochs": r["epochs"],
             "params": f"{r['params']:,}",
-            "test accuracy (%)": percent(r["test_accuracy"]),
-            "macro F1 (%)": percent(r["test_f1"]),
-            "within one class (%)": percent(r.get("test_within_one")),
+            "test accuracy (%)": percent_or_dash(r["test_accuracy"]),
+            "macro F1 (%)": percent_or_dash(r["test_f1"]),
+            "within one class (%)": percent_or_dash(r.get("test_within_one")),
         }
         for r in rows
     ]
@@ -98,7 +92,7 @@ def markdown(rows: list[dict], splits, data: str, commands: str) -> str:
         f"Labels {' / '.join(splits.labels)}{ordered}; split by a hash of each row's id ({sizes}). Generated "
         "by `tools/own_data_report.py` from the runs' metrics.json and the peer's logits cache.",
         "",
-        bench.markdown(table),
+        ladder.markdown(table),
         "",
         "Commands (OMP_NUM_THREADS=1, one process at a time, on a shared 2-core CPU):",
         "",

@@ -1,10 +1,12 @@
-"""Screenshot of TensorBoard's learning curves in a real headless browser (Debian's chromium).
+"""Screenshots of TensorBoard as a new user first sees it, in a real headless browser (Debian's chromium).
 
-    python tools/tensorboard_screenshot.py --logdir runs --out results/tensorboard_scalars.png
+    python tools/tensorboard_screenshot.py --logdir runs --out results/tensorboard_scalars.png \
+        --hparams results/tensorboard_hparams.png
 
-Starts TensorBoard on a free local port over --logdir, opens its Time Series dashboard in headless chromium
-(Playwright driving the system's /usr/bin/chromium: no browser download), keeps the cards whose tag matches
---tags (default: the train and valid curves), waits for the charts and saves a PNG. Prints the tags it showed.
+Starts TensorBoard on a free local port over --logdir and opens it in headless chromium (Playwright driving
+the system's /usr/bin/chromium: no browser download) in a 1400x900 window with TensorBoard's defaults: no tag
+filter, no column ticked, no pane closed. Saves the first screen of the Time Series dashboard (and, with
+--hparams, of the HParams table) as a PNG and prints the cards and columns that screen shows.
 """
 
 from __future__ import annotations
@@ -12,20 +14,38 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import typing
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+SIZE = (1400, 900)  # a laptop's browser window
+# The scalar cards of each dashboard: the element, and its tag (JavaScript of the element e).
+CARDS = {"timeseries": ("card-view tb-truncated-path.tag", "e.title"), "scalars": ("tf-scalar-card", "e.tag")}
+# The texts of the table's cells (JavaScript) that sit under its "Trial ID" header.
+TRIAL_IDS = """(cells) => {
+    const left = (e) => Math.round(e.getBoundingClientRect().left);
+    const header = cells.find((e) => e.textContent.trim() === "Trial ID");
+    return cells.filter((e) => e !== header && left(e) === left(header)).map((e) => e.textContent.trim());
+}"""
+
+
+class HParamsTable(typing.NamedTuple):
+    """What the HParams dashboard's table shows: the column headers inside the window, and every row's trial
+    ID (the cell's full text; TensorBoard cuts it to its 10em column on screen)."""
+
+    columns: list[str]
+    trials: list[str]
 
 
 def free_port() -> int:
+    """A free local TCP port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -77,76 +97,74 @@ def tensorboard(logdir: str | Path, timeout: float = 120) -> Iterator[str]:
             server.wait(timeout=30)
 
 
-def scalar_tags(url: str, pattern: str) -> list[str]:
-    """The scalar tags TensorBoard at url serves (any run) that match the regex pattern."""
-    with urllib.request.urlopen(url + "data/plugin/scalars/tags", timeout=30) as response:
-        runs = json.load(response)
-    return sorted({tag for tags in runs.values() for tag in tags if re.search(pattern, tag)})
+@contextlib.contextmanager
+def browser_page(size: tuple[int, int] = SIZE, browser: str = CHROMIUM) -> Iterator[typing.Any]:
+    """A Playwright page in headless chromium with a window of ``size`` (width, height)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=browser, headless=True, args=["--no-sandbox"])
+        try:
+            yield chromium.new_page(viewport={"width": size[0], "height": size[1]})
+        finally:
+            chromium.close()
 
 
 def screenshot(
     url: str,
     out: str | Path,
-    tags: str = "train/(loss|kd)|valid/(accuracy|loss)",
-    size: tuple[int, int] = (1280, 1060),
+    dashboard: str = "timeseries",
+    size: tuple[int, int] = SIZE,
     browser: str = CHROMIUM,
 ) -> list[str]:
-    """Save a PNG of the Time Series dashboard at url showing the scalar cards whose tag matches the regex
-    ``tags``; returns those tags (each was found on the page before the screenshot)."""
-    from playwright.sync_api import sync_playwright
-
-    shown = scalar_tags(url, tags)
-    if not shown:
-        raise ValueError(f"no scalar tag matches {tags!r} at {url}")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=browser, headless=True, args=["--no-sandbox"])
-        try:
-            page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
-            page.goto(url + "#timeseries", wait_until="networkidle")
-            settings = page.locator("button", has_text="Settings").first  # its pane opens on wide screens
-            if (
-                settings.get_attribute("aria-pressed") == "true"
-                or page.get_by_text("Horizontal Axis").is_visible()
-            ):
-                settings.click()
-            page.locator("input[placeholder^='Filter tags']").first.fill(tags)
-            page.keyboard.press("Escape")  # closes the tag suggestions
-            for tag in shown:
-                page.get_by_text(tag, exact=True).first.wait_for(timeout=60_000)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(2000)  # the charts draw after their data arrives
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out))
-        finally:
-            chromium.close()
-    shrink_png(out)
-    return shown
+    """Save a PNG of the first screen of a scalar dashboard (``timeseries`` or ``scalars``) at url, as it
+    opens; returns the tags of the cards inside the window, in page order."""
+    selector, tag = CARDS[dashboard]
+    with browser_page(size, browser) as page:
+        page.goto(f"{url}#{dashboard}", wait_until="networkidle")
+        page.locator(selector).first.wait_for(timeout=60_000)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(2000)  # the charts draw after their data arrives
+        cards = inside(page.locator(selector), tag, size)
+        save(page, out)
+    return cards
 
 
 def screenshot_hparams(
-    url: str, out: str | Path, size: tuple[int, int] = (3400, 360), browser: str = CHROMIUM
-) -> None:
-    """Save a PNG of the HParams dashboard's table (one row per run: its hyperparameters and metrics)."""
-    from playwright.sync_api import sync_playwright
+    url: str, out: str | Path, size: tuple[int, int] = SIZE, browser: str = CHROMIUM
+) -> HParamsTable:
+    """Save a PNG of the HParams dashboard as it opens (the table view, one row per run); returns the
+    columns inside the window and the rows' trial IDs."""
+    with browser_page(size, browser) as page:
+        page.goto(f"{url}#hparams", wait_until="networkidle")
+        table = page.locator("tf-hparams-table-view")
+        rows = table.locator("paper-checkbox.table-cell").filter(visible=True)  # each row's "Show Metrics"
+        rows.first.wait_for(timeout=60_000)
+        page.wait_for_load_state("networkidle")
+        page.mouse.move(size[0] - 1, size[1] - 1)  # no tooltip over the table
+        page.wait_for_timeout(1000)
+        columns = inside(table.locator(".table-header"), "e.textContent.trim()", size)
+        trials = table.locator(".table-cell").evaluate_all(TRIAL_IDS)
+        save(page, out)
+    return HParamsTable(columns, trials)
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=browser, headless=True, args=["--no-sandbox"])
-        try:
-            page = chromium.new_page(viewport={"width": size[0], "height": size[1]})
-            page.goto(url + "#hparams", wait_until="networkidle")
-            page.get_by_text("Trial ID").first.wait_for(timeout=60_000)
-            # TensorBoard shows only the first few hyperparameters and no metric: tick every column in the
-            # list on the left (not the table rows' "Show Metrics" boxes)
-            for box in page.get_by_role("checkbox").all():
-                where = box.bounding_box() if box.is_visible() else None
-                if where and where["x"] < size[0] / 4 and box.get_attribute("aria-checked") == "false":
-                    box.click()
-            page.mouse.move(size[0] - 1, size[1] - 1)  # no tooltip over the table
-            page.wait_for_timeout(1000)
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out))
-        finally:
-            chromium.close()
+
+def inside(elements: typing.Any, value: str, size: tuple[int, int]) -> list:
+    """``value`` (JavaScript of the element e) of each of the located elements inside the window, in page
+    order (a collapsed group's cards have no size; a column scrolled off to the right is outside)."""
+    return elements.evaluate_all(
+        f"""(elements, [width, height]) => elements.filter((e) => {{
+            const box = e.getBoundingClientRect();
+            return box.height > 0 && box.top >= 0 && box.top < height && box.left >= 0 && box.right <= width;
+        }}).map((e) => {value})""",
+        list(size),
+    )
+
+
+def save(page: typing.Any, out: str | Path) -> None:
+    """Save the page's window as a small PNG."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out))
     shrink_png(out)
 
 
@@ -159,32 +177,29 @@ def shrink_png(path: str | Path, colors: int = 64) -> None:
     small.save(path, optimize=True)
 
 
-def main(argv: list[str] | None = None) -> list[str]:
+def main(argv: list[str] | None = None) -> tuple[list[str], HParamsTable | None]:
+    """The command line: the screenshots, and what their first screens show."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--logdir", default="runs", help="TensorBoard's log root (default: %(default)s)")
     parser.add_argument(
-        "--out", default="results/tensorboard_scalars.png", help="the PNG (default: %(default)s)"
+        "--out", default="results/tensorboard_scalars.png", help="the Time Series PNG (default: %(default)s)"
     )
-    parser.add_argument(
-        "--tags",
-        default="train/(loss|kd)|valid/(accuracy|loss)",
-        help="regex of the tags to show (default: %(default)s)",
-    )
+    parser.add_argument("--hparams", help="also save the HParams table as this PNG")
     parser.add_argument("--browser", default=CHROMIUM, help="chromium executable (default: %(default)s)")
-    parser.add_argument("--hparams", help="also save the HParams table view as this PNG")
     args = parser.parse_args(argv)
     if not Path(args.browser).is_file():
         raise SystemExit(
             f"{args.browser} not found: install chromium (apt-get install chromium) or pass --browser"
         )
     with tensorboard(args.logdir) as url:
-        titles = screenshot(url, args.out, args.tags, browser=args.browser)
-        if args.hparams:
-            screenshot_hparams(url, args.hparams, browser=args.browser)
-    print(f"wrote {args.out}: {len(titles)} cards ({', '.join(titles)})")
-    return titles
+        cards = screenshot(url, args.out, browser=args.browser)
+        table = screenshot_hparams(url, args.hparams, browser=args.browser) if args.hparams else None
+    print(f"wrote {args.out}: the first screen shows {', '.join(cards)}")
+    if table:
+        print(f"wrote {args.hparams}: columns {', '.join(table.columns)}; trials {', '.join(table.trials)}")
+    return cards, table
 
 
 if __name__ == "__main__":

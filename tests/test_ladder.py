@@ -1,0 +1,280 @@
+"""ladder.py: every run recorded in a CSV, the ladder grouped from it, its targets and its files."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import ladder
+from model import STUDENT_MODEL_TYPE
+
+
+def ladder_run(
+    runs: Path, name: str, size: str, seed: int, test: float, prints: object = None, **extra
+) -> None:
+    """A metrics.json as distil.py writes it (without n_transfer, as runs before it was recorded), and a
+    config.json with the teacher's file fingerprints ``prints`` when given."""
+    run_dir = runs / "nsmc" / name
+    run_dir.mkdir(parents=True, exist_ok=True)  # an existing folder: the run trained again
+    metrics = {
+        "dataset": "nsmc",
+        "teacher": None,
+        "vocab_size": 3000,
+        "student_size": size,
+        "params": 27394,
+        "size_bytes": 110504,
+        "alpha": 1.0,
+        "temperature": 2.0,
+        "kd_loss": "kl",
+        "unlabeled": None,
+        "seed": seed,
+        "n_train": 600,
+        "epochs_run": 9,
+        "best_epoch": 6,
+        "val_accuracy": test + 0.01,
+        "test_accuracy": test,
+        "test_f1": test,
+        "train_seconds": 540.0,
+        "seconds_per_epoch": 60.0,
+        "device": "cpu",
+        "device_name": "Some CPU",
+        "run_dir": str(run_dir),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics | extra))
+    config = {"epochs": 12, "patience": 2 + (seed == 7)}
+    if prints:
+        config["fingerprints"] = {"data": "d" * 64, "teacher": prints}
+    (run_dir / "config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture
+def ladder_files(tmp_path, monkeypatch) -> ladder.LadderConfig:
+    """Three runs (a baseline over two seeds, an ensemble-distilled run with two transfer files), an older
+    record of one of them and of another run, a README with the ladder block and a bench run's peers."""
+    monkeypatch.chdir(tmp_path)
+    runs = Path("runs/ladder")
+    for name, lines in (("u1.txt", 3), ("u2.txt", 2)):
+        Path(name).write_text("".join(f"리뷰 {name} {i}\n" for i in range(lines)), encoding="utf-8")
+    ladder_run(runs, "tiny-base-s1", "tiny", 1, 0.80)
+    ladder_run(runs, "tiny-base-s2", "tiny", 2, 0.82)
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.885, "teacher_val_accuracy": 0.89}
+    kd |= {"unlabeled": "u1.txt+u2.txt", "unlabeled_files": ["u1.txt", "u2.txt"]}
+    ladder_run(runs, "tiny-kd-s1", "tiny", 1, 0.86, **kd)
+    ladder_run(runs, "tiny-base-s7", "tiny", 7, 0.84)  # patience 3: another protocol, its own row
+    ladder_run(Path("runs/members"), "base-v9000", "base", 42, 0.865, vocab_size=9000)
+    member = Path("runs/members/nsmc/base-v9000/student")  # a student teacher: its metrics.json is beside it
+    member.mkdir()
+    (member / "config.json").write_text(json.dumps({"model_type": STUDENT_MODEL_TYPE}))
+    ladder_run(runs, "tiny-bilstm-s1", "tiny", 1, 0.85, alpha=0.1, teacher=str(member))
+    ladder_run(Path("models"), "nsmc-base", "base", 42, 0.86, run_dir="runs/nsmc/base-baseline")  # bundled
+    (runs / "nsmc" / "unfinished").mkdir()
+    (runs / "nsmc" / "unfinished" / "metrics.json").write_text(json.dumps({"dataset": "nsmc"}))
+    old = pd.DataFrame(
+        [
+            {"run_dir": "runs/nsmc/elsewhere", "test_accuracy": 0.5},
+            {"run_dir": "runs/ladder/nsmc/tiny-base-s1", "test_accuracy": 0.1, "train_seconds": 9.0},
+            {"run_dir": "runs/ladder/nsmc/tiny-base-s2", "test_accuracy": 0.82, "train_seconds": 540.0},
+        ]
+    )
+    old.to_csv("runs.csv", index=False)
+    Path("README.md").write_text("before\n<!-- ladder:start -->\nold table\n<!-- ladder:end -->\nafter\n")
+    peer = {"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.873, "train_seconds": 61.4}
+    peers = [peer | {"batch64_per_s": 1234.5, "size_bytes": 6_620_151}]
+    peers.append({"model": "fasttext", "test_accuracy": 0.8658, "train_seconds": 15.0, "batch64_per_s": 9e4})
+    peers[-1]["size_bytes"] = 608e6
+    machine = {"cpu": "Some CPU", "load_average_at_start": [0.5, 0, 0], "load_average_at_end": [1.25, 0, 0]}
+    Path("bench.json").write_text(
+        json.dumps({"peers": peers, "machine": machine, "settings": {"threads": 1}})
+    )
+    return ladder.LadderConfig(
+        runs=(str(runs), "runs/members", "models"),
+        csv="runs.csv",
+        bench="bench.json",
+        readme="README.md",
+        out="ladder.md",
+    )
+
+
+def test_ladder_records_every_run_and_groups_seeds(ladder_files):
+    text = ladder.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    # tiny-base-s2's earlier record (same training time) was replaced; tiny-base-s1 was trained again (another
+    # time): both rows stay, the ladder shows the latest
+    assert len(frame) == 9 and list(frame["test_accuracy"][:2]) == [0.5, 0.1]
+    assert list(frame["run_dir"]).count("runs/ladder/nsmc/tiny-base-s2") == 1
+    assert frame["device_name"].isna().sum() == 2 and set(frame["device_name"].dropna()) == {"Some CPU"}
+    latest = frame.drop_duplicates("run_dir", keep="last")
+    baseline, patient, bilstm, kd, base, base9000 = ladder.ladder_rows(
+        latest[latest["run_dir"].str.startswith("runs/")]
+    )
+    assert (patient["seeds"], patient["test acc (%)"], patient["epochs (patience)"]) == (1, "84.00", "12 (3)")
+    assert (bilstm["teacher"], bilstm["test acc (%)"]) == ("base-v9000 (86.50)", "85.00")
+    assert (base9000["student"], base9000["seeds"], base9000["test acc (%)"]) == ("base v9000", 1, "86.50")
+    assert (base["student"], base["test acc (%)"]) == ("base v3000", "86.00")  # recorded by its run_dir
+    assert "| base v3000 | none |" in text and "elsewhere" not in text
+    assert (baseline["teacher"], baseline["seeds"], baseline["test acc (%)"]) == ("none", 2, "81.00 ± 1.41")
+    assert baseline["transfer set"] == baseline["KD"] == "" and baseline["rows"] == "600"
+    assert baseline["epochs (patience)"] == "12 (2)"
+    assert (
+        kd["teacher"] == "ens2-abcd1234 (88.50)" and "- `ens2-abcd1234` = tfidf-lr-nsmc-1×3 + b×1\n" in text
+    )
+    assert (kd["KD"], kd["transfer set"], kd["rows"]) == ("KL T2 α0.1", "train + u1 + u2", "605")  # 600+3+2
+    assert (kd["s / epoch"], kd["total (min)"], kd["best / last epoch"]) == ("60", "9", "6/9")
+    assert Path("ladder.md").read_text(encoding="utf-8") == text + "\n"
+    readme = Path("README.md").read_text(encoding="utf-8")
+    assert readme.startswith("before\n<!-- ladder:start -->\n| student |") and readme.endswith("-->\nafter\n")
+    assert "old table" not in readme and text in readme
+    ladder.ladder(ladder_files)  # regenerating changes nothing
+    assert Path("README.md").read_text(encoding="utf-8") == readme and len(pd.read_csv("runs.csv")) == 9
+
+
+def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
+    # the same ensemble name and test accuracy, but one member trained again (another machine): its runs
+    # are not seeds of the other teacher's row; runs recorded without fingerprints go by test accuracy
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.88}
+    runs = Path(ladder_files.runs[0])
+    for seed, prints in ((1, ["a" * 64, "b" * 64]), (2, ["a" * 64, "b" * 64]), (3, ["a" * 64, "c" * 64])):
+        ladder_run(runs, f"tiny-kd-train-s{seed}", "tiny", seed, 0.85, prints, **kd)
+    ladder.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    assert frame["teacher_fingerprint"].dropna().nunique() == 2
+    rows = ladder.ladder_rows(frame[frame["run_dir"].str.contains("tiny-kd")])
+    shown = sorted((row["teacher"], row["transfer set"], row["seeds"]) for row in rows)
+    first, second = (
+        ladder.teacher_fingerprint({"fingerprints": {"teacher": ["a" * 64, m * 64]}}) for m in "bc"
+    )
+    assert first != second
+    assert shown == sorted(
+        [
+            ("ens2-abcd1234 (88.00) [" + first.removeprefix("sha256:") + "]", "train", 2),
+            ("ens2-abcd1234 (88.00) [" + second.removeprefix("sha256:") + "]", "train", 1),
+            ("ens2-abcd1234 (88.50)", "train + u1 + u2", 1),
+        ]
+    )
+    assert ladder.teacher_fingerprint({"epochs": 12}) is None and ladder.teacher_fingerprint(None) is None
+
+
+def test_ladder_keeps_a_folder_trained_again_from_another_teacher(ladder_files):
+    # a run folder's name does not hold the teacher's fingerprint: trained again from a rebuilt teacher, the
+    # folder's earlier run still counts for its own teacher; trained again from the same teacher, only the
+    # latest counts
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.88}
+    runs = Path(ladder_files.runs[0])
+    ladder_run(runs, "tiny-again", "tiny", 1, 0.84, ["a" * 64], **kd)
+    ladder.ladder(ladder_files)
+    ladder_run(runs, "tiny-again", "tiny", 1, 0.86, ["b" * 64], train_seconds=600.0, **kd)  # rebuilt teacher
+    ladder.ladder(ladder_files)
+    ladder_run(runs, "tiny-again", "tiny", 1, 0.87, ["b" * 64], train_seconds=700.0, **kd)  # same teacher
+    ladder.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    assert list(frame.loc[frame["run_dir"].str.endswith("tiny-again"), "test_accuracy"]) == [0.84, 0.86, 0.87]
+    rows = ladder.ladder_rows(frame[frame["run_dir"].str.endswith("tiny-again")])  # as recorded
+    assert len(rows) == 2  # the two teachers; the ladder itself keeps each one's latest run
+    lines = Path("ladder.md").read_text(encoding="utf-8").splitlines()
+    again = "| tiny v3000 | ens2-abcd1234 (88.00) ["
+    shown = [line.split(" | ")[6] for line in lines if line.startswith(again)]
+    assert sorted(shown) == ["84.00", "87.00"]  # one seed each: 0.86 was replaced by the later 0.87
+
+
+def test_ladder_shows_the_kd_loss_of_each_row(ladder_files):
+    # the same student, teacher and transfer set distilled with KL at two temperatures and with MSE: three
+    # rows that differ in their KD cell (the temperature of an MSE run does not matter and is not shown)
+    runs = Path(ladder_files.runs[0])
+    kd = {"alpha": 0.1, "teacher": "ens2-abcd1234", "teachers": ["teacher_model/tfidf-lr-nsmc-1", "models/b"]}
+    kd |= {"teacher_weights": [3.0, 1.0], "teacher_test_accuracy": 0.88}
+    for name, loss in (("kl2", {}), ("kl4", {"temperature": 4.0}), ("mse", {"kd_loss": "mse", "alpha": 0.0})):
+        ladder_run(runs, f"tiny-loss-{name}", "tiny", 1, 0.85, ["a" * 64], **(kd | loss))
+    ladder.ladder(ladder_files)
+    frame = pd.read_csv("runs.csv")
+    rows = ladder.ladder_rows(frame[frame["run_dir"].str.contains("tiny-loss")])
+    assert sorted(row["KD"] for row in rows) == ["KL T2 α0.1", "KL T4 α0.1", "MSE α0"]
+    assert {row["teacher"] for row in rows} == {"ens2-abcd1234 (88.00)"}  # told apart without fingerprints
+
+
+def ladder_accuracies(cfg: ladder.LadderConfig, run_dirs: str) -> dict[str, str]:
+    """Record the runs, then each ladder row's student cell and test accuracy, of the runs whose folder
+    matches the regular expression ``run_dirs``."""
+    ladder.ladder(cfg)
+    frame = pd.read_csv("runs.csv")
+    rows = ladder.ladder_rows(frame[frame["run_dir"].str.contains(run_dirs)])
+    return {row["student"]: row["test acc (%)"] for row in rows}
+
+
+def test_ladder_keeps_runs_with_other_model_settings_apart(ladder_files):
+    # two seeds of the default student and two with max pooling and more dropout: two rows, the second
+    # naming what differs (before, the four seeds were averaged into one row)
+    runs = Path(ladder_files.runs[0])
+    for seed in (1, 2):
+        ladder_run(runs, f"tiny-last-s{seed}", "tiny", seed, 0.84)
+        ladder_run(runs, f"tiny-max-s{seed}", "tiny", seed, 0.86)
+        config = runs / "nsmc" / f"tiny-max-s{seed}" / "config.json"
+        changed = {"pooling": "max", "dropout": 0.3, "seed": seed, "lr": 0.002}  # lr is the default
+        config.write_text(json.dumps(json.loads(config.read_text()) | changed))
+    assert ladder_accuracies(ladder_files, "tiny-last|tiny-max") == {
+        "tiny v3000": "84.00 ± 0.00",
+        "tiny v3000 (pooling=max dropout=0.3)": "86.00 ± 0.00",
+    }
+
+
+def test_ladder_keeps_datasets_apart(ladder_files):
+    # the same baseline trained on NSMC and on the shopping reviews is two rows, each naming its dataset
+    runs = Path(ladder_files.runs[0])
+    ladder_run(runs, "tiny-nsmc", "tiny", 1, 0.84)
+    ladder_run(runs, "tiny-shopping", "tiny", 1, 0.90, dataset="shopping")
+    assert ladder_accuracies(ladder_files, "tiny-nsmc|tiny-shopping") == {
+        "nsmc: tiny v3000": "84.00",
+        "shopping: tiny v3000": "90.00",
+    }
+
+
+def test_ladder_targets_say_met_or_not(ladder_files):
+    ladder.ladder(ladder_files)
+    table = Path("ladder.md").read_text(encoding="utf-8")
+    assert "| ensemble teacher ≥ 88.0 % | 88.50 | yes |" in table
+    assert "| base ≥ 87.5 % (3 seeds) and > TF-IDF+LR | 86.50 (1 seed) | no |" in table
+    assert "| tiny ≥ 85.5 % (3 seeds) | 86.00 (1 seed) | no |" in table  # one seed does not count
+    assert "| TF-IDF+LR peer (same bench run) | 87.30 |  |" in table
+    assert "| tfidf-lr (scikit-learn) | 87.30 | 61 | 1,234 | 6.62 MB |" in table
+    assert "| fasttext | 86.58 | 15 | 90,000 | 608 MB |" in table
+    assert "on Some CPU, 1 thread(s), load average 0.50 at the start and 1.25 at the end." in table
+    assert [row["best (%)"] for row in ladder.ladder_targets([], [])] == ["not run"] * 3
+    base = {"_size": "base", "_test": 0.88, "seeds": 2, "_members": "x", "_teacher_test": None}
+    assert ladder.ladder_targets([base], [])[1]["met"] == "no"  # two seeds and no peer to compare with
+    peers = [{"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.885}]
+    assert ladder.ladder_targets([base | {"seeds": 3}], peers)[1]["met"] == "no"  # below the peer
+    above = [{"model": "tfidf-lr (scikit-learn)", "test_accuracy": 0.87}]
+    assert ladder.ladder_targets([base | {"seeds": 3}], above)[1]["met"] == "yes"
+    # A better row of one seed does not hide the 3-seed row that meets the target.
+    lucky = base | {"_test": 0.89, "seeds": 1}
+    targets = ladder.ladder_targets([lucky, base | {"seeds": 3}], above)
+    assert targets[1] == {"target": targets[1]["target"], "best (%)": "88.00 (3 seeds)", "met": "yes"}
+    tiny = {"_size": "tiny", "_test": 0.86, "_members": "x", "_teacher_test": None}
+    assert [ladder.ladder_targets([tiny | {"seeds": n}], [])[2]["met"] for n in (1, 3)] == ["no", "yes"]
+
+
+def test_ladder_writes_its_files_before_printing(ladder_files, monkeypatch):
+    class ClosedPipe(io.StringIO):  # stdout of `ladder.py | head -1` once head has exited
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        ladder.ladder(ladder_files)
+    assert Path("ladder.md").read_text(encoding="utf-8").startswith("| student |")
+    assert "| tiny v3000 | none |" in Path("README.md").read_text(encoding="utf-8")
+
+
+def test_ladder_errors_are_one_line(ladder_files, capsys):
+    Path("README.md").write_text("no markers\n")
+    with pytest.raises(SystemExit, match="README.md: needs one <!-- ladder:start --> line before one"):
+        ladder.main(["--runs", *ladder_files.runs, "--csv", "runs.csv", "--readme", "README.md"])
+    with pytest.raises(SystemExit, match="no finished run under empty"):
+        ladder.main(["--runs", "empty", "--csv", "other.csv"])
