@@ -46,7 +46,6 @@ STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_typ
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
-LABEL_NAMES = ("negative", "positive")  # class names of two-class models (students and fine-tuned teachers)
 
 # -----------------------------------------------------------------------------
 # the model
@@ -247,6 +246,11 @@ def load_student(
     model = BiLSTMClassifier(config)
     model.load_state_dict(state)
     return model.to(device).eval(), tokenizer
+
+
+def student_labels(directory: str | Path) -> list[str]:
+    """The label names of a saved student (its config.json's ``id2label``)."""
+    return _read_config(Path(directory) / CONFIG_NAME).label_names()
 
 
 def _read_config(path: Path) -> StudentConfig:
@@ -554,8 +558,7 @@ class Student:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = model.config
-        n = self.config.num_labels
-        self.labels: list[str] = list(LABEL_NAMES) if n == 2 else [str(i) for i in range(n)]
+        self.labels: list[str] = self.config.label_names()  # the columns of predict_proba
         self._tokenize = clean_backend(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
@@ -681,7 +684,7 @@ class Student:
         return logits
 
     def predict_proba(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities [N, num_labels] (float32)."""
+        """Class probabilities [N, num_labels] (float32), columns in the order of ``self.labels``."""
         return torch.softmax(torch.from_numpy(self.predict_logits(texts, batch_size)), dim=-1).numpy()
 
     def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[int] | int:
@@ -689,6 +692,12 @@ class Student:
         if isinstance(texts, str):
             return self.predict([texts], batch_size)[0]
         return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()
+
+    def predict_labels(self, texts: list[str] | str, batch_size: int = 64) -> list[str] | str:
+        """Predicted label names (``self.labels``: 부정 / 긍정, 1-5, ...); a single string gives one name."""
+        if isinstance(texts, str):
+            return self.labels[self.predict(texts, batch_size)]
+        return [self.labels[i] for i in self.predict(texts, batch_size)]
 
 
 def _check_texts(texts: Sequence[str] | str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Imports run one way: utils <- settings <- corpus <- vocab <- card <- config <- model <- kobert
+"""Imports run one way: utils <- settings <- reader <- corpus <- vocab <- card <- config <- model <- kobert
 <- teacher <- logits_cache <- finetune <- augment <- train <- batch_predict <- distil <- (bench, serve, colab,
 notebook, ...).
 
@@ -22,8 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # each may import only the modules before it
 CHAIN = [
-    *("utils", "settings", "corpus", "vocab", "card", "config", "model", "kobert", "teacher", "logits_cache"),
-    *("finetune", "augment", "train", "batch_predict", "distil"),
+    *("utils", "settings", "reader", "corpus", "vocab", "card", "config", "model", "kobert", "teacher"),
+    *("logits_cache", "finetune", "augment", "train", "batch_predict", "distil"),
 ]
 PROJECT = sorted(p.stem for p in ROOT.glob("*.py"))
 TOP = [m for m in PROJECT if m not in CHAIN]  # bench, serve, ...: may import the chain, the chain not them
