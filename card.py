@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from utils import count_parameters
+from vocab import KIND_NAMES, kind_of
 
 if TYPE_CHECKING:
     from model import Student
@@ -70,7 +71,11 @@ def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]
             ),
         ),
         ("training", how),
-        ("tokenizer", f"WordPiece, {len(student.tokenizer):,} tokens, at most {config.max_length} per text"),
+        (
+            "tokenizer",
+            f"{KIND_NAMES[kind_of(student.tokenizer)]}, {len(student.tokenizer):,} tokens, "
+            f"at most {config.max_length} per text",
+        ),
     ]
     if metrics:
         dataset = metrics.get("dataset")
@@ -126,6 +131,13 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     where = repo_id or "path/to/this/folder"
     columns, labels = ", ".join(f"p({label})" for label in student.labels), ", ".join(student.labels)
+    kiwi = student.tokenizer.init_kwargs.get("pretokenizer")
+    morphemes = (
+        f" of the texts split into Kiwi morphemes (kiwipiepy {kiwi.get('kiwipiepy')}, model "
+        f"{kiwi.get('model_type')}: the tokens' forms joined by spaces; `model.py` does this itself)"
+        if kiwi
+        else ""
+    )
     return f"""---
 {_card_metadata(student, name, repo_id)}
 ---
@@ -153,6 +165,6 @@ student.predict_labels(["정말 재밌어요", "시간 아까움"])  # the predi
 ```
 
 Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
-the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits`
+the ids of `tokenizer.json`{morphemes} without special tokens, right-padded with 0) and returns `logits`
 [batch, {len(student.labels)}] ({labels}; config.json's `id2label`).
 """

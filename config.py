@@ -20,6 +20,7 @@ import corpus
 import reader
 import settings
 import utils
+import vocab
 from card import display_name
 from settings import setting, shared_setting, validate_fields
 
@@ -294,7 +295,14 @@ class RunConfig(DataConfig):
         None, "weights of several teachers' logits in their mean (default: equal)"
     )
     vocab_size: int = setting(
-        3000, "WordPiece vocab size(s); several run a grid", bounds="[50, inf)", grid=True
+        3000, "the student's vocabulary size(s); several run a grid", bounds="[50, inf)", grid=True
+    )
+    tokenizer: str = setting(
+        vocab.DEFAULT_KIND,
+        "the student's tokenizer kind(s): WordPiece, SentencePiece (unigram or BPE) or WordPiece over Kiwi "
+        "morphemes; several run a grid",
+        choices=vocab.TOKENIZER_KINDS,
+        grid=True,
     )
     size: str = setting("base", "student preset(s)", choices=SIZE_PRESETS, grid=True)
     embedding_dim: int | None = setting(
@@ -410,6 +418,8 @@ class RunConfig(DataConfig):
         """Directory name: readable, e.g. ``base-v3000-koelectra-nsmc-a0.1-T2``, plus ``-h<hash>`` of the
         other settings that differ from their defaults (pooling, dropout, lr, ...): a change is a new run."""
         parts = [self.size_label(), f"v{self.vocab_size}"]
+        if self.tokenizer != vocab.DEFAULT_KIND:  # e.g. base-v3000-kiwi-..., base-v3000-sp-unigram-...
+            parts.append(self.tokenizer.replace("sentencepiece", "sp"))
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
@@ -445,6 +455,7 @@ NAMED_FIELDS = {
     "data",
     "teacher",
     "vocab_size",
+    "tokenizer",
     "size",
     "embedding_dim",
     "hidden_dim",

@@ -2,7 +2,7 @@
 calls too.
 
     python distil.py download  --dataset nsmc [--data-dir DIR]
-    python distil.py tokenizer --dataset nsmc --vocab-size 3000
+    python distil.py tokenizer --dataset nsmc --vocab-size 3000 [--tokenizer kiwi]
     python distil.py teacher   --dataset nsmc --model NAME_OR_DIR
     python distil.py cache     --dataset nsmc --teacher DIR_OR_NAME
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import shlex
 import sys
@@ -61,13 +62,18 @@ if TYPE_CHECKING:
 
 
 def make_tokenizers(
-    vocab_sizes: int | Sequence[int], splits: dict[str, pd.DataFrame], dataset: str, paths: Paths
-) -> dict[int, Any]:
-    """The students' WordPiece tokenizers by vocabulary size: trained on the training split once, then
-    reused."""
+    vocab_sizes: int | Sequence[int],
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths,
+    kinds: str | Sequence[str] = vocab.DEFAULT_KIND,
+) -> dict[tuple[str, int], Any]:
+    """The students' tokenizers by kind (vocab.TOKENIZER_KINDS) and vocabulary size: trained on the training
+    split once, then reused."""
     root = paths.tokenizer_root
     return {
-        size: vocab.get_tokenizer(splits["train"], size, dataset, root) for size in utils.as_list(vocab_sizes)
+        (kind, size): vocab.get_tokenizer(splits["train"], size, dataset, root, kind)
+        for kind, size in itertools.product(utils.as_list(kinds), utils.as_list(vocab_sizes))
     }
 
 
@@ -225,7 +231,7 @@ def summary_text(results: list[dict], teacher_width: int = 16) -> str:
 
 STAGES = {
     "download": "download (or read) and parse the dataset, print its splits",
-    "tokenizer": "train WordPiece tokenizers on the training split",
+    "tokenizer": "train the student's tokenizers (WordPiece, SentencePiece, Kiwi) on the training split",
     "teacher": "fine-tune a pretrained HF model (or fit tfidf-lr) as the teacher, then cache its logits",
     "cache": "compute the teacher's logits once for train/valid/test (and --unlabeled)",
     "student": "distil students from the cached logits (a grid for list values)",
@@ -322,7 +328,7 @@ def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
         add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
         return
     if stage == "tokenizer":
-        add_arguments(p, RunConfig, only=["vocab_size"])
+        add_arguments(p, RunConfig, only=["vocab_size", "tokenizer"])
     if stage in ("teacher", "run"):
         finetune_args(p, required=stage == "teacher")
     if stage == "teacher":
@@ -416,7 +422,7 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     for split, df in splits.items():
         print(f"{name} {split}: {len(df):,} examples, {label_shares(df, splits.labels)}")
     if args.stage in ("tokenizer", "run"):
-        make_tokenizers(args.vocab_size, splits, name, paths)
+        make_tokenizers(args.vocab_size, splits, name, paths, args.tokenizer)
     if args.stage == "augment":
         augment.augment_dataset(augment_cfg, splits, args.augment_out)
         return None

@@ -23,7 +23,8 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from transformers import PreTrainedTokenizerFast
 from card import model_card
 from config import BACKENDS, BUNDLED_NAMES, StudentConfig
 from utils import CorruptFileError, atomic_dir, atomic_save, atomic_write_json, logger, one_line
-from vocab import save_tokenizer_files
+from vocab import pretokenizer, save_tokenizer_files
 
 STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_type"
 
@@ -111,17 +112,37 @@ def clean_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
     return backend
 
 
+@dataclass(frozen=True)
+class StudentEncoder:
+    """Texts -> the student's token ids as the tokenizer's folder says: its pre-tokenizer (Kiwi morphemes,
+    when its tokenizer_config.json names one), then its tokenizer.json. The one path of training and every
+    backend. (A teacher's texts become its inputs by ``teacher.TextEncoder``.)"""
+
+    backend: Tokenizer
+    pretokenize: Callable[[list[str]], list[str]] | None = None
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerFast) -> StudentEncoder:
+        """The encoder of a loaded tokenizer (MissingPackageError if its pre-tokenizer is not installed)."""
+        return cls(clean_backend(tokenizer), pretokenizer(tokenizer))
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, without special tokens."""
+        texts = self.pretokenize(texts) if self.pretokenize else texts
+        # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
+        # text too)
+        return [enc.ids for enc in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
 def encode_with(
-    backend: Tokenizer, texts: list[str], max_length: int, unk_id: int | None = None
+    encoder: StudentEncoder, texts: list[str], max_length: int, unk_id: int | None = None
 ) -> list[list[int]]:
-    """encode() with a backend from clean_backend, for callers that encode repeatedly.
+    """encode() with a StudentEncoder, for callers that encode repeatedly.
 
     A text with no tokens (empty, whitespace, only characters the normalizer drops) is a ValueError naming
     its index, or, given ``unk_id``, the single token ``[unk_id]`` (what Student does at inference).
     """
-    # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
-    # text too)
-    ids = [enc.ids[:max_length] for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    ids = [seq[:max_length] for seq in encoder.ids(texts)]
     for i, seq in enumerate(ids):
         if not seq:
             if unk_id is None:
@@ -133,7 +154,7 @@ def encode_with(
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
-    return encode_with(clean_backend(tokenizer), texts, max_length)
+    return encode_with(StudentEncoder.of(tokenizer), texts, max_length)
 
 
 def pad_ids(sequences: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -559,7 +580,7 @@ class Student:
         self.tokenizer = tokenizer
         self.config = model.config
         self.labels: list[str] = self.config.label_names()  # the columns of predict_proba
-        self._tokenize = clean_backend(tokenizer)
+        self._encoder = StudentEncoder.of(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
         self.training: dict | None = None  # config.json's "training" record and metrics.json, when loaded
@@ -664,7 +685,7 @@ class Student:
         single str counts as a list of one; texts that are no sequence (a dict, a set, a generator) are a
         TypeError.
         """
-        ids = encode_with(self._tokenize, _check_texts(texts), self.config.max_length, self._unk_id)
+        ids = encode_with(self._encoder, _check_texts(texts), self.config.max_length, self._unk_id)
         return self.logits_from_ids(ids, batch_size)
 
     def logits_from_ids(self, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:

@@ -271,7 +271,11 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         return None
     saved = read_run_json(config_path)
     current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
-    changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
+    # a setting newer than the run's config.json: its default (which keeps the old behaviour)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    changed = sorted(
+        k for k in current if k != "fingerprints" and saved.get(k, defaults.get(k)) != current[k]
+    )
     changed += [
         f"{k} fingerprint" for k in identity if (saved.get("fingerprints") or {}).get(k) != identity[k]
     ]
@@ -362,7 +366,7 @@ def prepare(
             ) from None
     else:
         tokenizer = vocab.get_tokenizer(
-            splits["train"], cfg.vocab_size, cfg.data_name(), paths.tokenizer_root
+            splits["train"], cfg.vocab_size, cfg.data_name(), paths.tokenizer_root, cfg.tokenizer
         )
         utils.atomic_dir(tokenizer_dir, lambda tmp: vocab.save_tokenizer_files(tokenizer, tmp))
     teacher_train, labels = None, corpus.label_names(splits)
@@ -647,6 +651,7 @@ def finish_run(
         "labels": model.config.label_names(),
         "teacher": cfg.teacher if isinstance(cfg.teacher, str | None) else cfg.teacher_label(),
         "vocab_size": cfg.vocab_size,
+        "tokenizer": cfg.tokenizer,
         "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
         "embedding_dim": model.config.embedding_dim,
         "hidden_dim": model.config.hidden_dim,
@@ -696,9 +701,10 @@ def finish_run(
 HPARAM_COLUMNS = {
     "teacher": "the teacher's short name (ens<n>-<hash>: several; none: the no-teacher baseline)",
     "size": "student preset, or e<embedding>h<hidden> for a custom size",
-    "vocab_size": "WordPiece vocabulary size",
+    "vocab_size": "the student's vocabulary size",
     "alpha": "weight of the label loss (1: the baseline)",
     "seed": "random seed",
+    "tokenizer": "the student's tokenizer kind (wordpiece, sentencepiece-unigram, sentencepiece-bpe, kiwi)",
     "temperature": "softmax temperature of the KD loss (-: a baseline)",
     "kd_loss": "kl or mse (-: a baseline)",
     "unlabeled": "extra unlabeled texts labelled by the teacher (none, or as in the run's name)",
@@ -748,6 +754,7 @@ def hparam_values(cfg: RunConfig, metrics: dict) -> dict[str, str]:
         "vocab_size": str(cfg.vocab_size),
         "alpha": f"{cfg.alpha:g}",
         "seed": str(cfg.seed),
+        "tokenizer": cfg.tokenizer,
         "temperature": "-" if baseline else f"{cfg.temperature:g}",
         "kd_loss": "-" if baseline else cfg.kd_loss,
         "unlabeled": cfg.unlabeled_label() if cfg.unlabeled else "none",
