@@ -4,7 +4,7 @@ Contents:
 - BiLSTMClassifier: the model itself (its settings: config.StudentConfig),
 - encode / pad_batch: text -> token ids -> padded tensors,
 - save_student / load_student: self-contained, atomically written model directories whose manifest.json (the
-  sha256 of each file) is checked on load, as are the config's bounds and its tokenizer,
+  sha256 of each file; manifest.py) is checked on load, as are the config's bounds and its tokenizer,
 - export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
 - Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
   "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8"),
@@ -39,7 +39,8 @@ from transformers import PreTrainedTokenizerFast
 
 from card import model_card
 from config import BACKENDS, BUNDLED_NAMES, StudentConfig
-from utils import CorruptFileError, atomic_dir, atomic_save, atomic_write_json, logger, one_line
+from manifest import CARD_NAME, ONNX_DIR, add_to_manifest, corrupt_file, verify_manifest, write_manifest
+from utils import atomic_dir, atomic_save
 from vocab import pretokenizer, save_tokenizer_files
 
 STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_type"
@@ -280,9 +281,9 @@ def _read_config(path: Path) -> StudentConfig:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     if not isinstance(config, dict):
-        raise _corrupt(path, ValueError("not a JSON object"))
+        raise corrupt_file(path, ValueError("not a JSON object"))
     if config.get("model_type") != STUDENT_MODEL_TYPE:
         found = config.get("model_type")
         raise ValueError(f"{path} has model_type {found!r}, expected {STUDENT_MODEL_TYPE!r}")
@@ -290,7 +291,7 @@ def _read_config(path: Path) -> StudentConfig:
     try:
         return StudentConfig.from_dict(config)
     except (TypeError, ValueError) as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
 
 
 def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokenizerFast:
@@ -299,10 +300,10 @@ def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokeniz
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
     except Exception as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     if len(tokenizer) > config.vocab_size:
         reason = f"{len(tokenizer)} tokens, {CONFIG_NAME} gives the model {config.vocab_size} (vocab_size)"
-        raise _corrupt(path, ValueError(reason), "belongs to another student")
+        raise corrupt_file(path, ValueError(reason), "belongs to another student")
     return tokenizer
 
 
@@ -312,145 +313,20 @@ def _read_weights(path: Path, config: StudentConfig) -> dict[str, torch.Tensor]:
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     with torch.device("meta"):
         expected = {name: tuple(t.shape) for name, t in BiLSTMClassifier(config).state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if found != expected:
         name = sorted(n for n in found.keys() | expected.keys() if found.get(n) != expected.get(n))[0]
         reason = f"{name}: {found.get(name, 'missing')}, {CONFIG_NAME} gives {expected.get(name, 'none')}"
-        raise _corrupt(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
+        raise corrupt_file(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
     return state
-
-
-def _corrupt(path: Path, err: BaseException, what: str = "is corrupt or truncated") -> CorruptFileError:
-    reason = one_line(err)[:200]
-    remedy = f"copy the student directory {path.parent} again or retrain it"
-    return CorruptFileError(f"{path} {what} ({reason}); {remedy}")
-
-
-# -----------------------------------------------------------------------------
-# the manifest: the sha256 of every file a student is loaded from
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "distilkobilstm-student-manifest-v1"
-_UNVERIFIED_WARNED: set[Path] = set()  # folders without a manifest, warned about once per process
-
-
-def _student_files(directory: Path) -> list[str]:
-    """The files a student is loaded from, relative (POSIX) paths: those at the top of the folder and in
-    onnx/, but for hidden files (the Hub's .gitattributes, temporaries), the manifest itself and the model
-    card (documentation the Hub's card editor changes; never read to load). Subfolders such as logits/ (a
-    student teacher's cache) are not part of the student."""
-    files = [*directory.iterdir(), *(directory / ONNX_DIR).glob("*")]
-    names = [p.relative_to(directory).as_posix() for p in files if p.is_file() and not p.name.startswith(".")]
-    return sorted(name for name in names if name not in (MANIFEST_NAME, CARD_NAME))
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(directory: str | Path) -> Path:
-    """Record the sha256 of each of the student's files (see _student_files) in directory/manifest.json,
-    written atomically; returns its path. Writers call it last; for a folder saved before manifests
-    existed, it records the files as they are now."""
-    directory = Path(directory)
-    files = {name: file_sha256(directory / name) for name in _student_files(directory)}
-    atomic_write_json(directory / MANIFEST_NAME, {"format": MANIFEST_FORMAT, "files": files})
-    return directory / MANIFEST_NAME
-
-
-def _add_to_manifest(directory: Path, paths: list[Path]) -> None:
-    """Record new or rewritten files in an existing manifest (a folder without one stays without)."""
-    if not (directory / MANIFEST_NAME).is_file():
-        return
-    files = _read_manifest(directory)
-    files.update({p.relative_to(directory).as_posix(): file_sha256(p) for p in paths})
-    manifest = {"format": MANIFEST_FORMAT, "files": dict(sorted(files.items()))}
-    atomic_write_json(directory / MANIFEST_NAME, manifest)
-
-
-def _read_manifest(directory: Path) -> dict[str, str]:
-    """relative path -> sha256 from directory/manifest.json; CorruptFileError naming it if malformed."""
-    path = directory / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise _corrupt(path, err) from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not (
-        isinstance(files, dict)
-        and manifest.get("format") == MANIFEST_FORMAT
-        and all(isinstance(digest, str) and _is_student_file(name) for name, digest in files.items())
-    ):
-        raise _corrupt(path, ValueError(f"not a {MANIFEST_FORMAT} file list"), "is corrupt")
-    return files
-
-
-def _is_student_file(name: str) -> bool:
-    """A name _student_files could give: ``file`` or ``onnx/file``, nothing hidden and no way out."""
-    parts = name.split("/")
-    inside = len(parts) == 1 or (len(parts) == 2 and parts[0] == ONNX_DIR)
-    return inside and all(part and not part.startswith(".") and "\\" not in part for part in parts)
-
-
-def verify_manifest(directory: str | Path, *, check_onnx: bool = True) -> bool:
-    """Check a student folder's files against its manifest.json: True when checked, False for a folder
-    without one (saved by an older version: loaded with the other checks, and a warning once per process).
-
-    A listed file that is missing or changed, or a file the student could be loaded from that is not
-    listed, is a CorruptFileError naming it and the fix. check_onnx=False leaves out the onnx/ folder.
-    """
-    directory = Path(directory)
-    if not (directory / MANIFEST_NAME).is_file():
-        _warn_unverified(directory)
-        return False
-    listed = _read_manifest(directory)
-    present = set(_student_files(directory))
-    for name in sorted(listed.keys() | present):
-        if not check_onnx and name.startswith(f"{ONNX_DIR}/"):
-            continue
-        if name not in present:
-            problem = f"is missing (listed in {MANIFEST_NAME})"
-        elif name not in listed:
-            problem = f"is not listed in {MANIFEST_NAME}"
-        elif file_sha256(directory / name) != listed[name]:
-            problem = f"does not match its sha256 in {MANIFEST_NAME}"
-        else:
-            continue
-        raise CorruptFileError(f"{directory / name} {problem}; {_manifest_fix(directory, name)}")
-    return True
-
-
-def _manifest_fix(directory: Path, name: str) -> str:
-    """How to repair a folder whose file `name` fails the manifest check."""
-    if name.startswith(f"{ONNX_DIR}/"):
-        return f"export the ONNX graphs again (model.save_onnx({str(directory)!r})) or copy the folder again"
-    return f"copy the student folder {directory} again or save it again (retrain; a bundle: package_student)"
-
-
-def _warn_unverified(directory: Path) -> None:
-    """Warn once per process about a student folder without a manifest."""
-    if directory.resolve() in _UNVERIFIED_WARNED:
-        return
-    _UNVERIFIED_WARNED.add(directory.resolve())
-    logger.warning(
-        f"{directory} has no {MANIFEST_NAME} (saved by an older version): its files are checked only by "
-        f"loading them; save it again, or record them as they are now with "
-        f"model.write_manifest({str(directory)!r})"
-    )
 
 
 # -----------------------------------------------------------------------------
 # exported forms (ONNX Runtime, float32 and int8)
 
-ONNX_DIR = "onnx"  # inside a student directory
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 FINGERPRINT_KEY = "weights_sha256"  # ONNX metadata: the weights a graph was exported from
 
@@ -527,7 +403,7 @@ def save_onnx(directory: str | Path) -> dict[str, Path]:
         graph = export_onnx(model, quantize=backend == "onnx-int8")
         atomic_save(out / name, lambda tmp, graph=graph: tmp.write_bytes(graph))
         paths[backend] = out / name
-    _add_to_manifest(Path(directory), list(paths.values()))
+    add_to_manifest(Path(directory), list(paths.values()))
     return paths
 
 
@@ -747,7 +623,6 @@ def _check_texts(texts: Sequence[str] | str) -> list[str]:
 # sharing: bundled folders, model cards, the Hugging Face Hub
 
 METRICS_NAME = "metrics.json"
-CARD_NAME = "README.md"
 BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in BUNDLED_NAMES)
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 
