@@ -24,16 +24,19 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from card import student_name
 from corpus import DataEncodingError, DataFormatError, is_blank
-from model import Student, student_name
 from reader import GUESSES
 from utils import atomic_save
+
+if TYPE_CHECKING:
+    from model import Student  # the students it is given: loading it (torch) is the caller's
 
 STDIN = "-"
 TEXT_COLUMNS = GUESSES["text"]  # guessed in this order, case-insensitively: the reader's guesses (--data)

@@ -46,25 +46,17 @@ import pandas as pd
 import torch
 
 import corpus
-import distil
 import utils
 import vocab
-from model import (
-    BACKENDS,
-    SIZE_PRESETS,
-    BiLSTMClassifier,
-    Student,
-    StudentConfig,
-    count_parameters,
-    encode,
-    export_onnx,
-    pad_ids,
-)
+from config import BACKENDS, SIZE_PRESETS, StudentConfig
+from model import BiLSTMClassifier, Student, encode, export_onnx, pad_ids
 from peers import measure_peers, peer_data
 from report import accuracy_table, plot_accuracy, read_runs, show, teacher_accuracies
 from settings import add_arguments, setting, validate_fields
 from synthetic import synthetic_reviews
 from timing import BATCH, cycle, machine_busy, machine_info, mean_seconds, time_calls, timing_warning
+from train import bucket_batches, distillation_loss
+from utils import count_parameters
 
 EPOCH_EXAMPLES = 150_000  # an NSMC-sized distillation epoch
 STUDENT_VOCAB = 3000
@@ -465,7 +457,7 @@ def _student_step_seconds(
     def student_step(idx: np.ndarray) -> None:
         input_ids, lengths = pad_ids([student_ids[i] for i in idx])
         logits = model(torch.from_numpy(input_ids), torch.from_numpy(lengths))
-        loss, _, _ = distil.distillation_loss(logits, labels[idx], cached_logits[idx], 0.1, 2.0, "kl")
+        loss, _, _ = distillation_loss(logits, labels[idx], cached_logits[idx], 0.1, 2.0, "kl")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -488,7 +480,7 @@ def measure_cache(
     texts = train["text"].sample(n=n, random_state=settings.seed).tolist()
     labels = torch.tensor(rng.integers(0, 2, n))
     student_ids = encode(student_tokenizer, texts, StudentConfig.max_length)
-    batches = distil.bucket_batches(np.array([len(s) for s in student_ids]), BATCH, rng)
+    batches = bucket_batches(np.array([len(s) for s in student_ids]), BATCH, rng)
     student_seconds = _student_step_seconds(settings, student_ids, labels, len(student_tokenizer), batches)
     steps = math.ceil(EPOCH_EXAMPLES / BATCH)
     rows = []

@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 import corpus
-import distil
 import settings
 import teacher as teachers
 import utils
-from model import SIZE_PRESETS, is_student_dir, read_student_info, teacher_members
+from card import teacher_members
+from config import NAMED_FIELDS, SIZE_PRESETS, RunConfig
+from model import is_student_dir, read_student_info
 from report import human_bytes, merge_csv
 from settings import setting, validate_fields
 
@@ -100,7 +101,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     counted from the unlabeled files, as training read them)."""
     row = {key: metrics.get(key) for key in RUN_COLUMNS}
     row["max_epochs"], row["patience"] = (config or {}).get("epochs"), (config or {}).get("patience")
-    row["teacher_fingerprint"] = teacher_fingerprint(config)
+    row["teacher_fingerprint"] = recorded_teacher_fingerprint(config)
     row["options"] = other_settings(config)
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
@@ -111,7 +112,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     return row
 
 
-def teacher_fingerprint(config: dict | None) -> str | None:
+def recorded_teacher_fingerprint(config: dict | None) -> str | None:
     """``sha256:`` and the short hash of the teacher's file fingerprints in a run's config.json (every
     member's for an ensemble; the prefix keeps an all-digit hash a string in the CSV): a teacher of the same
     name trained again, on another machine say, gets another."""
@@ -120,7 +121,7 @@ def teacher_fingerprint(config: dict | None) -> str | None:
 
 
 # Settings the ladder shows in columns of their own (or the run's name, or that only repeat a run: the seed).
-LADDER_COLUMNS = distil.NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
+LADDER_COLUMNS = NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
 
 
 def other_settings(config: dict | None) -> str:
@@ -129,7 +130,7 @@ def other_settings(config: dict | None) -> str:
     config = config or {}
     return " ".join(
         f"{f.name}={config[f.name]}"
-        for f in dataclasses.fields(distil.RunConfig)
+        for f in dataclasses.fields(RunConfig)
         if f.name in config and f.name not in LADDER_COLUMNS and config[f.name] != f.default
     )
 

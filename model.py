@@ -1,22 +1,21 @@
 """The student: a small bidirectional LSTM sentiment classifier (Tang et al. 2019).
 
 Contents:
-- StudentConfig / BiLSTMClassifier: the model itself,
+- BiLSTMClassifier: the model itself (its settings: config.StudentConfig),
 - encode / pad_batch: text -> token ids -> padded tensors,
 - save_student / load_student: self-contained, atomically written model directories whose manifest.json (the
   sha256 of each file) is checked on load, as are the config's bounds and its tokenizer,
 - export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
 - Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
   "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8"),
-- sharing: self-contained folders with a model card (Student.save_pretrained, package_student) and the
-  Hugging Face Hub (Student.push_to_hub, Student.from_pretrained("org/name")).
+- sharing: self-contained folders with a model card (card.py; Student.save_pretrained, package_student) and
+  the Hugging Face Hub (Student.push_to_hub, Student.from_pretrained("org/name")).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -25,7 +24,6 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,20 +36,11 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
-from corpus import default_labels
-from settings import setting, validate_fields
+from card import model_card
+from config import BACKENDS, BUNDLED_NAMES, StudentConfig
 from utils import CorruptFileError, atomic_dir, atomic_save, atomic_write_json, logger, one_line
 from vocab import save_tokenizer_files
 
-# preset name -> (embedding_dim, hidden_dim)
-SIZE_PRESETS: dict[str, tuple[int, int]] = {
-    "tiny": (8, 16),
-    "mini": (16, 16),
-    "small": (32, 64),
-    "base": (64, 128),
-    "large": (128, 256),
-}
-POOLINGS = ("last", "max", "attention")
 STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_type"
 
 CONFIG_NAME = "config.json"
@@ -59,66 +48,7 @@ WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
 
 # -----------------------------------------------------------------------------
-# config and model
-
-
-@dataclass
-class StudentConfig:
-    """The architecture of a student; the bounds keep a config.json from asking for absurd sizes."""
-
-    vocab_size: int = setting(help="embedding rows (the tokenizer's size or more)", bounds="[1, 1000000]")
-    embedding_dim: int = setting(64, "embedding size", bounds="[1, 4096]")
-    hidden_dim: int = setting(128, "LSTM hidden size per direction", bounds="[1, 4096]")
-    num_layers: int = setting(1, "stacked BiLSTM layers", bounds="[1, 16]")
-    num_labels: int = setting(2, "classes", bounds="[2, 1000]")
-    pooling: str = setting(
-        "last", "last (final states of both directions), max or attention", choices=POOLINGS
-    )
-    fc_dim: int = setting(0, "width of a ReLU layer before the output (0: none)", bounds="[0, 16384]")
-    dropout: float = setting(0.2, "dropout", bounds="[0, 1)")
-    pad_id: int = setting(0, "padding token id", bounds="[0, inf)")
-    max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
-    size: str | None = setting(None, "preset name if built from one", choices=SIZE_PRESETS)
-    id2label: dict[int, str] | None = setting(
-        None, "the label names by id (config.json's id2label); None: corpus.default_labels"
-    )
-
-    def __post_init__(self) -> None:
-        validate_fields(self)
-        if self.pad_id >= self.vocab_size:
-            raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
-        if self.id2label is not None:  # JSON keys are strings
-            self.id2label = {int(i): str(name) for i, name in self.id2label.items()}
-            if sorted(self.id2label) != list(range(self.num_labels)):
-                raise ValueError(f"id2label needs the ids 0..{self.num_labels - 1}, got {self.id2label}")
-
-    def label_names(self) -> list[str]:
-        """The class names in id order: id2label's, else ``corpus.default_labels``."""
-        if self.id2label is None:
-            return list(default_labels(self.num_labels))
-        return [self.id2label[i] for i in range(self.num_labels)]
-
-    @classmethod
-    def from_size(cls, size: str, vocab_size: int, **overrides) -> StudentConfig:
-        """Config for a named preset; overrides set any field except the two preset dims."""
-        if size not in SIZE_PRESETS:
-            raise ValueError(f"unknown size {size!r}; presets are: {', '.join(SIZE_PRESETS)}")
-        embedding_dim, hidden_dim = SIZE_PRESETS[size]
-        return cls(
-            vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, size=size, **overrides
-        )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StudentConfig:
-        """Inverse of to_dict; a "model_type" key is ignored, any other unknown key is an error."""
-        d = {k: v for k, v in d.items() if k != "model_type"}
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown StudentConfig keys: {sorted(unknown)}")
-        return cls(**d)
+# the model
 
 
 class BiLSTMClassifier(nn.Module):
@@ -164,11 +94,6 @@ class BiLSTMClassifier(nn.Module):
         if self.fc is not None:
             pooled = F.relu(self.fc(pooled))
         return self.classifier(self.dropout(pooled))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # -----------------------------------------------------------------------------
@@ -504,7 +429,6 @@ def _warn_unverified(directory: Path) -> None:
 # -----------------------------------------------------------------------------
 # exported forms (ONNX Runtime, float32 and int8)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_DIR = "onnx"  # inside a student directory
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 FINGERPRINT_KEY = "weights_sha256"  # ONNX metadata: the weights a graph was exported from
@@ -803,8 +727,6 @@ def _check_texts(texts: Sequence[str] | str) -> list[str]:
 
 METRICS_NAME = "metrics.json"
 CARD_NAME = "README.md"
-# the ready-to-use students committed with the project, best first (the default of serve.py)
-BUNDLED_NAMES = ("nsmc-base-kd", "nsmc-tiny-kd", "nsmc-base", "nsmc-tiny")
 BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in BUNDLED_NAMES)
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 
@@ -850,15 +772,6 @@ def read_student_info(directory: str | Path) -> tuple[dict | None, dict | None]:
     return config.get("training"), None
 
 
-def student_name(student: Student) -> str:
-    """The run name recorded at training time, else the preset size."""
-    if student.metrics and student.metrics.get("run_dir"):
-        return Path(student.metrics["run_dir"]).name
-    if student.training and student.training.get("run"):
-        return student.training["run"]
-    return f"distilko-bilstm-{student.config.size or 'custom'}"
-
-
 def write_bundle(student: Student, directory: Path, repo_id: str | None = None) -> None:
     """The files of a shareable student folder, written into an existing empty directory (its manifest
     last)."""
@@ -887,140 +800,3 @@ def package_student(source: str | Path, out: str | Path) -> Path:
             f"no metrics.json in or beside {source}: package a finished run (its card shows test accuracy)"
         )
     return student.save_pretrained(out)
-
-
-def _card_metadata(student: Student, name: str, repo_id: str | None) -> str:
-    from huggingface_hub import EvalResult, ModelCardData
-
-    metrics = student.metrics or {}
-    dataset = metrics.get("dataset")
-    results = None
-    if dataset and metrics.get("test_accuracy") is not None:
-        results = [
-            EvalResult(
-                task_type="text-classification",
-                dataset_type=dataset,
-                dataset_name=dataset.upper(),
-                dataset_split="test",
-                metric_type="accuracy",
-                metric_value=round(metrics["test_accuracy"], 4),
-            )
-        ]
-    data = ModelCardData(
-        language="ko",
-        library_name="pytorch",
-        pipeline_tag="text-classification",
-        model_name=repo_id or name,
-        tags=["sentiment-analysis", "knowledge-distillation", "bilstm", "onnx", "distilkobilstm"],
-        datasets=[dataset] if dataset else None,
-        metrics=["accuracy", "f1"] if results else None,
-        eval_results=results,
-    )
-    return data.to_yaml()
-
-
-def display_name(teacher: str | Path) -> str:
-    """Short name of a teacher: the run's name for a student teacher (``runs/x/<run>/student`` -> ``<run>``),
-    else the last path or Hub-name component (``monologg/koelectra-small-v3`` -> ``koelectra-small-v3``)."""
-    path = Path(str(teacher).rstrip("/\\"))
-    name = path.parent.name if path.name == "student" and path.parent.name else path.name
-    if not name:
-        raise ValueError(f"cannot derive a name from {str(teacher)!r}")
-    return name
-
-
-def teacher_members(metrics: dict) -> str:
-    """The teacher as written in the ladder: its short name, or each member's with its weight."""
-    members = metrics.get("teachers") or ([metrics["teacher"]] if metrics.get("teacher") else [])
-    weights = metrics.get("teacher_weights") or [1] * len(members)
-    if len(members) < 2:
-        return display_name(members[0]) if members else "none"
-    return " + ".join(f"{display_name(m)}×{w:g}" for m, w in zip(members, weights))
-
-
-def _teacher_text(metrics: dict) -> str:
-    """The teacher's name; for an ensemble also its weighted members; its test accuracy when recorded."""
-    text = f"`{metrics['teacher']}`"
-    if metrics.get("teacher_test_accuracy") is not None:
-        text += f" (test {100 * metrics['teacher_test_accuracy']:.2f} %)"
-    if len(metrics.get("teachers") or []) > 1:
-        text += f", the weighted mean of {teacher_members(metrics)}"
-    return text
-
-
-def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]]:
-    """The model card's table: task, model, training, tokenizer, data, accuracy and size."""
-    config, metrics = student.config, student.metrics or {}
-    how = "trained on the labels only (no teacher, α = 1)"
-    if metrics.get("teacher"):
-        how = (
-            f"distilled (α = {metrics.get('alpha')}, T = {metrics.get('temperature')}, "
-            f"{metrics.get('kd_loss')} loss; Tang et al. 2019) from the teacher {_teacher_text(metrics)}"
-        )
-    params = count_parameters(student.model)
-    rows = [
-        ("task", f"sentiment of Korean text: {' / '.join(student.labels)}"),
-        (
-            "model",
-            (
-                f"BiLSTM, embedding {config.embedding_dim}, hidden {config.hidden_dim}, "
-                f"{config.pooling} pooling ({config.size or 'custom'} preset), {params:,} parameters"
-            ),
-        ),
-        ("training", how),
-        ("tokenizer", f"WordPiece, {len(student.tokenizer):,} tokens, at most {config.max_length} per text"),
-    ]
-    if metrics:
-        dataset = metrics.get("dataset")
-        unlabeled = metrics.get("unlabeled")
-        if unlabeled:
-            per_epoch = f" ({metrics['n_transfer']:,} rows per epoch)" if metrics.get("n_transfer") else ""
-            unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`{per_epoch}"
-        rows.append(("data", f"{dataset}: {metrics.get('n_train', 0):,} training examples{unlabeled}"))
-        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f}"
-        if metrics.get("test_within_one") is not None:
-            accuracy += f", within one class {100 * metrics['test_within_one']:.2f} %"
-        rows.append(("test accuracy", f"{accuracy}) on the {dataset} test split as used by DistilKoBiLSTM"))
-    sizes = [f"{4 * params / 1e6:.2f} MB float32 weights (model.safetensors)"]
-    if int8_bytes:
-        sizes.append(f"{int8_bytes / 1e6:.2f} MB int8 ONNX graph (onnx/model-int8.onnx)")
-    rows.append(("size", ", ".join(sizes)))
-    return rows
-
-
-def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | None = None) -> str:
-    """README.md for a student folder: Hub metadata, task, data, teacher, accuracy, size and how to load."""
-    name, rows = student_name(student), _card_rows(student, int8_bytes)
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    where = repo_id or "path/to/this/folder"
-    columns, labels = ", ".join(f"p({label})" for label in student.labels), ", ".join(student.labels)
-    return f"""---
-{_card_metadata(student, name, repo_id)}
----
-
-# {repo_id or name}
-
-A small Korean sentiment classifier made with DistilKoBiLSTM (knowledge distillation of Korean
-transformers into BiLSTMs, after gyunggyung/DistilKoBiLSTM). Run name: `{name}`.
-
-| | |
-|---|---|
-{table}
-
-## How to load
-
-The architecture is DistilKoBiLSTM's own `BiLSTMClassifier` (not a transformers class): load it with the
-project's `model.py` (torch, transformers, tokenizers, onnxruntime and huggingface_hub installed).
-
-```python
-from model import Student
-
-student = Student.from_pretrained("{where}", backend="onnx-int8")  # or "torch", "onnx"
-student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[{columns}], ...]
-student.predict_labels(["정말 재밌어요", "시간 아까움"])  # the predicted label names
-```
-
-Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
-the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits`
-[batch, {len(student.labels)}] ({labels}; config.json's `id2label`).
-"""

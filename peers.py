@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+import config
 import corpus
 import teacher as teachers
 from settings import setting, validate_fields
@@ -35,9 +36,9 @@ class PeerSettings(Protocol):
 class PeersConfig:
     """The n-gram peers: scikit-learn TF-IDF + LR (the scikit-learn teacher's pipeline) and fastText."""
 
-    tfidf_lr: teachers.SklearnTeacherConfig = setting(
-        help="the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)",
-        default_factory=teachers.SklearnTeacherConfig,
+    tfidf_lr: config.SklearnTeacherConfig = setting(
+        help="the TF-IDF + logistic regression settings (config.SklearnTeacherConfig)",
+        default_factory=config.SklearnTeacherConfig,
     )
     fasttext_dim: int = setting(64, "fastText word vector size", bounds="[1, inf)")
     fasttext_word_ngrams: int = setting(2, "fastText word n-grams (2: bigrams)", bounds="[1, inf)")
@@ -105,7 +106,7 @@ def _peer_row(
 
 def measure_tfidf_lr(
     settings: PeerSettings,
-    cfg: teachers.SklearnTeacherConfig,
+    cfg: config.SklearnTeacherConfig,
     train: pd.DataFrame,
     test: pd.DataFrame,
     texts: list[str],

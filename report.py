@@ -13,10 +13,11 @@ import pandas as pd
 import torch
 
 import corpus
-import distil
 import teacher as teachers
+import train
 import utils
-from model import Student, display_name
+from card import display_name
+from model import Student
 from timing import time_calls
 
 
@@ -379,7 +380,7 @@ def teacher_result(
     model = teachers.load_teacher(teacher, device="cpu", max_length=max_length, root=teacher_root)
     predicted = {split: logits[split].argmax(-1).numpy() for split in ("valid", "test")}
     labels = {split: splits[split]["label"].to_numpy() for split in ("valid", "test")}
-    test = distil.classification_metrics(labels["test"], predicted["test"], corpus.label_names(splits))
+    test = train.classification_metrics(labels["test"], predicted["test"], corpus.label_names(splits))
     row = dict.fromkeys(RESULT_COLUMNS) | {
         "run_dir": str(teacher),
         "kind": "teacher",

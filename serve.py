@@ -6,7 +6,7 @@
 Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET or HEAD /health,
 GET /model (the model card as JSON), GET /docs and /redoc (the OpenAPI pages, their scripts served from the
 fastapi-offline package: no CDN). Without --student the most accurate bundled student is served: the first
-of model.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
+of config.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
 
 Dynamic batching: a request that finds the model idle runs at once; requests that arrive while a model call
 runs are answered together by the next call, up to --max-batch texts. --batch-window-ms lets a request wait
@@ -39,9 +39,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from model import BACKENDS, Student, bundled_student, count_parameters, student_name
+from card import student_name
+from config import BACKENDS
+from model import Student, bundled_student
 from settings import add_arguments, setting, validate_fields
-from utils import one_line
+from utils import count_parameters, one_line
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
@@ -54,7 +56,7 @@ class ServeConfig:
     """What to serve, where, and the limits on requests: the one source of serve.py's options."""
 
     student: str | None = setting(
-        None, "student folder or Hub id; None: the best bundled student in models/ (model.BUNDLED_NAMES)"
+        None, "student folder or Hub id; None: the best bundled student in models/ (config.BUNDLED_NAMES)"
     )
     backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: all)")

@@ -130,7 +130,8 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
 def run_dir(tmp_path_factory) -> Path:
     """A finished run's layout: <run>/student (untrained weights, toy tokenizer) and <run>/metrics.json."""
     import vocab
-    from model import BiLSTMClassifier, StudentConfig, save_student
+    from config import StudentConfig
+    from model import BiLSTMClassifier, save_student
 
     run = tmp_path_factory.mktemp("runs") / "tiny-v300-none-a1"
     texts = [text for text, _ in make_reviews(300, seed=0)]
@@ -176,14 +177,14 @@ def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
 @pytest.fixture
 def count_teacher_runs(monkeypatch) -> list[int]:
     """How many texts each teacher run scores, call by call."""
-    import teacher
+    import teacher as teachers
 
     calls: list[int] = []
-    original = teacher.Teacher.predict_logits
+    original = teachers.Teacher.predict_logits
 
     def counting(self, texts, *args, **kwargs):
         calls.append(len(texts))
         return original(self, texts, *args, **kwargs)
 
-    monkeypatch.setattr(teacher.Teacher, "predict_logits", counting)
+    monkeypatch.setattr(teachers.Teacher, "predict_logits", counting)
     return calls

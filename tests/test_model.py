@@ -12,12 +12,11 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 import model as M
+from config import BACKENDS, POOLINGS, StudentConfig
 from model import (
     STUDENT_MODEL_TYPE,
     BiLSTMClassifier,
     Student,
-    StudentConfig,
-    count_parameters,
     encode,
     export_onnx,
     is_student_dir,
@@ -27,6 +26,7 @@ from model import (
     save_onnx,
     save_student,
 )
+from utils import count_parameters
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CORPUS = [
@@ -170,7 +170,7 @@ def reference_pooled(model: BiLSTMClassifier, ids: list[int]) -> torch.Tensor:
     return (weights[:, None] * out).sum(dim=0)
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_pooling_matches_reference(pooling, num_layers):
     model = make_model(50, pooling=pooling, num_layers=num_layers)
@@ -181,7 +181,7 @@ def test_pooling_matches_reference(pooling, num_layers):
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_padding_invariance(pooling, num_layers):
     model = make_model(50, pooling=pooling, num_layers=num_layers, fc_dim=5)
@@ -197,7 +197,7 @@ def test_padding_invariance(pooling, num_layers):
         torch.testing.assert_close(other, alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_onnx_export_matches_torch(pooling):
     ort = pytest.importorskip("onnxruntime")
     model = make_model(50, pooling=pooling, num_layers=2).train()
@@ -444,7 +444,7 @@ def test_encode_matches_the_tokenizer_text_by_text(tokenizer):
     assert batch == [tokenizer(text, add_special_tokens=False)["input_ids"][:5] for text in TEXTS]
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_onnx_backend_matches_torch(tokenizer, pooling):
     model = make_model(len(tokenizer), pooling=pooling, num_layers=2, fc_dim=5)
     torch_student, onnx_student = (
@@ -528,7 +528,7 @@ def test_unknown_backend_and_onnx_off_cpu_are_errors(tokenizer, tmp_path):
         Student(model, tokenizer, device="cuda", backend="onnx")
 
 
-@pytest.mark.parametrize("backend", M.BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_backends_predict_empty_texts_as_unk_and_refuse_bad_batch_size(tokenizer, backend):
     model = make_model(len(tokenizer))
     student = Student(model, tokenizer, backend=backend)
@@ -644,7 +644,7 @@ def test_forged_onnx_graph_with_a_copied_fingerprint_is_refused(tokenizer, tmp_p
     fooled = Student(model, tokenizer, backend="onnx-int8", onnx_model=forged)
     assert fooled.predict(["별로예요", "시간 낭비였어요 별로예요"]) == [1, 1]
     int8.write_bytes(forged)
-    for backend in M.BACKENDS:  # the folder is refused whichever backend is asked for
+    for backend in BACKENDS:  # the folder is refused whichever backend is asked for
         with pytest.raises(M.CorruptFileError) as err:
             Student.from_pretrained(tmp_path / "s", backend=backend)
         message = str(err.value)

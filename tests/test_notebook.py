@@ -248,6 +248,7 @@ def test_committed_notebook_is_clean():
     nbformat.validate(nb)
     code = [c for c in raw["cells"] if c["cell_type"] == "code"]
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert not any("def " in "".join(c["source"]) for c in code)  # the notebook calls the project's functions
     assert "widgets" not in raw["metadata"]
     tagged = [i for i, c in enumerate(raw["cells"]) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1

@@ -11,11 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import config
 import corpus
 import distil
 import reader
+import train
+from card import model_card
 from conftest import NEGATIVE, NEUTRAL, POSITIVE, labelled_reviews
-from model import Student, model_card
+from model import Student
 
 STARS = {"1": NEGATIVE, "2": NEUTRAL, "3": POSITIVE}  # three ordered classes
 BINARY = {"부정": NEGATIVE, "긍정": POSITIVE}
@@ -200,22 +203,22 @@ def test_a_failed_download_is_one_line_with_the_url_and_where_to_put_the_file(tm
 
 def test_data_settings_are_checked(tmp_path):
     with pytest.raises(ValueError, match="--text-column, --labels describe --data"):
-        distil.DataConfig(text_column="review", labels=("a", "b"))
+        config.DataConfig(text_column="review", labels=("a", "b"))
     with pytest.raises(ValueError, match="--dataset steam and --data x.csv: give one of them"):
-        distil.DataConfig(dataset="steam", data="x.csv")
+        config.DataConfig(dataset="steam", data="x.csv")
     with pytest.raises(ValueError, match="two or more distinct names"):
-        distil.DataConfig(data="x.csv", labels=("a", "a"))
-    cfg = distil.DataConfig(data=str(tmp_path / "my reviews.csv"), labels=[1, 2, 3])
+        config.DataConfig(data="x.csv", labels=("a", "a"))
+    cfg = config.DataConfig(data=str(tmp_path / "my reviews.csv"), labels=[1, 2, 3])
     assert cfg.labels == ("1", "2", "3") and cfg.data_name() == "my_reviews"
-    assert distil.DataConfig().data_name() == "nsmc"
+    assert config.DataConfig().data_name() == "nsmc"
 
 
 def test_metrics_name_each_class_and_count_within_one_for_ordered_labels():
     labels, preds = np.array([0, 1, 2, 2, 0]), np.array([0, 2, 2, 0, 1])
-    metrics = distil.classification_metrics(labels, preds, ("1", "2", "3"))
+    metrics = train.classification_metrics(labels, preds, ("1", "2", "3"))
     assert metrics["accuracy"] == 0.4 and metrics["within_one"] == 0.8
     assert list(metrics["f1_per_class"]) == ["1", "2", "3"] and metrics["confusion_matrix"][2] == [1, 0, 1]
-    assert "within_one" not in distil.classification_metrics(labels, preds, ("부정", "중립", "긍정"))
+    assert "within_one" not in train.classification_metrics(labels, preds, ("부정", "중립", "긍정"))
     assert not corpus.is_ordinal(("1", "3", "2")) and not corpus.is_ordinal(("0", "1"))
 
 

@@ -25,8 +25,10 @@ from fastapi.testclient import TestClient
 
 import corpus
 import serve
+from card import model_card
+from config import BACKENDS, BUNDLED_NAMES
 from conftest import ROOT, make_reviews
-from model import BACKENDS, BUNDLED_NAMES, Student, bundled_student, model_card, package_student
+from model import Student, bundled_student, package_student
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BUNDLES = sorted(p for p in (ROOT / "models").glob("nsmc-*") if (p / "config.json").is_file())
@@ -499,7 +501,7 @@ def test_demo_page_in_a_real_browser(tmp_path):
 
 
 def test_bundled_students_exist_and_the_most_accurate_serves_by_default():
-    assert {p.name for p in BUNDLES} == set(BUNDLED_NAMES), "models/ differs from model.BUNDLED_NAMES"
+    assert {p.name for p in BUNDLES} == set(BUNDLED_NAMES), "models/ differs from config.BUNDLED_NAMES"
     accuracy = {p.name: json.loads((p / "metrics.json").read_text())["test_accuracy"] for p in BUNDLES}
     assert list(BUNDLED_NAMES) == sorted(accuracy, key=accuracy.get, reverse=True)  # best first
     assert bundled_student().name == BUNDLED_NAMES[0]

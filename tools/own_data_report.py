@@ -18,20 +18,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import config
 import corpus
-import distil
 import ladder
+import logits_cache
 import teacher as teachers
+import train
 import utils
-from model import display_name
+from card import display_name
 from report import percent_or_dash
 
 
 def peer_row(peer: str, splits, name: str) -> dict:
     """The scikit-learn teacher scored on the test split like a student."""
     test, labels = splits["test"], splits.labels
-    logits = teachers.teacher_logits(peer, test, name, "test", device="cpu", labels=labels)
-    metrics = distil.classification_metrics(test["label"].to_numpy(), logits.argmax(-1).numpy(), labels)
+    logits = logits_cache.teacher_logits(peer, test, name, "test", device="cpu", labels=labels)
+    metrics = train.classification_metrics(test["label"].to_numpy(), logits.argmax(-1).numpy(), labels)
     info = json.loads((Path(peer) / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
     model = teachers.load_teacher(peer, device="cpu")
     return {
@@ -115,8 +117,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", required=True, help="path without extension: <out>.md and <out>.json")
     args = parser.parse_args(argv)
     utils.setup_logging(quiet=True)
-    data = distil.DataConfig(data=args.data)
-    splits = distil.load_splits(data)
+    data = config.DataConfig(data=args.data)
+    splits = train.load_splits(data)
     rows = [peer_row(args.peer, splits, data.data_name()), *run_rows(args.runs)]
     commands = Path(args.commands).read_text(encoding="utf-8")
     utils.atomic_write_text(f"{args.out}.md", markdown(rows, splits, args.data, commands))
