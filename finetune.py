@@ -123,13 +123,17 @@ def _short(value: object) -> str:
     return text[:13] + "…'" if isinstance(value, str) and len(value) > 16 else text
 
 
+class TeacherMismatch(ValueError):
+    """A teacher folder (or its checkpoints) that was fine-tuned with other settings or data."""
+
+
 def _finished(out_dir: Path, identity: dict) -> bool:
     """True when ``out_dir`` holds this teacher; an error when it holds another or something unfinished."""
     if (out_dir / teachers.TEACHER_INFO).is_file():
         recorded = teachers.read_json(out_dir / teachers.TEACHER_INFO, out_dir).get("identity")
         if recorded != identity:
             changes = "; ".join(_changes(recorded, identity)) if recorded else "it records no identity"
-            raise teachers.TeacherMismatch(
+            raise TeacherMismatch(
                 f"{out_dir} holds a teacher fine-tuned otherwise ({changes}): delete it to "
                 "fine-tune again, or use another --teacher-root"
             )

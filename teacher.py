@@ -627,9 +627,8 @@ def load_teacher(
 # ---------------------------------------------------------------------------------------------------------
 
 
-class TeacherMismatch(ValueError):
-    """A teacher that does not fit: a folder (or its checkpoints) fine-tuned with other settings or data, or
-    a teacher that predicts other labels than the data's."""
+class LabelMismatch(ValueError):
+    """A teacher whose classes are not the data's labels."""
 
 
 def teacher_labels(model_dir: str | Path) -> list[str]:
@@ -645,7 +644,7 @@ def teacher_labels(model_dir: str | Path) -> list[str]:
 
 
 def check_labels(model_dir: str | Path, labels: Sequence[str]) -> None:
-    """Refuse (``TeacherMismatch``, one line) a teacher whose class names differ from the data's ``labels``
+    """Refuse (``LabelMismatch``, one line) a teacher whose class names differ from the data's ``labels``
     (case aside); a transformers classifier without names (``LABEL_0``, ...) needs only as many classes."""
     names = teacher_labels(model_dir)
     if names == [f"LABEL_{i}" for i in range(len(names))]:
@@ -653,7 +652,7 @@ def check_labels(model_dir: str | Path, labels: Sequence[str]) -> None:
     else:
         same = [n.casefold() for n in names] == [n.casefold() for n in labels]
     if not same:
-        raise TeacherMismatch(
+        raise LabelMismatch(
             f"teacher {model_dir} predicts {' / '.join(names)}, the data has the labels "
             f"{' / '.join(labels)}: use a teacher trained on these labels (--finetune or --model tfidf-lr "
             "fits one on this data)"

@@ -469,7 +469,7 @@ def test_teacher_with_another_recorded_identity_is_refused(teacher_finetuned, tm
     info = json.loads((copy / "teacher.json").read_text(encoding="utf-8"))
     info["identity"]["settings"]["epochs"] = 2.0
     (copy / "teacher.json").write_text(json.dumps(info), encoding="utf-8")
-    with pytest.raises(teachers.TeacherMismatch, match=r"settings\.epochs: 2\.0 -> 3\.0.*delete it"):
+    with pytest.raises(finetune.TeacherMismatch, match=r"settings\.epochs: 2\.0 -> 3\.0.*delete it"):
         finetune.finetune_teacher(cfg, splits(24, 8), "synthetic", tmp_path / "teachers", "cpu")
 
 
