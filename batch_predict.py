@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 
 from card import student_name
 from corpus import DataEncodingError, DataFormatError, is_blank
+from reader import GUESSES
 from utils import atomic_save
 
 if TYPE_CHECKING:
     from model import Student  # the students it is given: loading it (torch) is the caller's
 
 STDIN = "-"
-TEXT_COLUMNS = ("text", "document", "review", "sentence")  # guessed in this order, case-insensitively
+TEXT_COLUMNS = GUESSES["text"]  # guessed in this order, case-insensitively: the reader's guesses (--data)
 INPUT_FORMATS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 DEFAULT_BATCH_SIZE = 1024  # rows read, classified and written at a time

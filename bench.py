@@ -72,6 +72,9 @@ class Settings:
     data_dir: str | None = setting(
         None, "folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)"
     )
+    data: str | None = setting(
+        None, "your own reviews instead of NSMC (distil.py --data: a file or folder; columns guessed)"
+    )
     runs: str = setting("runs", "where distil.py wrote its runs")
     out: str = setting("bench_out", "where results go")
     teacher_root: str = setting("teacher_model", "where fine-tuned teachers live")
@@ -180,9 +183,12 @@ TEACHERS = (
 def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
     """Training texts (for the tokenizers and the cache section), the timed test sentences, and their
     source."""
-    if settings.data_dir:
-        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
-        train, test, source = splits["train"], splits["test"], f"NSMC test reviews ({settings.data_dir})"
+    splits = corpus.load_reviews(settings.data, settings.data_dir)
+    if splits is not None:
+        where = f"NSMC ({settings.data_dir})"
+        if settings.data:
+            where = f"{corpus.data_name(settings.data)} ({settings.data})"
+        train, test, source = splits["train"], splits["test"], f"{where} test reviews"
     else:
         train, test = (
             synthetic_reviews(20_000, settings.seed),
@@ -513,15 +519,16 @@ def measure_cache(
 
 
 def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
-    """Accuracy of each backend on the NSMC test set, for the best run (by validation accuracy) of each
-    size."""
-    if not settings.data_dir or runs.empty:
+    """Accuracy of each backend on the test set (NSMC's, or --data's), for the best run (by validation
+    accuracy) of each size."""
+    splits = corpus.load_reviews(settings.data, settings.data_dir)
+    if splits is None or runs.empty:
         return []
-    test = corpus.load_dataset("nsmc", data_dir=settings.data_dir)["test"]
+    test = splits["test"]
     if settings.eval_sentences is not None and settings.eval_sentences < len(test):
         test = test.sample(n=settings.eval_sentences, random_state=settings.seed)
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
-    nsmc = runs[runs["dataset"] == "nsmc"]
+    nsmc = runs[runs["dataset"] == (corpus.data_name(settings.data) if settings.data else "nsmc")]
     best = (
         nsmc.loc[nsmc.groupby(["student_size", "params"])["val_accuracy"].idxmax()]
         if not nsmc.empty

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from utils import count_parameters
+from vocab import KIND_NAMES, kind_of
 
 if TYPE_CHECKING:
     from model import Student
@@ -70,7 +71,11 @@ def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]
             ),
         ),
         ("training", how),
-        ("tokenizer", f"WordPiece, {len(student.tokenizer):,} tokens, at most {config.max_length} per text"),
+        (
+            "tokenizer",
+            f"{KIND_NAMES[kind_of(student.tokenizer)]}, {len(student.tokenizer):,} tokens, "
+            f"at most {config.max_length} per text",
+        ),
     ]
     if metrics:
         dataset = metrics.get("dataset")
@@ -79,8 +84,10 @@ def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]
             per_epoch = f" ({metrics['n_transfer']:,} rows per epoch)" if metrics.get("n_transfer") else ""
             unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`{per_epoch}"
         rows.append(("data", f"{dataset}: {metrics.get('n_train', 0):,} training examples{unlabeled}"))
-        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f})"
-        rows.append(("test accuracy", f"{accuracy} on the {dataset} test split as used by DistilKoBiLSTM"))
+        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f}"
+        if metrics.get("test_within_one") is not None:
+            accuracy += f", within one class {100 * metrics['test_within_one']:.2f} %"
+        rows.append(("test accuracy", f"{accuracy}) on the {dataset} test split as used by DistilKoBiLSTM"))
     sizes = [f"{4 * params / 1e6:.2f} MB float32 weights (model.safetensors)"]
     if int8_bytes:
         sizes.append(f"{int8_bytes / 1e6:.2f} MB int8 ONNX graph (onnx/model-int8.onnx)")
@@ -123,6 +130,14 @@ def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | N
     name, rows = student_name(student), _card_rows(student, int8_bytes)
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     where = repo_id or "path/to/this/folder"
+    columns, labels = ", ".join(f"p({label})" for label in student.labels), ", ".join(student.labels)
+    kiwi = student.tokenizer.init_kwargs.get("pretokenizer")
+    morphemes = (
+        f" of the texts split into Kiwi morphemes (kiwipiepy {kiwi.get('kiwipiepy')}, model "
+        f"{kiwi.get('model_type')}: the tokens' forms joined by spaces; `model.py` does this itself)"
+        if kiwi
+        else ""
+    )
     return f"""---
 {_card_metadata(student, name, repo_id)}
 ---
@@ -145,10 +160,11 @@ project's `model.py` (torch, transformers, tokenizers, onnxruntime and huggingfa
 from model import Student
 
 student = Student.from_pretrained("{where}", backend="onnx-int8")  # or "torch", "onnx"
-student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[p(negative), p(positive)], ...]
+student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[{columns}], ...]
+student.predict_labels(["정말 재밌어요", "시간 아까움"])  # the predicted label names
 ```
 
 Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
-the ids of `tokenizer.json` without special tokens, right-padded with 0) and returns `logits` [batch, 2]
-(negative, positive).
+the ids of `tokenizer.json`{morphemes} without special tokens, right-padded with 0) and returns `logits`
+[batch, {len(student.labels)}] ({labels}; config.json's `id2label`).
 """

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import corpus
+import reader
 import settings
 import utils
+import vocab
 from card import display_name
 from settings import setting, shared_setting, validate_fields
 
@@ -73,11 +75,24 @@ class StudentConfig:
     pad_id: int = setting(0, "padding token id", bounds="[0, inf)")
     max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
     size: str | None = setting(None, "preset name if built from one", choices=SIZE_PRESETS)
+    id2label: dict[int, str] | None = setting(
+        None, "the label names by id (config.json's id2label); None: corpus.default_labels"
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self)
         if self.pad_id >= self.vocab_size:
             raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
+        if self.id2label is not None:  # JSON keys are strings
+            self.id2label = {int(i): str(name) for i, name in self.id2label.items()}
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ValueError(f"id2label needs the ids 0..{self.num_labels - 1}, got {self.id2label}")
+
+    def label_names(self) -> list[str]:
+        """The class names in id order: id2label's, else ``corpus.default_labels``."""
+        if self.id2label is None:
+            return list(corpus.default_labels(self.num_labels))
+        return [self.id2label[i] for i in range(self.num_labels)]
 
     @classmethod
     def from_size(cls, size: str, vocab_size: int, **overrides) -> StudentConfig:
@@ -193,7 +208,24 @@ class SklearnTeacherConfig:
 class DataConfig:
     """Which examples are used: shared by the teacher stage and every student of a grid."""
 
-    dataset: str = setting("nsmc", "dataset", choices=corpus.DATASET_NAMES)
+    dataset: str = setting("nsmc", "built-in dataset (--data replaces it)", choices=corpus.DATASET_NAMES)
+    data: str | None = setting(
+        None,
+        "your own reviews: a CSV, TSV, JSON Lines or Parquet file, a folder of train/valid/test files or a "
+        "datasets save_to_disk folder (split by a hash of each row's id, or text, unless it has the splits)",
+    )
+    text_column: str | None = setting(
+        None, f"--data's text column (default: the first of {', '.join(reader.GUESSES['text'])})"
+    )
+    label_column: str | None = setting(
+        None, f"--data's label column (default: the first of {', '.join(reader.GUESSES['label'])})"
+    )
+    id_column: str | None = setting(None, "--data's id column (default: id if there is one, else the text)")
+    labels: tuple[str, ...] | None = setting(
+        None,
+        "--data's label names in the order of their ids, e.g. 부정 긍정 (default: the labels found, sorted, "
+        "numbers numerically)",
+    )
     max_train: int | None = setting(
         None, "train on a random subset of this many training examples", bounds="[1, inf)"
     )
@@ -204,15 +236,41 @@ class DataConfig:
     skip_bad_rows: bool = setting(False, "skip (and count) malformed rows instead of stopping")
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, Path):
+            self.data = str(self.data)
+        if isinstance(self.labels, (list, tuple)):  # numbers in the notebook's PARAMS are names too
+            self.labels = tuple(str(name) for name in self.labels)
         validate_fields(self)
         if self.valid_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"valid_fraction + test_fraction must be < 1: {self.valid_fraction} + {self.test_fraction}"
             )
+        self._check_data_options()
+
+    def _check_data_options(self) -> None:
+        """--data replaces --dataset; the column and label options read --data only; two labels at least."""
+        given = [f for f in ("text_column", "label_column", "id_column", "labels") if getattr(self, f)]
+        if self.data is None and given:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ValueError(f"{flags} describe --data (your own file): pass --data PATH, or leave them out")
+        if self.data is not None and self.dataset != _default(DataConfig, "dataset"):
+            raise ValueError(f"--dataset {self.dataset} and --data {self.data}: give one of them")
+        if self.labels is not None and (len(self.labels) < 2 or len(set(self.labels)) < len(self.labels)):
+            raise ValueError(f"labels (--labels) must be two or more distinct names, got {list(self.labels)}")
 
     def data_config(self) -> DataConfig:
         """Just the data settings (e.g. of a RunConfig)."""
         return DataConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataConfig)})
+
+    def data_name(self) -> str:
+        """The name runs, tokenizers, teachers and caches are filed under: the dataset, or --data's file stem
+        (or folder name)."""
+        return corpus.data_name(self.data) if self.data else self.dataset
+
+    def read_settings(self) -> corpus.ReadSettings:
+        """How --data is read: its columns and labels."""
+        columns = (self.text_column, self.label_column, self.id_column)
+        return corpus.ReadSettings(reader.Layout(), *columns, labels=self.labels)
 
 
 # Settings a baseline (alpha = 1) leaves at their defaults: it learns from the labels only.
@@ -237,7 +295,14 @@ class RunConfig(DataConfig):
         None, "weights of several teachers' logits in their mean (default: equal)"
     )
     vocab_size: int = setting(
-        3000, "WordPiece vocab size(s); several run a grid", bounds="[50, inf)", grid=True
+        3000, "the student's vocabulary size(s); several run a grid", bounds="[50, inf)", grid=True
+    )
+    tokenizer: str = setting(
+        vocab.DEFAULT_KIND,
+        "the student's tokenizer kind(s): WordPiece, SentencePiece (unigram or BPE) or WordPiece over Kiwi "
+        "morphemes; several run a grid",
+        choices=vocab.TOKENIZER_KINDS,
+        grid=True,
     )
     size: str = setting("base", "student preset(s)", choices=SIZE_PRESETS, grid=True)
     embedding_dim: int | None = setting(
@@ -353,6 +418,8 @@ class RunConfig(DataConfig):
         """Directory name: readable, e.g. ``base-v3000-koelectra-nsmc-a0.1-T2``, plus ``-h<hash>`` of the
         other settings that differ from their defaults (pooling, dropout, lr, ...): a change is a new run."""
         parts = [self.size_label(), f"v{self.vocab_size}"]
+        if self.tokenizer != vocab.DEFAULT_KIND:  # e.g. base-v3000-kiwi-..., base-v3000-sp-unigram-...
+            parts.append(self.tokenizer.replace("sentencepiece", "sp"))
         if self.teacher is None:
             parts += ["none", "a1"]
         else:
@@ -381,11 +448,14 @@ class RunConfig(DataConfig):
         }
 
 
-# Shown in the readable part of a run's name (the dataset is its parent folder); the rest go into the hash.
+# Shown in the readable part of a run's name (the dataset or --data's name is its parent folder); the rest go
+# into the hash.
 NAMED_FIELDS = {
     "dataset",
+    "data",
     "teacher",
     "vocab_size",
+    "tokenizer",
     "size",
     "embedding_dim",
     "hidden_dim",

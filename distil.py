@@ -2,7 +2,7 @@
 calls too.
 
     python distil.py download  --dataset nsmc [--data-dir DIR]
-    python distil.py tokenizer --dataset nsmc --vocab-size 3000
+    python distil.py tokenizer --dataset nsmc --vocab-size 3000 [--tokenizer kiwi]
     python distil.py teacher   --dataset nsmc --model NAME_OR_DIR
     python distil.py cache     --dataset nsmc --teacher DIR_OR_NAME
     python distil.py student   --dataset nsmc --teacher DIR_OR_NAME --vocab-size 3000 --size base --alpha 0.1
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import shlex
 import sys
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 import augment
@@ -60,13 +62,18 @@ if TYPE_CHECKING:
 
 
 def make_tokenizers(
-    vocab_sizes: int | Sequence[int], splits: dict[str, pd.DataFrame], dataset: str, paths: Paths
-) -> dict[int, Any]:
-    """The students' WordPiece tokenizers by vocabulary size: trained on the training split once, then
-    reused."""
+    vocab_sizes: int | Sequence[int],
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    paths: Paths,
+    kinds: str | Sequence[str] = vocab.DEFAULT_KIND,
+) -> dict[tuple[str, int], Any]:
+    """The students' tokenizers by kind (vocab.TOKENIZER_KINDS) and vocabulary size: trained on the training
+    split once, then reused."""
     root = paths.tokenizer_root
     return {
-        size: vocab.get_tokenizer(splits["train"], size, dataset, root) for size in utils.as_list(vocab_sizes)
+        (kind, size): vocab.get_tokenizer(splits["train"], size, dataset, root, kind)
+        for kind, size in itertools.product(utils.as_list(kinds), utils.as_list(vocab_sizes))
     }
 
 
@@ -176,7 +183,7 @@ def cache_all(
 def summary_table(results: list[dict]) -> pd.DataFrame:
     """One row per run: the columns a user compares (short names) and the run's folder, which names the rest
     (temperature, KD loss, transfer set, ...)."""
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "size": [r["student_size"] if r["student_size"] != "custom" else size_text(r) for r in results],
             "vocab": [r["vocab_size"] for r in results],
@@ -192,6 +199,10 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
             "run": [r["run_dir"] for r in results],
         }
     )
+    if any("test_within_one" in r for r in results):  # labels that are ordered numbers (stars)
+        within = [r.get("test_within_one") for r in results]
+        frame.insert(frame.columns.get_loc("test_f1") + 1, "within_one", within)
+    return frame
 
 
 def size_text(metrics: dict) -> str:
@@ -220,7 +231,7 @@ def summary_text(results: list[dict], teacher_width: int = 16) -> str:
 
 STAGES = {
     "download": "download (or read) and parse the dataset, print its splits",
-    "tokenizer": "train WordPiece tokenizers on the training split",
+    "tokenizer": "train the student's tokenizers (WordPiece, SentencePiece, Kiwi) on the training split",
     "teacher": "fine-tune a pretrained HF model (or fit tfidf-lr) as the teacher, then cache its logits",
     "cache": "compute the teacher's logits once for train/valid/test (and --unlabeled)",
     "student": "distil students from the cached logits (a grid for list values)",
@@ -259,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(p, DataConfig)
         common_args(p)
         stage_arguments(p, stage)
-    p = sub.add_parser("predict", help="classify sentences with a trained student")
+    p = sub.add_parser(
+        "predict", help="classify sentences with a trained student, or score it on --data's test split"
+    )
     p.add_argument(
         "--student",
         help="student directory (runs/<dataset>/<run>/student; default: the best bundled student, "
@@ -271,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         help="torch, onnx or onnx-int8 (ONNX Runtime, CPU; fastest)",
     )
+    # --data scores the student on that data's test split (--text-column is predict_arguments', for both)
+    add_arguments(p, DataConfig, skip=["dataset", "max_train", "text_column"])
     common_args(p, device="cpu")
     predict_arguments(p)
     return parser
@@ -288,7 +303,8 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--text-column",
         metavar="NAME",
-        help=f"with a table: its text column (default: the first of {', '.join(batch_predict.TEXT_COLUMNS)})",
+        help="with a table (--input or --data): its text column (default: the first of "
+        f"{', '.join(batch_predict.TEXT_COLUMNS)})",
     )
     p.add_argument(
         "--output",
@@ -312,7 +328,7 @@ def stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
         add_arguments(p, augment.AugmentConfig, dest_prefix="augment_")
         return
     if stage == "tokenizer":
-        add_arguments(p, RunConfig, only=["vocab_size"])
+        add_arguments(p, RunConfig, only=["vocab_size", "tokenizer"])
     if stage in ("teacher", "run"):
         finetune_args(p, required=stage == "teacher")
     if stage == "teacher":
@@ -382,56 +398,46 @@ def run_stage(args: argparse.Namespace) -> list[dict] | None:
     before torch loads."""
     if args.stage == "predict":
         utils.get_device(args.device)
-        return predict(
-            args.student,
-            args.texts,
-            args.device,
-            args.backend,
-            input_path=args.input,
-            text_column=args.text_column,
-            output=args.output,
-            batch_size=args.batch_size,
-            quiet=args.quiet,
-        )
+        if args.data is None:
+            return predict(
+                args.student,
+                args.texts,
+                args.device,
+                args.backend,
+                input_path=args.input,
+                text_column=args.text_column,
+                output=args.output,
+                batch_size=args.batch_size,
+                quiet=args.quiet,
+            )
+        if args.texts or args.input is not None:
+            raise ValueError("--data scores the student on its test split: give no sentences nor --input")
+        return [score_student(args.student, from_args(DataConfig, args), args.device, args.backend)]
     paths, data = from_args(Paths, args), from_args(DataConfig, args)
     augment_cfg, teacher_cfg, sklearn_cfg = stage_configs(args)
     utils.get_device(args.device)
     import train
 
-    splits = train.load_splits(data, paths)
-    for name, df in splits.items():
-        print(f"{data.dataset} {name}: {len(df):,} examples, {df['label'].mean():.1%} positive")
+    splits, name = train.load_splits(data, paths), data.data_name()
+    for split, df in splits.items():
+        print(f"{name} {split}: {len(df):,} examples, {label_shares(df, splits.labels)}")
     if args.stage in ("tokenizer", "run"):
-        make_tokenizers(args.vocab_size, splits, data.dataset, paths)
+        make_tokenizers(args.vocab_size, splits, name, paths, args.tokenizer)
     if args.stage == "augment":
         augment.augment_dataset(augment_cfg, splits, args.augment_out)
         return None
     if args.stage in ("download", "tokenizer"):
         return None
-    args.unlabeled = transfer_files(args.unlabeled, augment_cfg, splits, data.dataset, paths)
+    args.unlabeled = transfer_files(args.unlabeled, augment_cfg, splits, name, paths)
     model = getattr(args, "model", None)
     teacher = prepare_teachers(
-        getattr(args, "teacher", None),
-        model,
-        splits,
-        data.dataset,
-        paths,
-        args.device,
-        teacher_cfg,
-        sklearn_cfg,
+        getattr(args, "teacher", None), model, splits, name, paths, args.device, teacher_cfg, sklearn_cfg
     )
     if teacher and args.stage in ("teacher", "cache", "run"):
         weights = getattr(args, "teacher_weights", None)
         options = dict(batch_size=args.teacher_batch_size, max_length=args.teacher_max_length)
         cache_all(
-            teacher,
-            splits,
-            data.dataset,
-            paths,
-            weights,
-            device=args.device,
-            unlabeled=args.unlabeled,
-            **options,
+            teacher, splits, name, paths, weights, device=args.device, unlabeled=args.unlabeled, **options
         )
     if args.stage in ("teacher", "cache"):
         return None
@@ -552,7 +558,8 @@ def check_predict_args(
         return
     if not texts:
         raise ValueError(
-            "give sentences to classify, or --input FILE (one text a line, or a CSV/TSV/JSONL table)"
+            "give sentences to classify, --input FILE (one text a line, or a CSV/TSV/JSONL table), or --data "
+            "FILE to score the student on that data's test split"
         )
     given = {"--text-column": text_column, "--output": output, "--batch-size": batch_size}
     for flag, value in given.items():
@@ -571,6 +578,41 @@ def _is_file(text: str) -> bool:
         return Path(text).is_file()
     except (OSError, ValueError):  # too long for a path, or a NUL character
         return False
+
+
+def score_student(student_dir: str | None, data: DataConfig, device: str, backend: str) -> dict:
+    """``train.classification_metrics`` of a student on the test split of ``data`` (split as for training),
+    printed with the F1 of each class and the confusion matrix; a student of other labels is refused."""
+    from model import Student, bundled_student
+    from train import classification_metrics, load_splits
+
+    student = Student.from_pretrained(student_dir or bundled_student(), device=device, backend=backend)
+    splits = load_splits(data)
+    if sorted(student.labels) != sorted(splits.labels):
+        raise ValueError(
+            f"the student predicts {' / '.join(student.labels)}, but {data.data} has the labels "
+            f"{' / '.join(splits.labels)}: score it on data with its labels"
+        )
+    test, index = splits["test"], {name: i for i, name in enumerate(splits.labels)}
+    predicted = [index[name] for name in student.predict_labels(test["text"].tolist())]
+    metrics = classification_metrics(test["label"].to_numpy(), np.array(predicted), splits.labels)
+    within = f", within one class {metrics['within_one']:.4f}" if "within_one" in metrics else ""
+    print(
+        f"{data.data_name()} test: {len(test):,} examples, accuracy {metrics['accuracy']:.4f}, "
+        f"macro F1 {metrics['f1']:.4f}{within}"
+    )
+    print("F1 per class: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["f1_per_class"].items()))
+    matrix = pd.DataFrame(metrics["confusion_matrix"], index=splits.labels, columns=splits.labels)
+    print(f"confusion matrix (rows: true, columns: predicted):\n{matrix.to_string()}")
+    return metrics
+
+
+def label_shares(df: pd.DataFrame, labels: Sequence[str]) -> str:
+    """``"49.8% positive"`` for the built-in labels, else each label's share."""
+    shares = df["label"].value_counts(normalize=True)
+    if tuple(labels) == corpus.BINARY_LABELS:
+        return f"{shares.get(1, 0.0):.1%} positive"
+    return ", ".join(f"{name} {shares.get(i, 0.0):.1%}" for i, name in enumerate(labels))
 
 
 if __name__ == "__main__":

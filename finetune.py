@@ -41,7 +41,7 @@ import teacher as teachers
 import utils
 from card import display_name
 from config import SKLEARN_MODELS, SklearnTeacherConfig, TeacherConfig
-from model import LABEL_NAMES, is_student_dir
+from model import is_student_dir
 
 logger = utils.logger
 
@@ -66,8 +66,16 @@ def _data_fingerprint(data: dict[str, pd.DataFrame]) -> str:
     return digest.hexdigest()
 
 
-def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, root: str | Path) -> dict:
-    """A fine-tuned teacher's identity: base model (Hub name or local weights' hash), settings, data."""
+def _identity(
+    cfg: TeacherConfig,
+    data: dict[str, pd.DataFrame],
+    dataset: str,
+    root: str | Path,
+    labels: Sequence[str] = corpus.BINARY_LABELS,
+) -> dict:
+    """A fine-tuned teacher's identity: base model (Hub name or local weights' hash), settings, data (ids,
+    texts and labels) and label names (recorded when they are not the built-in negative / positive, so that
+    the built-in corpora's teachers keep their folders)."""
     if cfg.model is None:
         raise ValueError(
             "no model to fine-tune: set --model (TeacherConfig.model) to a Hub name or a directory"
@@ -76,7 +84,12 @@ def _identity(cfg: TeacherConfig, data: dict[str, pd.DataFrame], dataset: str, r
     base = {"fingerprint": teachers.teacher_fingerprint(local)} if local is not None else {"hub": cfg.model}
     settings = {name: getattr(cfg, name) for name in _IDENTITY_SETTINGS}
     identity = {"base_model": base, "dataset": utils.check_name(dataset, "dataset"), "settings": settings}
-    return {**identity, "data": _data_fingerprint(data)}
+    return {**identity, "data": _data_fingerprint(data), **_named_labels(labels)}
+
+
+def _named_labels(labels: Sequence[str]) -> dict:
+    """``{"labels": [...]}`` for an identity, ``{}`` for the built-in negative / positive."""
+    return {} if tuple(labels) == corpus.BINARY_LABELS else {"labels": list(labels)}
 
 
 def _folder(cfg: TeacherConfig, identity: dict, root: str | Path) -> Path:
@@ -89,8 +102,8 @@ def teacher_dir(
 ) -> Path:
     """Where ``finetune_teacher`` puts this teacher: ``<root>/<short-name>-<dataset>-<hash8>``, the hash over
     the base model, every fine-tuning setting and the train/valid data."""
-    data, _ = _labeled_splits(splits)
-    return _folder(cfg, _identity(cfg, data, dataset, root), root)
+    data, labels = _labeled_splits(splits)
+    return _folder(cfg, _identity(cfg, data, dataset, root, labels), root)
 
 
 def _changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
@@ -180,8 +193,9 @@ class _EncodedDataset(torch.utils.data.Dataset):
         return {**self.features[index], "labels": self.labels[index]}
 
 
-def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], int]:
-    """Labeled rows (label >= 0) of train/valid/test and the number of classes; clear errors for bad data."""
+def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], tuple[str, ...]]:
+    """Labeled rows (label >= 0) of train/valid/test and the label names (``corpus.label_names``); clear
+    errors for bad data."""
     missing = {"train", "valid"} - set(splits)
     if missing:
         raise ValueError(f"splits needs 'train' and 'valid' DataFrames; missing: {sorted(missing)}")
@@ -200,8 +214,11 @@ def _labeled_splits(splits: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataF
     for name in ("train", "valid"):
         if labeled[name].empty:
             raise ValueError(f"splits[{name!r}] has no labeled rows")
-    num_labels = max(2, 1 + max(int(df["label"].max()) for df in labeled.values() if not df.empty))
-    return labeled, num_labels
+    labels = corpus.label_names(splits)
+    highest = max(int(df["label"].max()) for df in labeled.values() if not df.empty)
+    if highest >= len(labels):
+        raise ValueError(f"label id {highest} has no name: the label names are {list(labels)}")
+    return labeled, labels
 
 
 def _argmax(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
@@ -242,11 +259,11 @@ class _ProgressBar(TrainerCallback):
 
 
 def _prepare(
-    cfg: TeacherConfig, base_dir: Path, data: dict[str, pd.DataFrame], num_labels: int
+    cfg: TeacherConfig, base_dir: Path, data: dict[str, pd.DataFrame], labels: Sequence[str]
 ) -> tuple[PreTrainedModel, teachers.TextEncoder, dict[str, _EncodedDataset]]:
     """The base model with a new classification head (seeded), its encoder and the encoded splits."""
     set_seed(cfg.seed)  # the new classification head is initialised here
-    model, encoder = teachers.load_classifier(base_dir, cfg.max_length, num_labels=num_labels)
+    model, encoder = teachers.load_classifier(base_dir, cfg.max_length, num_labels=len(labels), labels=labels)
     datasets = {
         name: _EncodedDataset(encoder.encode(df["text"]), df["label"])
         for name, df in data.items()
@@ -379,8 +396,8 @@ def finetune_teacher(
     ``splits["test"]``. TensorBoard logs go to ``<log_root>/<dataset>/teachers/<name>`` beside the students'.
     Works under ``torchrun`` (the Trainer runs data-parallel; rank 0 writes).
     """
-    data, num_labels = _labeled_splits(splits)
-    identity = _identity(cfg, data, dataset, root)
+    data, labels = _labeled_splits(splits)
+    identity = _identity(cfg, data, dataset, root, labels)
     out_dir = _folder(cfg, identity, root)
     if _finished(out_dir, identity):
         return out_dir
@@ -388,7 +405,7 @@ def finetune_teacher(
     if is_student_dir(base_dir):
         raise ValueError(f"{cfg.model} is a BiLSTM student; fine-tune a transformers model instead")
     resolved = teachers.resolve_device(device)
-    model, encoder, datasets = _prepare(cfg, base_dir, data, num_labels)
+    model, encoder, datasets = _prepare(cfg, base_dir, data, labels)
     precision = teachers.mixed_precision(resolved, model.config)
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     args = _training_args(cfg, partial, resolved, precision)
@@ -396,14 +413,14 @@ def finetune_teacher(
     log_dir = Path(log_root) / dataset / "teachers" / out_dir.name
     trainer = _build_trainer(cfg, model, encoder, datasets, args, log_dir)
     logger.info(
-        f"fine-tuning {cfg.model} on {len(datasets['train']):,} texts ({num_labels} classes) into {out_dir}"
+        f"fine-tuning {cfg.model} on {len(datasets['train']):,} texts ({len(labels)} classes) into {out_dir}"
     )
     results = _train(trainer, checkpoint, datasets)
     info = {
         "base_model": cfg.model,
         "dataset": dataset,
         "identity": identity,
-        "num_labels": num_labels,
+        "num_labels": len(labels),
         "id2label": model.config.id2label,
         "num_examples": {name: len(part) for name, part in datasets.items()},
         "hyperparameters": {
@@ -423,12 +440,14 @@ def finetune_teacher(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame) -> dict:
-    labels = hashlib.sha256(train["label"].to_numpy(dtype=np.int64).tobytes()).hexdigest()
+def _sklearn_identity(cfg: SklearnTeacherConfig, train: pd.DataFrame, labels: Sequence[str]) -> dict:
+    """Settings, the training texts and labels, and the label names (when not negative / positive)."""
+    label_ids = hashlib.sha256(train["label"].to_numpy(dtype=np.int64).tobytes()).hexdigest()
     return {
         "model": SKLEARN_MODELS[0],
         "settings": asdict(cfg),
-        "data_fingerprint": {"train": corpus.data_fingerprint(train), "train_labels": labels},
+        "data_fingerprint": {"train": corpus.data_fingerprint(train), "train_labels": label_ids},
+        **_named_labels(labels),
     }
 
 
@@ -443,8 +462,8 @@ def fit_sklearn_teacher(
     teacher.json records the settings, the training data's fingerprint and the valid/test accuracy; a folder
     with the same identity is reused without fitting.
     """
-    data, num_labels = _labeled_splits(splits)
-    identity = _sklearn_identity(cfg, data["train"])
+    data, labels = _labeled_splits(splits)
+    identity = _sklearn_identity(cfg, data["train"], labels)
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:10]
     out_dir = Path(root) / f"{SKLEARN_MODELS[0]}-{dataset}-{key}"
     if teachers.is_sklearn_dir(out_dir):
@@ -456,10 +475,9 @@ def fit_sklearn_teacher(
     pipeline.fit(data["train"]["text"].tolist(), data["train"]["label"].to_numpy())
     train_seconds = time.perf_counter() - start
     classes = pipeline.classes_.tolist()
-    if classes != list(range(num_labels)):
-        raise ValueError(
-            f"the training split has classes {classes}; the teacher needs every class 0..{num_labels - 1}"
-        )
+    if classes != list(range(len(labels))):
+        missing = [name for i, name in enumerate(labels) if i not in classes]
+        raise ValueError(f"the training split has no example of {', '.join(missing)}: the teacher needs each")
     accuracy = {
         name: float(pipeline.score(df["text"].tolist(), df["label"].to_numpy()))
         for name, df in data.items()
@@ -469,8 +487,8 @@ def fit_sklearn_teacher(
         "format": teachers.SKLEARN_FORMAT,
         **identity,
         "dataset": dataset,
-        "num_labels": num_labels,
-        "id2label": dict(enumerate(LABEL_NAMES)) if num_labels == len(LABEL_NAMES) else None,
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
         "num_examples": {name: len(df) for name, df in data.items()},
         "num_features": int(pipeline.named_steps["classifier"].coef_.shape[1]),
         "val_accuracy": accuracy.get("valid"),

@@ -61,6 +61,7 @@ class LoadTest:
     repeats: int = setting(3, "passes per scenario")
     out: str = setting("bench_out", "folder for serve_results.json")
     data_dir: str | None = setting(None, "NSMC folder whose test reviews are sent (None: synthetic reviews)")
+    data: str | None = setting(None, "or your own reviews, whose test split is sent (distil.py --data)")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -244,8 +245,9 @@ def serve_load_test(load: LoadTest) -> dict:
     """Every scenario against one server per window; prints the table and writes <out>/serve_results.json."""
     out = Path(load.out)
     out.mkdir(parents=True, exist_ok=True)
-    if load.data_dir:
-        texts = corpus.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
+    splits = corpus.load_reviews(load.data, load.data_dir)
+    if splits is not None:
+        texts = splits["test"]["text"].tolist()[:4096]
     else:
         texts = synthetic_reviews(1024, seed=0)["text"].tolist()
     single = [json.dumps({"text": t}).encode() for t in texts]

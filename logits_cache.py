@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +127,16 @@ def cache_file(cache_dir: str | Path, dataset: str, split: str) -> Path:
     return Path(cache_dir) / f"{check_name(dataset, 'dataset')}-{check_name(split, 'split')}.safetensors"
 
 
-def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch: str) -> torch.Tensor | None:
-    """The cached logits of ``df``'s rows, or None when there is no valid cache (rebuild)."""
+def _cached(
+    path: Path,
+    df: pd.DataFrame,
+    expected: dict[str, str],
+    on_mismatch: str,
+    labels: Sequence[str] | None = None,
+) -> torch.Tensor | None:
+    """The cached logits of ``df``'s rows, or None when there is no valid cache (rebuild). A cache built for
+    other label names than ``labels`` (when given) does not match; one from before labels were recorded
+    does (its teacher's fingerprint pins them)."""
     if not path.is_file():
         return None
     try:
@@ -135,6 +144,9 @@ def _cached(path: Path, df: pd.DataFrame, expected: dict[str, str], on_mismatch:
         for key, value in expected.items():
             if cache.meta.get(key) != value:
                 raise CacheMismatch(f"{key} differs (cache {cache.meta.get(key)!r}, now {value!r})")
+        recorded = json.loads(cache.meta.get("labels", "null"))
+        if labels is not None and recorded is not None and recorded != list(labels):
+            raise CacheMismatch(f"it holds the labels {recorded}, the data {list(labels)}")
         logits = cache.lookup(df)
         if not bool(torch.isfinite(logits).all()):  # written before such logits were refused
             raise CacheMismatch("it holds NaN/Inf logits")
@@ -160,20 +172,25 @@ def teacher_logits(
     max_length: int = 128,
     on_mismatch: str = "rebuild",
     load: Callable[[], teachers.Teacher] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Teacher logits for the rows of ``df`` (aligned, float32 ``[N, C]``), from the cache when it is valid.
 
-    The cache records the teacher's weight fingerprint, its max length, the dataset and split; every example
-    is checked by id and text hash. A stale or incomplete cache is rebuilt (``on_mismatch="rebuild"``) or
-    refused with ``CacheMismatch`` (``on_mismatch="error"``). The teacher is loaded only to build the cache,
-    by ``load`` when given (``cache_teacher`` passes one that loads it once for every split).
+    The cache records the teacher's weight fingerprint, its max length, the dataset and split, the label
+    names and the data's fingerprint; every example is checked by id and text hash. A stale or incomplete
+    cache is rebuilt (``on_mismatch="rebuild"``) or refused with ``CacheMismatch`` (``on_mismatch="error"``).
+    Given the data's label names ``labels``, a teacher that predicts others is refused
+    (``teacher.check_labels``). The teacher is loaded only to build the cache, by ``load`` when given
+    (``cache_teacher`` passes one that loads it once for every split).
     """
     if on_mismatch not in ("rebuild", "error"):
         raise ValueError(f"on_mismatch must be 'rebuild' or 'error', got {on_mismatch!r}")
     model_dir = teachers.resolve_teacher(teacher, teacher_root)
+    if labels is not None:
+        teachers.check_labels(model_dir, labels)
     path = cache_file(teachers.teacher_cache_dir(teacher, teacher_root), dataset, split)
     expected = {"teacher_fingerprint": teachers.teacher_fingerprint(model_dir), "max_length": str(max_length)}
-    logits = _cached(path, df, expected, on_mismatch)
+    logits = _cached(path, df, expected, on_mismatch, labels)
     if logits is not None:
         logger.info(f"teacher logits for {dataset}/{split} from cache {path} ({len(df):,} examples)")
         return logits
@@ -195,7 +212,8 @@ def teacher_logits(
         "dataset": dataset,
         "split": split,
         "num_examples": str(len(df)),
-        "data_fingerprint": corpus.data_fingerprint(df),
+        "labels": json.dumps(list(labels or teachers.teacher_labels(model_dir)), ensure_ascii=False),
+        "data_fingerprint": corpus.data_fingerprint(df, labels or teachers.teacher_labels(model_dir)),
         **expected,
     }
     if teachers.is_main_process():
@@ -232,10 +250,10 @@ def cache_teacher(
     """Teacher logits for every split (and each ``unlabeled`` text file: split ``unlabeled-<stem>``), each
     computed once, then cached.
 
-    The teacher is loaded at most once, on the first split whose cache is missing or stale. Prints the
-    teacher's accuracy on each labelled split.
+    The teacher is loaded at most once, on the first split whose cache is missing or stale; it must predict
+    the splits' label names. Prints the teacher's accuracy on each labelled split.
     """
-    parts = dict(splits)
+    parts, labels = dict(splits), corpus.label_names(splits)
     files = [unlabeled] if isinstance(unlabeled, (str, Path)) else list(unlabeled or [])
     for path in files:
         parts[unlabeled_split(path)] = corpus.read_unlabeled(path)
@@ -253,6 +271,7 @@ def cache_teacher(
             batch_size=batch_size,
             max_length=max_length,
             load=load,
+            labels=labels,
         )
         labelled = df["label"].to_numpy() >= 0 if split in splits else None
         if labelled is not None and labelled.any():
@@ -281,7 +300,7 @@ def ensemble_logits(
     members: Sequence[str], df: pd.DataFrame, dataset: str, split: str, weights=None, **options
 ) -> torch.Tensor:
     """The (weighted) mean of the members' cached logits of ``df`` (``teacher_logits`` per member, each with
-    its own cache: a member whose cache is valid does not run)."""
+    its own cache: a member whose cache is valid does not run; ``labels`` checks each member)."""
     return mean_logits([teacher_logits(m, df, dataset, split, **options) for m in members], weights)
 
 

@@ -4,7 +4,7 @@ Contents:
 - BiLSTMClassifier: the model itself (its settings: config.StudentConfig),
 - encode / pad_batch: text -> token ids -> padded tensors,
 - save_student / load_student: self-contained, atomically written model directories whose manifest.json (the
-  sha256 of each file) is checked on load, as are the config's bounds and its tokenizer,
+  sha256 of each file; manifest.py) is checked on load, as are the config's bounds and its tokenizer,
 - export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
 - Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
   "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8"),
@@ -23,7 +23,8 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +39,15 @@ from transformers import PreTrainedTokenizerFast
 
 from card import model_card
 from config import BACKENDS, BUNDLED_NAMES, StudentConfig
-from utils import CorruptFileError, atomic_dir, atomic_save, atomic_write_json, logger, one_line
-from vocab import save_tokenizer_files
+from manifest import CARD_NAME, ONNX_DIR, add_to_manifest, corrupt_file, verify_manifest, write_manifest
+from utils import atomic_dir, atomic_save
+from vocab import pretokenizer, save_tokenizer_files
 
 STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_type"
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
-LABEL_NAMES = ("negative", "positive")  # class names of two-class models (students and fine-tuned teachers)
 
 # -----------------------------------------------------------------------------
 # the model
@@ -112,17 +113,37 @@ def clean_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
     return backend
 
 
+@dataclass(frozen=True)
+class StudentEncoder:
+    """Texts -> the student's token ids as the tokenizer's folder says: its pre-tokenizer (Kiwi morphemes,
+    when its tokenizer_config.json names one), then its tokenizer.json. The one path of training and every
+    backend. (A teacher's texts become its inputs by ``teacher.TextEncoder``.)"""
+
+    backend: Tokenizer
+    pretokenize: Callable[[list[str]], list[str]] | None = None
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerFast) -> StudentEncoder:
+        """The encoder of a loaded tokenizer (MissingPackageError if its pre-tokenizer is not installed)."""
+        return cls(clean_backend(tokenizer), pretokenizer(tokenizer))
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, without special tokens."""
+        texts = self.pretokenize(texts) if self.pretokenize else texts
+        # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
+        # text too)
+        return [enc.ids for enc in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
 def encode_with(
-    backend: Tokenizer, texts: list[str], max_length: int, unk_id: int | None = None
+    encoder: StudentEncoder, texts: list[str], max_length: int, unk_id: int | None = None
 ) -> list[list[int]]:
-    """encode() with a backend from clean_backend, for callers that encode repeatedly.
+    """encode() with a StudentEncoder, for callers that encode repeatedly.
 
     A text with no tokens (empty, whitespace, only characters the normalizer drops) is a ValueError naming
     its index, or, given ``unk_id``, the single token ``[unk_id]`` (what Student does at inference).
     """
-    # encode_batch_fast skips the character offsets, which we never use (and is the faster call for one
-    # text too)
-    ids = [enc.ids[:max_length] for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    ids = [seq[:max_length] for seq in encoder.ids(texts)]
     for i, seq in enumerate(ids):
         if not seq:
             if unk_id is None:
@@ -134,7 +155,7 @@ def encode_with(
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
-    return encode_with(clean_backend(tokenizer), texts, max_length)
+    return encode_with(StudentEncoder.of(tokenizer), texts, max_length)
 
 
 def pad_ids(sequences: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -249,15 +270,20 @@ def load_student(
     return model.to(device).eval(), tokenizer
 
 
+def student_labels(directory: str | Path) -> list[str]:
+    """The label names of a saved student (its config.json's ``id2label``)."""
+    return _read_config(Path(directory) / CONFIG_NAME).label_names()
+
+
 def _read_config(path: Path) -> StudentConfig:
     """The StudentConfig in a student's config.json; CorruptFileError if it cannot be read as one or its
     values are out of StudentConfig's bounds."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     if not isinstance(config, dict):
-        raise _corrupt(path, ValueError("not a JSON object"))
+        raise corrupt_file(path, ValueError("not a JSON object"))
     if config.get("model_type") != STUDENT_MODEL_TYPE:
         found = config.get("model_type")
         raise ValueError(f"{path} has model_type {found!r}, expected {STUDENT_MODEL_TYPE!r}")
@@ -265,7 +291,7 @@ def _read_config(path: Path) -> StudentConfig:
     try:
         return StudentConfig.from_dict(config)
     except (TypeError, ValueError) as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
 
 
 def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokenizerFast:
@@ -274,10 +300,10 @@ def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokeniz
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
     except Exception as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     if len(tokenizer) > config.vocab_size:
         reason = f"{len(tokenizer)} tokens, {CONFIG_NAME} gives the model {config.vocab_size} (vocab_size)"
-        raise _corrupt(path, ValueError(reason), "belongs to another student")
+        raise corrupt_file(path, ValueError(reason), "belongs to another student")
     return tokenizer
 
 
@@ -287,145 +313,20 @@ def _read_weights(path: Path, config: StudentConfig) -> dict[str, torch.Tensor]:
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     with torch.device("meta"):
         expected = {name: tuple(t.shape) for name, t in BiLSTMClassifier(config).state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if found != expected:
         name = sorted(n for n in found.keys() | expected.keys() if found.get(n) != expected.get(n))[0]
         reason = f"{name}: {found.get(name, 'missing')}, {CONFIG_NAME} gives {expected.get(name, 'none')}"
-        raise _corrupt(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
+        raise corrupt_file(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
     return state
-
-
-def _corrupt(path: Path, err: BaseException, what: str = "is corrupt or truncated") -> CorruptFileError:
-    reason = one_line(err)[:200]
-    remedy = f"copy the student directory {path.parent} again or retrain it"
-    return CorruptFileError(f"{path} {what} ({reason}); {remedy}")
-
-
-# -----------------------------------------------------------------------------
-# the manifest: the sha256 of every file a student is loaded from
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "distilkobilstm-student-manifest-v1"
-_UNVERIFIED_WARNED: set[Path] = set()  # folders without a manifest, warned about once per process
-
-
-def _student_files(directory: Path) -> list[str]:
-    """The files a student is loaded from, relative (POSIX) paths: those at the top of the folder and in
-    onnx/, but for hidden files (the Hub's .gitattributes, temporaries), the manifest itself and the model
-    card (documentation the Hub's card editor changes; never read to load). Subfolders such as logits/ (a
-    student teacher's cache) are not part of the student."""
-    files = [*directory.iterdir(), *(directory / ONNX_DIR).glob("*")]
-    names = [p.relative_to(directory).as_posix() for p in files if p.is_file() and not p.name.startswith(".")]
-    return sorted(name for name in names if name not in (MANIFEST_NAME, CARD_NAME))
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(directory: str | Path) -> Path:
-    """Record the sha256 of each of the student's files (see _student_files) in directory/manifest.json,
-    written atomically; returns its path. Writers call it last; for a folder saved before manifests
-    existed, it records the files as they are now."""
-    directory = Path(directory)
-    files = {name: file_sha256(directory / name) for name in _student_files(directory)}
-    atomic_write_json(directory / MANIFEST_NAME, {"format": MANIFEST_FORMAT, "files": files})
-    return directory / MANIFEST_NAME
-
-
-def _add_to_manifest(directory: Path, paths: list[Path]) -> None:
-    """Record new or rewritten files in an existing manifest (a folder without one stays without)."""
-    if not (directory / MANIFEST_NAME).is_file():
-        return
-    files = _read_manifest(directory)
-    files.update({p.relative_to(directory).as_posix(): file_sha256(p) for p in paths})
-    manifest = {"format": MANIFEST_FORMAT, "files": dict(sorted(files.items()))}
-    atomic_write_json(directory / MANIFEST_NAME, manifest)
-
-
-def _read_manifest(directory: Path) -> dict[str, str]:
-    """relative path -> sha256 from directory/manifest.json; CorruptFileError naming it if malformed."""
-    path = directory / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise _corrupt(path, err) from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not (
-        isinstance(files, dict)
-        and manifest.get("format") == MANIFEST_FORMAT
-        and all(isinstance(digest, str) and _is_student_file(name) for name, digest in files.items())
-    ):
-        raise _corrupt(path, ValueError(f"not a {MANIFEST_FORMAT} file list"), "is corrupt")
-    return files
-
-
-def _is_student_file(name: str) -> bool:
-    """A name _student_files could give: ``file`` or ``onnx/file``, nothing hidden and no way out."""
-    parts = name.split("/")
-    inside = len(parts) == 1 or (len(parts) == 2 and parts[0] == ONNX_DIR)
-    return inside and all(part and not part.startswith(".") and "\\" not in part for part in parts)
-
-
-def verify_manifest(directory: str | Path, *, check_onnx: bool = True) -> bool:
-    """Check a student folder's files against its manifest.json: True when checked, False for a folder
-    without one (saved by an older version: loaded with the other checks, and a warning once per process).
-
-    A listed file that is missing or changed, or a file the student could be loaded from that is not
-    listed, is a CorruptFileError naming it and the fix. check_onnx=False leaves out the onnx/ folder.
-    """
-    directory = Path(directory)
-    if not (directory / MANIFEST_NAME).is_file():
-        _warn_unverified(directory)
-        return False
-    listed = _read_manifest(directory)
-    present = set(_student_files(directory))
-    for name in sorted(listed.keys() | present):
-        if not check_onnx and name.startswith(f"{ONNX_DIR}/"):
-            continue
-        if name not in present:
-            problem = f"is missing (listed in {MANIFEST_NAME})"
-        elif name not in listed:
-            problem = f"is not listed in {MANIFEST_NAME}"
-        elif file_sha256(directory / name) != listed[name]:
-            problem = f"does not match its sha256 in {MANIFEST_NAME}"
-        else:
-            continue
-        raise CorruptFileError(f"{directory / name} {problem}; {_manifest_fix(directory, name)}")
-    return True
-
-
-def _manifest_fix(directory: Path, name: str) -> str:
-    """How to repair a folder whose file `name` fails the manifest check."""
-    if name.startswith(f"{ONNX_DIR}/"):
-        return f"export the ONNX graphs again (model.save_onnx({str(directory)!r})) or copy the folder again"
-    return f"copy the student folder {directory} again or save it again (retrain; a bundle: package_student)"
-
-
-def _warn_unverified(directory: Path) -> None:
-    """Warn once per process about a student folder without a manifest."""
-    if directory.resolve() in _UNVERIFIED_WARNED:
-        return
-    _UNVERIFIED_WARNED.add(directory.resolve())
-    logger.warning(
-        f"{directory} has no {MANIFEST_NAME} (saved by an older version): its files are checked only by "
-        f"loading them; save it again, or record them as they are now with "
-        f"model.write_manifest({str(directory)!r})"
-    )
 
 
 # -----------------------------------------------------------------------------
 # exported forms (ONNX Runtime, float32 and int8)
 
-ONNX_DIR = "onnx"  # inside a student directory
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 FINGERPRINT_KEY = "weights_sha256"  # ONNX metadata: the weights a graph was exported from
 
@@ -502,7 +403,7 @@ def save_onnx(directory: str | Path) -> dict[str, Path]:
         graph = export_onnx(model, quantize=backend == "onnx-int8")
         atomic_save(out / name, lambda tmp, graph=graph: tmp.write_bytes(graph))
         paths[backend] = out / name
-    _add_to_manifest(Path(directory), list(paths.values()))
+    add_to_manifest(Path(directory), list(paths.values()))
     return paths
 
 
@@ -554,9 +455,8 @@ class Student:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = model.config
-        n = self.config.num_labels
-        self.labels: list[str] = list(LABEL_NAMES) if n == 2 else [str(i) for i in range(n)]
-        self._tokenize = clean_backend(tokenizer)
+        self.labels: list[str] = self.config.label_names()  # the columns of predict_proba
+        self._encoder = StudentEncoder.of(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
         self.training: dict | None = None  # config.json's "training" record and metrics.json, when loaded
@@ -661,7 +561,7 @@ class Student:
         single str counts as a list of one; texts that are no sequence (a dict, a set, a generator) are a
         TypeError.
         """
-        ids = encode_with(self._tokenize, _check_texts(texts), self.config.max_length, self._unk_id)
+        ids = encode_with(self._encoder, _check_texts(texts), self.config.max_length, self._unk_id)
         return self.logits_from_ids(ids, batch_size)
 
     def logits_from_ids(self, ids: list[list[int]], batch_size: int = 64) -> np.ndarray:
@@ -681,7 +581,7 @@ class Student:
         return logits
 
     def predict_proba(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities [N, num_labels] (float32)."""
+        """Class probabilities [N, num_labels] (float32), columns in the order of ``self.labels``."""
         return torch.softmax(torch.from_numpy(self.predict_logits(texts, batch_size)), dim=-1).numpy()
 
     def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[int] | int:
@@ -689,6 +589,12 @@ class Student:
         if isinstance(texts, str):
             return self.predict([texts], batch_size)[0]
         return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()
+
+    def predict_labels(self, texts: list[str] | str, batch_size: int = 64) -> list[str] | str:
+        """Predicted label names (``self.labels``: 부정 / 긍정, 1-5, ...); a single string gives one name."""
+        if isinstance(texts, str):
+            return self.labels[self.predict(texts, batch_size)]
+        return [self.labels[i] for i in self.predict(texts, batch_size)]
 
 
 def _check_texts(texts: Sequence[str] | str) -> list[str]:
@@ -717,7 +623,6 @@ def _check_texts(texts: Sequence[str] | str) -> list[str]:
 # sharing: bundled folders, model cards, the Hugging Face Hub
 
 METRICS_NAME = "metrics.json"
-CARD_NAME = "README.md"
 BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in BUNDLED_NAMES)
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 

@@ -25,6 +25,7 @@ class PeerSettings(Protocol):
     """What the peers read from bench.Settings: the data, the seed, the threads and the timing repeats."""
 
     data_dir: str | None
+    data: str | None
     seed: int
     threads: int
     latency_sentences: int
@@ -220,8 +221,9 @@ def measure_peers(
 
 
 def peer_data(settings: PeerSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All train and test rows for the peers: NSMC's (the students' split) with --data-dir, else synthetic."""
-    if settings.data_dir:
-        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
+    """All train and test rows for the peers: NSMC's with --data-dir or --data's (the students' split), else
+    synthetic."""
+    splits = corpus.load_reviews(settings.data, settings.data_dir)
+    if splits is not None:
         return splits["train"], splits["test"]
     return synthetic_reviews(20_000, settings.seed), synthetic_reviews(5_000, settings.seed + 2)

@@ -26,7 +26,8 @@ import pandas as pd
 import settings
 import utils
 from ladder import ensemble_legend, ladder_rows, latest_runs, markdown, read_json, replace_block
-from model import ONNX_DIR, ONNX_FILES
+from manifest import ONNX_DIR
+from model import ONNX_FILES
 from report import human_bytes
 from settings import setting, validate_fields
 from timing import machine_busy

@@ -111,6 +111,7 @@ def model_info(student: Student, source: str) -> dict:
         "dataset": metrics.get("dataset"),
         "test_accuracy": metrics.get("test_accuracy"),
         "test_f1": metrics.get("test_f1"),
+        "test_within_one": metrics.get("test_within_one"),  # labels that are ordered numbers (stars)
         "teacher": metrics.get("teacher"),
         "alpha": metrics.get("alpha"),
         "vocab_size": len(student.tokenizer),
@@ -490,7 +491,9 @@ button { font-size: 1em; padding: 0.4em 1em; margin: 0.3em 0.3em 0.3em 0; cursor
 .label { font-weight: bold; display: inline-block; width: 9em; }
 .positive { color: #1a7f37; } .negative { color: #c62828; }
 .bar { display: inline-block; width: 50%; height: 0.8em; background: #eee; vertical-align: middle; }
-.bar div { height: 100%; } .bar .positive { background: #2da44e; } .bar .negative { background: #e57373; }
+.bar div { height: 100%; background: #5b8def; }
+.bar .positive { background: #2da44e; } .bar .negative { background: #e57373; }
+.classes { display: block; color: #555; font-size: 0.85em; margin-top: 0.2em; }
 .prob { display: inline-block; width: 4.5em; text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: #c62828; }
 table { border-collapse: collapse; font-size: 0.9em; } td { padding: 0.15em 0.8em 0.15em 0; }
@@ -531,11 +534,14 @@ function show(texts, predictions) {
     li.append(el("span", "text", texts[p.index]));
     if (p.error) { li.append(el("span", "error", p.error)); results.append(li); return; }
     const prob = p.probabilities[p.label];
-    li.append(el("span", "label " + p.label, (KOREAN[p.label] || "") + " " + p.label));
+    li.append(el("span", "label " + p.label, KOREAN[p.label] ? KOREAN[p.label] + " " + p.label : p.label));
     const bar = el("span", "bar"), fill = el("div", p.label);
     fill.style.width = (100 * prob).toFixed(1) + "%";
     bar.append(fill);
     li.append(bar, el("span", "prob", (100 * prob).toFixed(1) + "%"));
+    // every class's probability, in the model's label order
+    const all = Object.entries(p.probabilities).map(([name, q]) => name + " " + (100 * q).toFixed(1) + "%");
+    li.append(el("span", "classes", all.join(" · ")));
     results.append(li);
   });
 }
@@ -565,7 +571,9 @@ fetch("/model").then((r) => r.json()).then((m) => {
                 ["크기 size", m.size + ", " + m.params.toLocaleString() + " parameters" +
                  (m.size_bytes ? ", " + (m.size_bytes / 1e6).toFixed(2) + " MB" : "")],
                 ["테스트 정확도 test accuracy",
-                 pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "")],
+                 pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "") +
+                 (m.test_within_one != null ? ", within one class " + pct(m.test_within_one) : "")],
+                ["레이블 labels", m.labels.join(" / ")],
                 ["교사 teacher", m.teacher || "없음 (none)"], ["백엔드 backend", m.backend]];
   const card = document.getElementById("card");
   rows.forEach(([k, v]) => {

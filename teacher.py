@@ -42,11 +42,12 @@ from transformers import (
 from transformers.models.auto import modeling_auto
 from transformers.utils import logging as hf_logging
 
+import corpus
 import utils
 from card import display_name
 from config import SklearnTeacherConfig
 from kobert import KoBertTokenizer, kobert_files
-from model import LABEL_NAMES, Student, is_student_dir
+from model import Student, is_student_dir, student_labels
 from utils import count_parameters
 
 logger = utils.logger
@@ -378,18 +379,22 @@ def _input_names(model: PreTrainedModel, config: PretrainedConfig) -> tuple[str,
 
 
 def load_classifier(
-    model_dir: str | Path, max_length: int = 128, num_labels: int | None = None
+    model_dir: str | Path,
+    max_length: int = 128,
+    num_labels: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> tuple[PreTrainedModel, TextEncoder]:
     """A float32 sequence classifier (CPU) and its ``TextEncoder``, with every architecture quirk handled.
 
-    ``num_labels`` given: a fresh classification head for fine-tuning (labels ``negative``/``positive``).
+    ``num_labels`` given: a fresh classification head for fine-tuning, its ``id2label`` the label names
+    ``labels`` (default: ``corpus.default_labels``).
     Otherwise the directory must hold a fine-tuned classifier; a base model without a trained head is refused.
     """
     model_dir = Path(model_dir)
     _check_files(model_dir)
     config = _load_config(model_dir)
     if num_labels is not None:
-        id2label = dict(enumerate(LABEL_NAMES)) if num_labels == 2 else {i: str(i) for i in range(num_labels)}
+        id2label = dict(enumerate(labels or corpus.default_labels(num_labels)))
         config.num_labels = num_labels
         config.id2label, config.label2id = id2label, {name: i for i, name in id2label.items()}
         config.problem_type = "single_label_classification"
@@ -615,6 +620,43 @@ def load_teacher(
         return SklearnTeacher(display_name(name_or_dir), model_dir)
     model, encoder = load_classifier(model_dir, max_length)
     return TransformerTeacher(display_name(name_or_dir), model_dir, model, encoder, resolved)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The labels a teacher predicts
+# ---------------------------------------------------------------------------------------------------------
+
+
+class LabelMismatch(ValueError):
+    """A teacher whose classes are not the data's labels."""
+
+
+def teacher_labels(model_dir: str | Path) -> list[str]:
+    """The class names a teacher predicts, read from its files: a student's or a transformers model's
+    config.json (``id2label``; ``LABEL_0``, ... when it names none), a scikit-learn teacher's teacher.json."""
+    model_dir = Path(model_dir)
+    if is_student_dir(model_dir):
+        return student_labels(model_dir)
+    info = read_json(model_dir / (TEACHER_INFO if is_sklearn_dir(model_dir) else "config.json"), model_dir)
+    count = int(info.get("num_labels") or len(info.get("id2label") or {}) or 2)
+    id2label = info.get("id2label") or {str(i): f"LABEL_{i}" for i in range(count)}
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def check_labels(model_dir: str | Path, labels: Sequence[str]) -> None:
+    """Refuse (``LabelMismatch``, one line) a teacher whose class names differ from the data's ``labels``
+    (case aside); a transformers classifier without names (``LABEL_0``, ...) needs only as many classes."""
+    names = teacher_labels(model_dir)
+    if names == [f"LABEL_{i}" for i in range(len(names))]:
+        same = len(names) == len(labels)
+    else:
+        same = [n.casefold() for n in names] == [n.casefold() for n in labels]
+    if not same:
+        raise LabelMismatch(
+            f"teacher {model_dir} predicts {' / '.join(names)}, the data has the labels "
+            f"{' / '.join(labels)}: use a teacher trained on these labels (--finetune or --model tfidf-lr "
+            "fits one on this data)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

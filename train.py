@@ -92,6 +92,22 @@ def bucket_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: typing.Sequence[str]) -> dict:
+    """Accuracy, macro F1, F1 per class (by name), the confusion matrix (rows: true class) and, for labels
+    that are ordered numbers (stars), the share predicted within one class of the truth."""
+    ids = list(range(len(names)))
+    per_class = f1_score(labels, preds, labels=ids, average=None, zero_division=0)
+    metrics = {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1": float(f1_score(labels, preds, average="macro")),
+        "f1_per_class": {name: round(float(f1), 6) for name, f1 in zip(names, per_class)},
+        "confusion_matrix": confusion_matrix(labels, preds, labels=ids).tolist(),
+    }
+    if corpus.is_ordinal(names):
+        metrics["within_one"] = float(np.mean(np.abs(np.asarray(labels) - np.asarray(preds)) <= 1))
+    return metrics
+
+
 @torch.inference_mode()
 def evaluate(
     model: BiLSTMClassifier,
@@ -100,7 +116,7 @@ def evaluate(
     device: torch.device,
     batch_size: int = 512,
 ) -> dict:
-    """Accuracy, macro F1, mean CE loss and confusion matrix on encoded examples."""
+    """``classification_metrics`` (with the model's label names) and the mean CE loss on encoded examples."""
     model.eval()
     order = np.argsort([len(s) for s in sequences], kind="stable")
     preds = np.empty(len(sequences), dtype=np.int64)
@@ -112,12 +128,8 @@ def evaluate(
         loss += F.cross_entropy(logits, torch.as_tensor(labels[idx], device=device), reduction="sum").item()
         preds[idx] = logits.argmax(-1).cpu().numpy()
     return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "f1": float(f1_score(labels, preds, average="macro")),
+        **classification_metrics(labels, preds, model.config.label_names()),
         "loss": loss / len(sequences),
-        "confusion_matrix": confusion_matrix(
-            labels, preds, labels=list(range(model.config.num_labels))
-        ).tolist(),
     }
 
 
@@ -159,7 +171,7 @@ def train_student(
     splits = splits if splits is not None else load_splits(cfg, paths)
     train = training_rows(cfg, splits)
     identity = run_identity(cfg, paths, splits, train)
-    run_dir = Path(paths.out) / cfg.dataset / cfg.run_name()
+    run_dir = Path(paths.out) / cfg.data_name() / cfg.run_name()
     for folder in (Path(paths.out), run_dir.parent):  # temporaries left by runs killed mid-write
         utils.remove_stale_temporaries(folder)
     with run_lock(run_dir):
@@ -184,18 +196,19 @@ def train_student(
             writer.close()
 
 
-def load_splits(cfg: DataConfig, paths: Paths | None = None) -> dict[str, pd.DataFrame]:
-    """The train/valid/test splits of the data settings (load them once for a whole grid)."""
+def load_splits(cfg: DataConfig, paths: Paths | None = None) -> corpus.Splits:
+    """The train/valid/test splits of the data settings and their label names (load them once for a whole
+    grid): --data's file or folder, else the built-in dataset (from --data-dir, or downloaded)."""
     paths = paths or Paths()
-    return corpus.load_dataset(
-        cfg.dataset,
-        paths.data_dir,
-        paths.data_root,
-        cfg.valid_fraction,
-        cfg.test_fraction,
-        cfg.skip_bad_rows,
-        cfg.max_train,
+    options = dict(
+        valid_fraction=cfg.valid_fraction,
+        test_fraction=cfg.test_fraction,
+        skip_bad_rows=cfg.skip_bad_rows,
+        max_train=cfg.max_train,
     )
+    if cfg.data:
+        return corpus.load_file(cfg.data, cfg.read_settings(), **options)
+    return corpus.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, **options)
 
 
 def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -207,15 +220,17 @@ def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFra
 
 
 def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], train: pd.DataFrame) -> dict:
-    """Fingerprints of what a run learns from: its examples (ids and texts of every split, and the unlabeled
-    text) and its teacher's files (config and weights; a student teacher's too). None without a teacher."""
+    """Fingerprints of what a run learns from: its examples (ids, texts and labels of every split, the label
+    names, and the unlabeled text) and its teacher's files (config and weights; a student teacher's too; None
+    without a teacher). A teacher that predicts other labels than the data's is refused here."""
+    labels = corpus.label_names(splits)
     digest = hashlib.sha256()
     for name, df in [*splits.items(), ("train+unlabeled", train)]:
-        digest.update(f"{name}:{corpus.data_fingerprint(df)}\n".encode())
-    prints = [
-        teachers.teacher_fingerprint(teachers.resolve_teacher(member, paths.teacher_root))
-        for member in cfg.teacher_members()
-    ]
+        digest.update(f"{name}:{corpus.data_fingerprint(df, labels)}\n".encode())
+    resolved = [teachers.resolve_teacher(member, paths.teacher_root) for member in cfg.teacher_members()]
+    for member in resolved:
+        teachers.check_labels(member, labels)
+    prints = [teachers.teacher_fingerprint(member) for member in resolved]
     teacher = None if not prints else prints[0] if len(prints) == 1 else prints  # an ensemble: every member
     return {"data": digest.hexdigest(), "teacher": teacher}
 
@@ -256,7 +271,11 @@ def open_run(run_dir: Path, cfg: RunConfig, identity: dict, overwrite: bool) -> 
         return None
     saved = read_run_json(config_path)
     current = json.loads(json.dumps({**dataclasses.asdict(cfg), "fingerprints": identity}))  # tuples: lists
-    changed = sorted(k for k in current if k != "fingerprints" and saved.get(k) != current[k])
+    # a setting newer than the run's config.json: its default (which keeps the old behaviour)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    changed = sorted(
+        k for k in current if k != "fingerprints" and saved.get(k, defaults.get(k)) != current[k]
+    )
     changed += [
         f"{k} fingerprint" for k in identity if (saved.get("fingerprints") or {}).get(k) != identity[k]
     ]
@@ -323,6 +342,7 @@ class Prepared:
     teacher_train: torch.Tensor | None  # teacher logits aligned with the training rows
     valid_seqs: list[list[int]]
     valid_labels: np.ndarray
+    labels: tuple[str, ...]  # the label names of the label ids
 
 
 def prepare(
@@ -345,11 +365,13 @@ def prepare(
                 f"{tokenizer_dir} is corrupt ({type(err).__name__}); pass --overwrite"
             ) from None
     else:
-        tokenizer = vocab.get_tokenizer(splits["train"], cfg.vocab_size, cfg.dataset, paths.tokenizer_root)
+        tokenizer = vocab.get_tokenizer(
+            splits["train"], cfg.vocab_size, cfg.data_name(), paths.tokenizer_root, cfg.tokenizer
+        )
         utils.atomic_dir(tokenizer_dir, lambda tmp: vocab.save_tokenizer_files(tokenizer, tmp))
-    teacher_train = None
+    teacher_train, labels = None, corpus.label_names(splits)
     if cfg.teacher is not None and cfg.alpha < 1.0:
-        teacher_train = teacher_logits_for(cfg, paths, train, device).to(dev)
+        teacher_train = teacher_logits_for(cfg, paths, train, device, labels).to(dev)
     train_seqs = encode(tokenizer, train["text"].tolist(), cfg.max_length)
     return Prepared(
         tokenizer=tokenizer,
@@ -359,10 +381,13 @@ def prepare(
         teacher_train=teacher_train,
         valid_seqs=encode(tokenizer, splits["valid"]["text"].tolist(), cfg.max_length),
         valid_labels=splits["valid"]["label"].to_numpy(),
+        labels=labels,
     )
 
 
-def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str) -> torch.Tensor:
+def teacher_logits_for(
+    cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str, labels: typing.Sequence[str]
+) -> torch.Tensor:
     """Cached teacher logits (an ensemble's weighted mean) aligned with the training rows: the labelled rows
     and each unlabeled file (``training_rows`` order) are separate cache splits."""
     n_labelled = int((train["label"] >= 0).sum())
@@ -371,16 +396,19 @@ def teacher_logits_for(cfg: RunConfig, paths: Paths, train: pd.DataFrame, device
         n = len(corpus.read_unlabeled(path))
         start = sum(len(df) for _, df in chunks)
         chunks.append((logits_cache.unlabeled_split(path), train.iloc[start : start + n]))
-    return torch.cat([run_teacher_logits(cfg, paths, df, split, device) for split, df in chunks])
+    return torch.cat([run_teacher_logits(cfg, paths, df, split, device, labels) for split, df in chunks])
 
 
 def run_teacher_logits(
-    cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str
+    cfg: RunConfig, paths: Paths, df: pd.DataFrame, split: str, device: str, labels: typing.Sequence[str]
 ) -> torch.Tensor:
-    """The run's teacher logits of ``df`` from the cache(s): one teacher's, or an ensemble's weighted mean."""
+    """The run's teacher logits of ``df`` from the cache(s): one teacher's, or an ensemble's weighted mean;
+    every teacher and cache must predict ``labels``."""
     options = dict(teacher_root=paths.teacher_root, device=device, max_length=cfg.teacher_max_length)
-    members = cfg.teacher_members()
-    return logits_cache.ensemble_logits(members, df, cfg.dataset, split, cfg.teacher_weights, **options)
+    members, name = cfg.teacher_members(), cfg.data_name()
+    return logits_cache.ensemble_logits(
+        members, df, name, split, cfg.teacher_weights, labels=labels, **options
+    )
 
 
 def ensemble_accuracy(cfg: RunConfig, paths: Paths, splits: dict, device: str) -> dict:
@@ -389,7 +417,7 @@ def ensemble_accuracy(cfg: RunConfig, paths: Paths, splits: dict, device: str) -
         return {}
     result = {}
     for split in ("valid", "test"):
-        logits = run_teacher_logits(cfg, paths, splits[split], split, device)
+        logits = run_teacher_logits(cfg, paths, splits[split], split, device, corpus.label_names(splits))
         result[f"teacher_{'val' if split == 'valid' else split}_accuracy"] = logits_cache.accuracy(
             logits, splits[split]
         )
@@ -418,7 +446,11 @@ class Fit:
 
 def start_fit(cfg: RunConfig, run_dir: Path, data: Prepared, dev: torch.device) -> Fit:
     """A fresh model and optimizer, or the state after the last finished epoch from checkpoint.pt."""
-    model = BiLSTMClassifier(cfg.student_config()).to(dev)
+    labels = dict(enumerate(data.labels))
+    model = BiLSTMClassifier(
+        dataclasses.replace(cfg.student_config(), num_labels=len(labels), id2label=labels)
+    )
+    model = model.to(dev)
     logger.info(f"student {cfg.run_name()}: {count_parameters(model):,} parameters on {dev}")
     steps_per_epoch = -(-len(data.train_seqs) // cfg.batch_size)
     optimizer = make_optimizer(cfg, model)
@@ -489,13 +521,12 @@ def end_epoch(
     state, epoch = fit.state, fit.state["epoch"] + 1
     state["train_seconds"] += time.perf_counter() - start
     val = evaluate(fit.model, data.valid_seqs, data.valid_labels, data.train_labels.device)
-    for name in ("accuracy", "f1", "loss"):  # on the global step, the x axis of the train curves
-        writer.add_scalar(f"valid/{name}", val[name], fit.global_step() + fit.steps_per_epoch)
-    writer.flush()
+    write_valid_scalars(writer, val, fit.global_step() + fit.steps_per_epoch)
     state["epoch"] = epoch
     seconds = time.perf_counter() - start
     state["history"].append(
         {"epoch": epoch, "val_accuracy": val["accuracy"], "val_f1": val["f1"], "seconds": seconds}
+        | ({"val_within_one": val["within_one"]} if "within_one" in val else {})
     )
     if val["accuracy"] > state["best_accuracy"]:
         state.update(best_accuracy=val["accuracy"], best_f1=val["f1"], best_epoch=epoch, bad_epochs=0)
@@ -511,6 +542,17 @@ def end_epoch(
         utils.atomic_write_json(run_dir / CONFIG_JSON, record)
     save_checkpoint(run_dir / "checkpoint.pt", fit.model, fit.optimizer, fit.scheduler, fit.rng, state)
     logger.info(f"epoch {epoch}: val accuracy {val['accuracy']:.4f}, f1 {val['f1']:.4f} ({seconds:.1f}s)")
+
+
+def write_valid_scalars(writer: SummaryWriter, val: dict, step: int) -> None:
+    """Validation accuracy, macro F1 and loss on the global step (the x axis of the train curves); with more
+    than two classes also the F1 of each class and, for ordered numbers (stars), the within-one accuracy."""
+    scalars = {name: val[name] for name in ("accuracy", "f1", "loss", "within_one") if name in val}
+    if len(val["f1_per_class"]) > 2:
+        scalars |= {f"f1/{name}": f1 for name, f1 in val["f1_per_class"].items()}
+    for name, value in scalars.items():
+        writer.add_scalar(f"valid/{name}", value, step)
+    writer.flush()
 
 
 def save_best(model: BiLSTMClassifier, tokenizer: typing.Any, directory: Path, extra: dict) -> None:
@@ -605,9 +647,11 @@ def finish_run(
     test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
     test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
     metrics = {
-        "dataset": cfg.dataset,
+        "dataset": cfg.data_name(),
+        "labels": model.config.label_names(),
         "teacher": cfg.teacher if isinstance(cfg.teacher, str | None) else cfg.teacher_label(),
         "vocab_size": cfg.vocab_size,
+        "tokenizer": cfg.tokenizer,
         "student_size": cfg.size if cfg.size_label() == cfg.size else "custom",
         "embedding_dim": model.config.embedding_dim,
         "hidden_dim": model.config.hidden_dim,
@@ -630,7 +674,7 @@ def finish_run(
         "val_f1": state["best_f1"],
         "test_accuracy": test["accuracy"],
         "test_f1": test["f1"],
-        "test_confusion_matrix": test["confusion_matrix"],
+        **{f"test_{k}": test[k] for k in ("confusion_matrix", "f1_per_class", "within_one") if k in test},
         "train_seconds": round(state["train_seconds"], 2),
         "seconds_per_epoch": round(state["train_seconds"] / max(state["epoch"], 1), 2),
         "device": str(dev),
@@ -644,8 +688,9 @@ def finish_run(
     }
     write_hparams(writer, cfg, metrics, fit.global_step())
     utils.atomic_write_json(run_dir / "metrics.json", metrics)
+    within = f", within one class {test['within_one']:.4f}" if "within_one" in test else ""
     logger.info(
-        f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f} "
+        f"{run_dir}: test accuracy {test['accuracy']:.4f}, macro F1 {test['f1']:.4f}{within} "
         f"(best epoch {state['best_epoch']})"
     )
     return metrics
@@ -656,9 +701,10 @@ def finish_run(
 HPARAM_COLUMNS = {
     "teacher": "the teacher's short name (ens<n>-<hash>: several; none: the no-teacher baseline)",
     "size": "student preset, or e<embedding>h<hidden> for a custom size",
-    "vocab_size": "WordPiece vocabulary size",
+    "vocab_size": "the student's vocabulary size",
     "alpha": "weight of the label loss (1: the baseline)",
     "seed": "random seed",
+    "tokenizer": "the student's tokenizer kind (wordpiece, sentencepiece-unigram, sentencepiece-bpe, kiwi)",
     "temperature": "softmax temperature of the KD loss (-: a baseline)",
     "kd_loss": "kl or mse (-: a baseline)",
     "unlabeled": "extra unlabeled texts labelled by the teacher (none, or as in the run's name)",
@@ -708,6 +754,7 @@ def hparam_values(cfg: RunConfig, metrics: dict) -> dict[str, str]:
         "vocab_size": str(cfg.vocab_size),
         "alpha": f"{cfg.alpha:g}",
         "seed": str(cfg.seed),
+        "tokenizer": cfg.tokenizer,
         "temperature": "-" if baseline else f"{cfg.temperature:g}",
         "kd_loss": "-" if baseline else cfg.kd_loss,
         "unlabeled": cfg.unlabeled_label() if cfg.unlabeled else "none",
@@ -715,7 +762,7 @@ def hparam_values(cfg: RunConfig, metrics: dict) -> dict[str, str]:
         "params": str(metrics["params"]),
         "embedding_dim": str(metrics["embedding_dim"]),
         "hidden_dim": str(metrics["hidden_dim"]),
-        "dataset": cfg.dataset,
+        "dataset": cfg.data_name(),
     }
 
 
@@ -725,4 +772,4 @@ def write_hparams(writer: SummaryWriter, cfg: RunConfig, metrics: dict, step: in
     for key in FINAL_METRICS:
         writer.add_scalar(f"{FINAL_GROUP}/{key}", metrics[key], step)
     row = {HPARAMS[key]: value for key, value in hparam_values(cfg, metrics).items()}
-    writer.file_writer.add_summary(hp.hparams_pb(row, trial_id=f"{cfg.dataset}/{cfg.run_name()}"))
+    writer.file_writer.add_summary(hp.hparams_pb(row, trial_id=f"{cfg.data_name()}/{cfg.run_name()}"))

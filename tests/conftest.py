@@ -12,6 +12,7 @@ from pathlib import Path
 # Set before torch is imported so that subprocesses (notebook kernel, torchrun workers) inherit it too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pandas as pd
 import pytest
 import torch
 
@@ -38,6 +39,22 @@ def make_reviews(n: int, seed: int) -> list[tuple[str, int]]:
         rng.shuffle(words)
         rows.append((" ".join(words), label))
     return rows
+
+
+NEUTRAL = ["보통", "그럭저럭", "평범", "무난", "그냥저냥", "쏘쏘"]
+
+
+def labelled_reviews(n: int, classes: dict[str, list[str]], seed: int = 0) -> pd.DataFrame:
+    """Learnable reviews of any label set (label name -> its words): filler words plus one or two words of the
+    row's class, as a DataFrame of ids, texts and labels."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.choice(sorted(classes))
+        words = rng.choices(FILLER, k=rng.randint(2, 8)) + rng.choices(classes[label], k=rng.randint(1, 2))
+        rng.shuffle(words)
+        rows.append((f"r{i}", " ".join(words), label))
+    return pd.DataFrame(rows, columns=["id", "text", "label"])
 
 
 def write_nsmc(directory: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:

@@ -14,7 +14,8 @@ import pytest
 
 import batch_predict
 import distil
-from model import Student, write_manifest
+from manifest import write_manifest
+from model import Student
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "models" / "nsmc-tiny"  # the smallest bundled student: fast to load and run

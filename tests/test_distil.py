@@ -422,6 +422,7 @@ def test_tensorboard_one_step_axis_test_once_and_readable_hparams(tmp_path, data
     assert trial == f"nsmc/{cfg.run_name()}"  # the run's folder under the log root, as TensorBoard names it
     assert hparams["teacher"] == "none" and hparams["size"] == "tiny" and hparams["vocab_size"] == "300"
     assert hparams["alpha"] == "1" and hparams["seed"] == "42" and hparams["params"] == str(metrics["params"])
+    assert hparams["tokenizer"] == "wordpiece"
     assert hparams["temperature"] == "-" and hparams["kd_loss"] == "-"  # a baseline has no KD settings
     assert hparams["embedding_dim"] == str(metrics["embedding_dim"])  # the preset's dims, not "none"
     assert hparams["hidden_dim"] == str(metrics["hidden_dim"]) and hparams["max_train"] == "all"

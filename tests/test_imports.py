@@ -1,6 +1,6 @@
-"""Imports run one way: utils <- settings <- corpus <- vocab <- card <- config <- model <- kobert
-<- teacher <- logits_cache <- finetune <- augment <- train <- batch_predict <- distil <- (bench, serve, colab,
-notebook, ...).
+"""Imports run one way: utils <- settings <- reader <- corpus <- vocab <- card <- config <- manifest <- model
+<- kobert <- teacher <- logits_cache <- finetune <- augment <- train <- batch_predict <- distil <- (bench,
+serve, colab, notebook, ...).
 
 Each module is imported in a fresh interpreter, lowest first, and may load only the project modules to its
 left (a module outside the chain: the chain and the modules outside it that it imports); and no project
@@ -22,8 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # each may import only the modules before it
 CHAIN = [
-    *("utils", "settings", "corpus", "vocab", "card", "config", "model", "kobert", "teacher", "logits_cache"),
-    *("finetune", "augment", "train", "batch_predict", "distil"),
+    *("utils", "settings", "reader", "corpus", "vocab", "card", "config", "manifest", "model", "kobert"),
+    "teacher",
+    *("logits_cache", "finetune", "augment", "train", "batch_predict", "distil"),
 ]
 PROJECT = sorted(p.stem for p in ROOT.glob("*.py"))
 TOP = [m for m in PROJECT if m not in CHAIN]  # bench, serve, ...: may import the chain, the chain not them

@@ -60,7 +60,7 @@ def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
     """Print the members' accuracies and the best weightings on validation; returns them all, best first."""
     data, paths = settings.from_args(config.DataConfig, args), settings.from_args(config.Paths, args)
     splits = train.load_splits(data, paths)
-    logits = member_logits(args.teacher, splits, data.dataset, paths, args.device)
+    logits = member_logits(args.teacher, splits, data.data_name(), paths, args.device)
     for i, member in enumerate(args.teacher):
         scores = [logits_cache.accuracy(logits[s][i], splits[s]) for s in ("valid", "test")]
         print(f"{member}: valid {scores[0]:.4f}, test {scores[1]:.4f}")
