@@ -46,25 +46,17 @@ import pandas as pd
 import torch
 
 import corpus
-import distil
 import utils
 import vocab
-from model import (
-    BACKENDS,
-    SIZE_PRESETS,
-    BiLSTMClassifier,
-    Student,
-    StudentConfig,
-    count_parameters,
-    encode,
-    export_onnx,
-    pad_ids,
-)
+from config import BACKENDS, SIZE_PRESETS, StudentConfig
+from model import BiLSTMClassifier, Student, encode, export_onnx, pad_ids
 from peers import measure_peers, peer_data
 from report import accuracy_table, plot_accuracy, read_runs, show, teacher_accuracies
 from settings import add_arguments, setting, validate_fields
 from synthetic import synthetic_reviews
 from timing import BATCH, cycle, machine_busy, machine_info, mean_seconds, time_calls, timing_warning
+from train import bucket_batches, distillation_loss
+from utils import count_parameters
 
 EPOCH_EXAMPLES = 150_000  # an NSMC-sized distillation epoch
 STUDENT_VOCAB = 3000
@@ -79,6 +71,9 @@ class Settings:
 
     data_dir: str | None = setting(
         None, "folder with NSMC's ratings_train.txt and ratings_test.txt (else synthetic text)"
+    )
+    data: str | None = setting(
+        None, "your own reviews instead of NSMC (distil.py --data: a file or folder; columns guessed)"
     )
     runs: str = setting("runs", "where distil.py wrote its runs")
     out: str = setting("bench_out", "where results go")
@@ -188,9 +183,12 @@ TEACHERS = (
 def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str], str]:
     """Training texts (for the tokenizers and the cache section), the timed test sentences, and their
     source."""
-    if settings.data_dir:
-        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
-        train, test, source = splits["train"], splits["test"], f"NSMC test reviews ({settings.data_dir})"
+    splits = corpus.load_reviews(settings.data, settings.data_dir)
+    if splits is not None:
+        where = f"NSMC ({settings.data_dir})"
+        if settings.data:
+            where = f"{corpus.data_name(settings.data)} ({settings.data})"
+        train, test, source = splits["train"], splits["test"], f"{where} test reviews"
     else:
         train, test = (
             synthetic_reviews(20_000, settings.seed),
@@ -459,7 +457,7 @@ def _student_step_seconds(
     def student_step(idx: np.ndarray) -> None:
         input_ids, lengths = pad_ids([student_ids[i] for i in idx])
         logits = model(torch.from_numpy(input_ids), torch.from_numpy(lengths))
-        loss, _, _ = distil.distillation_loss(logits, labels[idx], cached_logits[idx], 0.1, 2.0, "kl")
+        loss, _, _ = distillation_loss(logits, labels[idx], cached_logits[idx], 0.1, 2.0, "kl")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -482,7 +480,7 @@ def measure_cache(
     texts = train["text"].sample(n=n, random_state=settings.seed).tolist()
     labels = torch.tensor(rng.integers(0, 2, n))
     student_ids = encode(student_tokenizer, texts, StudentConfig.max_length)
-    batches = distil.bucket_batches(np.array([len(s) for s in student_ids]), BATCH, rng)
+    batches = bucket_batches(np.array([len(s) for s in student_ids]), BATCH, rng)
     student_seconds = _student_step_seconds(settings, student_ids, labels, len(student_tokenizer), batches)
     steps = math.ceil(EPOCH_EXAMPLES / BATCH)
     rows = []
@@ -521,15 +519,16 @@ def measure_cache(
 
 
 def exported_accuracy(settings: Settings, runs: pd.DataFrame) -> list[dict]:
-    """Accuracy of each backend on the NSMC test set, for the best run (by validation accuracy) of each
-    size."""
-    if not settings.data_dir or runs.empty:
+    """Accuracy of each backend on the test set (NSMC's, or --data's), for the best run (by validation
+    accuracy) of each size."""
+    splits = corpus.load_reviews(settings.data, settings.data_dir)
+    if splits is None or runs.empty:
         return []
-    test = corpus.load_dataset("nsmc", data_dir=settings.data_dir)["test"]
+    test = splits["test"]
     if settings.eval_sentences is not None and settings.eval_sentences < len(test):
         test = test.sample(n=settings.eval_sentences, random_state=settings.seed)
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
-    nsmc = runs[runs["dataset"] == "nsmc"]
+    nsmc = runs[runs["dataset"] == (corpus.data_name(settings.data) if settings.data else "nsmc")]
     best = (
         nsmc.loc[nsmc.groupby(["student_size", "params"])["val_accuracy"].idxmax()]
         if not nsmc.empty

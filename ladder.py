@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 import corpus
-import distil
 import settings
 import teacher as teachers
 import utils
-from model import SIZE_PRESETS, is_student_dir, read_student_info, teacher_members
+from card import teacher_members
+from config import NAMED_FIELDS, SIZE_PRESETS, RunConfig
+from model import is_student_dir, read_student_info
 from report import human_bytes, merge_csv
 from settings import setting, validate_fields
 
@@ -100,7 +101,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     counted from the unlabeled files, as training read them)."""
     row = {key: metrics.get(key) for key in RUN_COLUMNS}
     row["max_epochs"], row["patience"] = (config or {}).get("epochs"), (config or {}).get("patience")
-    row["teacher_fingerprint"] = teacher_fingerprint(config)
+    row["teacher_fingerprint"] = recorded_teacher_fingerprint(config)
     row["options"] = other_settings(config)
     if row["n_transfer"] is None:
         files = metrics.get("unlabeled_files") or ([metrics["unlabeled"]] if metrics.get("unlabeled") else [])
@@ -111,7 +112,7 @@ def run_record(metrics: dict, config: dict | None = None) -> dict:
     return row
 
 
-def teacher_fingerprint(config: dict | None) -> str | None:
+def recorded_teacher_fingerprint(config: dict | None) -> str | None:
     """``sha256:`` and the short hash of the teacher's file fingerprints in a run's config.json (every
     member's for an ensemble; the prefix keeps an all-digit hash a string in the CSV): a teacher of the same
     name trained again, on another machine say, gets another."""
@@ -120,7 +121,7 @@ def teacher_fingerprint(config: dict | None) -> str | None:
 
 
 # Settings the ladder shows in columns of their own (or the run's name, or that only repeat a run: the seed).
-LADDER_COLUMNS = distil.NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
+LADDER_COLUMNS = NAMED_FIELDS | {"teacher_weights", "epochs", "patience"}
 
 
 def other_settings(config: dict | None) -> str:
@@ -129,7 +130,7 @@ def other_settings(config: dict | None) -> str:
     config = config or {}
     return " ".join(
         f"{f.name}={config[f.name]}"
-        for f in dataclasses.fields(distil.RunConfig)
+        for f in dataclasses.fields(RunConfig)
         if f.name in config and f.name not in LADDER_COLUMNS and config[f.name] != f.default
     )
 
@@ -184,7 +185,7 @@ def mean_std(values: pd.Series, scale: float = 100.0) -> str:
 def ladder_rows(frame: pd.DataFrame) -> list[dict]:
     """The ladder: runs grouped by everything but the seed (a teacher by its files, not only its name),
     ordered by student size, vocabulary, teacher and transfer set size, with each row's cost (transfer rows,
-    seconds per epoch, total minutes)."""
+    seconds per epoch, total minutes) and the frame's index of its runs (``_runs``)."""
     keys = ["dataset", "student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled"]
     keys += ["alpha", "temperature", "kd_loss", "max_epochs", "patience", "options"]
     frame = frame.assign(teacher_identity=teacher_identity(frame), options=frame["options"].astype(object))
@@ -231,6 +232,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "_teacher_test": float(teacher_acc.iloc[0]) if len(teacher_acc) else None,
                 "_members": first["teacher_members"],
                 "_identity": first["teacher_identity"],
+                "_runs": group.index.tolist(),
             }
         )
     return sorted(name_teachers_apart(rows), key=lambda r: r["_order"])
@@ -344,22 +346,26 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def replace_block(path: str | Path, text: str) -> None:
-    """Rewrite the part of ``path`` between the ladder markers (both must be there)."""
+def replace_block(path: str | Path, text: str, markers: tuple[str, str] = LADDER_MARKERS) -> None:
+    """Rewrite the part of ``path`` between the markers (the ladder's unless given; both must be there)."""
     content = Path(path).read_text(encoding="utf-8")
-    start, end = LADDER_MARKERS
+    start, end = markers
     if content.count(start) != 1 or content.count(end) != 1 or content.index(start) > content.index(end):
         raise ValueError(f"{path}: needs one {start} line before one {end} line")
     head, rest = content.split(start)
     utils.atomic_write_text(path, head + start + "\n" + text + "\n" + end + rest.split(end)[1])
 
 
+def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each run folder's latest run per teacher (a folder trained again from a rebuilt teacher keeps both)."""
+    return frame[~frame.assign(t=teacher_identity(frame)).duplicated(["run_dir", "t"], keep="last")]
+
+
 def ladder(cfg: LadderConfig) -> str:
     """Record the runs in --csv, print the ladder and the targets, write them to --out (and the README)."""
     frame, found = record_runs(cfg.runs, cfg.csv)
-    # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders;
-    # a folder's latest run per teacher (a folder trained again from a rebuilt teacher keeps both)
-    latest = frame[~frame.assign(t=teacher_identity(frame)).duplicated(["run_dir", "t"], keep="last")]
+    # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders
+    latest = latest_runs(frame)
     ours = [d in found or any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in latest["run_dir"]]
     rows = ladder_rows(latest.loc[ours])
     if not rows:

@@ -1,12 +1,12 @@
-"""Load test of serve.py: a bounded load on 127.0.0.1, one server per micro-batching window.
+"""Load test of serve.py: a bounded load on 127.0.0.1, one server per batching window (--batch-window-ms).
 
     python loadtest.py [--student DIR] [--backend onnx-int8] [--windows-ms 0 2] [--requests 2000]
                        [--time-cap 10] [--repeats 3] [--data-dir DIR] [--out bench_out]
 
 Requests/s, sentences/s and p50/p99 latency for single sentences at concurrency 1/16/64, 64-text requests and
-GET /health as the ceiling, with and without micro-batching (<out>/serve_results.json). Every figure is the
-median over repeats with its spread; rows measured while other processes kept the machine busy, or whose
-repeats disagree, are flagged in a "warning" column.
+GET /health as the ceiling, for each window (<out>/serve_results.json). Every figure is the median over
+repeats with its spread; rows measured while other processes kept the machine busy, or whose repeats
+disagree, are flagged in a "warning" column.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import numpy as np
 
 import corpus
 import utils
-from model import BACKENDS, Student, bundled_student
+from config import BACKENDS
+from model import Student, bundled_student
 from report import show
+from settings import add_arguments, from_args, setting, validate_fields
 from synthetic import synthetic_reviews
 from timing import machine_info, spread_pct, timing_warning
 
@@ -39,25 +41,30 @@ OWN_PROCESSES = SERVER_WORKERS + 1  # what the test itself runs: the server's wo
 
 @dataclass
 class LoadTest:
-    """One server per micro-batching window; every scenario runs `repeats` times against each."""
+    """One server per batching window; every scenario runs `repeats` times against each."""
 
-    student: str | None = None  # None: serve.py's default (model.bundled_student())
-    backend: str = "onnx-int8"
-    windows_ms: tuple[float, ...] = (0.0, 2.0)  # 0: micro-batching off
-    scenarios: tuple[tuple[str, int, int], ...] = (  # (name, texts per request (0: GET /health), concurrency)
-        ("health", 0, 64),
-        ("single", 1, 1),
-        ("single", 1, 16),
-        ("single", 1, 64),
-        ("batch64", 64, 4),
+    student: str | None = setting(None, "student folder or Hub id; None: serve.py's bundled student")
+    backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
+    windows_ms: tuple[float, ...] = setting(
+        (0.0, 2.0),
+        "serve.py --batch-window-ms values, one server each: how long a request waits for others to join its "
+        "model call (0: no extra wait; requests that arrive while the model runs share its next call anyway)",
     )
-    requests: int = 2000  # per scenario and repeat (a quarter of it for 64-text requests)
-    time_cap_s: float = 10.0  # per scenario and repeat: no new request after this
-    repeats: int = 3
-    out: str = "bench_out"
-    data_dir: str | None = None  # NSMC test reviews from here, else synthetic reviews
+    scenarios: tuple[tuple[str, int, int], ...] = setting(  # not an option of the command line
+        (("health", 0, 64), ("single", 1, 1), ("single", 1, 16), ("single", 1, 64), ("batch64", 64, 4)),
+        "(name, texts per request (0: GET /health), concurrency)",
+    )
+    requests: int = setting(2000, "requests per scenario and repeat (a quarter of it for 64-text requests)")
+    time_cap_s: float = setting(
+        10.0, "seconds per scenario and repeat: no new request after this", flag="--time-cap"
+    )
+    repeats: int = setting(3, "passes per scenario")
+    out: str = setting("bench_out", "folder for serve_results.json")
+    data_dir: str | None = setting(None, "NSMC folder whose test reviews are sent (None: synthetic reviews)")
+    data: str | None = setting(None, "or your own reviews, whose test split is sent (distil.py --data)")
 
     def __post_init__(self) -> None:
+        validate_fields(self)
         if self.requests < 1 or self.repeats < 1 or self.time_cap_s <= 0:
             raise ValueError(
                 "requests and repeats must be >= 1 and time_cap_s > 0, got "
@@ -238,8 +245,9 @@ def serve_load_test(load: LoadTest) -> dict:
     """Every scenario against one server per window; prints the table and writes <out>/serve_results.json."""
     out = Path(load.out)
     out.mkdir(parents=True, exist_ok=True)
-    if load.data_dir:
-        texts = corpus.load_dataset("nsmc", data_dir=load.data_dir)["test"]["text"].tolist()[:4096]
+    splits = corpus.load_reviews(load.data, load.data_dir)
+    if splits is not None:
+        texts = splits["test"]["text"].tolist()[:4096]
     else:
         texts = synthetic_reviews(1024, seed=0)["text"].tolist()
     single = [json.dumps({"text": t}).encode() for t in texts]
@@ -288,36 +296,10 @@ def serve_load_test(load: LoadTest) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """python loadtest.py [--student DIR] [--backend B] [--requests N] [--time-cap S] [--repeats R] ..."""
     parser = argparse.ArgumentParser(description=serve_load_test.__doc__)
-    parser.add_argument("--student", help="student folder or Hub id (default: serve.py's bundled student)")
-    parser.add_argument("--backend", default="onnx-int8", choices=BACKENDS)
-    parser.add_argument(
-        "--windows-ms",
-        type=float,
-        nargs="+",
-        default=[0.0, 2.0],
-        help="micro-batching windows, one server each (0: off; default: %(default)s)",
-    )
-    parser.add_argument(
-        "--requests", type=int, default=2000, help="per scenario and repeat (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--time-cap", type=float, default=10.0, help="seconds per scenario and repeat (default: %(default)s)"
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="passes per scenario (default: %(default)s)")
-    parser.add_argument("--data-dir", help="NSMC folder with test reviews (default: the sample in models/)")
-    parser.add_argument("--out", default="bench_out", help="for serve_results.json (default: %(default)s)")
+    add_arguments(parser, LoadTest, skip=["scenarios"])
     args = parser.parse_args(argv)
     try:
-        load = LoadTest(
-            student=args.student,
-            backend=args.backend,
-            windows_ms=tuple(args.windows_ms),
-            requests=args.requests,
-            time_cap_s=args.time_cap,
-            repeats=args.repeats,
-            out=args.out,
-            data_dir=args.data_dir,
-        )
+        load = from_args(LoadTest, args)
         # a missing or broken student fails here, before a server starts
         Student.from_pretrained(load.student or bundled_student(), backend=load.backend)
         return serve_load_test(load)  # a --data-dir without the NSMC files fails before a server starts too

@@ -1,22 +1,21 @@
 """The student: a small bidirectional LSTM sentiment classifier (Tang et al. 2019).
 
 Contents:
-- StudentConfig / BiLSTMClassifier: the model itself,
+- BiLSTMClassifier: the model itself (its settings: config.StudentConfig),
 - encode / pad_batch: text -> token ids -> padded tensors,
 - save_student / load_student: self-contained, atomically written model directories whose manifest.json (the
-  sha256 of each file) is checked on load, as are the config's bounds and its tokenizer,
+  sha256 of each file; manifest.py) is checked on load, as are the config's bounds and its tokenizer,
 - export_onnx / save_onnx: the model as an ONNX Runtime graph, float32 or with int8 weights,
 - Student: the inference wrapper (predict_logits / predict_proba / predict) over one of three backends:
   "torch", "onnx" or "onnx-int8" (the fastest on CPU), e.g. Student.from_pretrained(dir, backend="onnx-int8"),
-- sharing: self-contained folders with a model card (Student.save_pretrained, package_student) and the
-  Hugging Face Hub (Student.push_to_hub, Student.from_pretrained("org/name")).
+- sharing: self-contained folders with a model card (card.py; Student.save_pretrained, package_student) and
+  the Hugging Face Hub (Student.push_to_hub, Student.from_pretrained("org/name")).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -24,7 +23,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,74 +37,20 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedTokenizerFast
 
-from settings import setting, validate_fields
-from utils import CorruptFileError, atomic_dir, atomic_save, atomic_write_json, logger, one_line
-from vocab import KIND_NAMES, kind_of, pretokenizer, save_tokenizer_files
+from card import model_card
+from config import BACKENDS, BUNDLED_NAMES, StudentConfig
+from manifest import CARD_NAME, ONNX_DIR, add_to_manifest, corrupt_file, verify_manifest, write_manifest
+from utils import atomic_dir, atomic_save
+from vocab import pretokenizer, save_tokenizer_files
 
-# preset name -> (embedding_dim, hidden_dim)
-SIZE_PRESETS: dict[str, tuple[int, int]] = {
-    "tiny": (8, 16),
-    "mini": (16, 16),
-    "small": (32, 64),
-    "base": (64, 128),
-    "large": (128, 256),
-}
-POOLINGS = ("last", "max", "attention")
 STUDENT_MODEL_TYPE = "distilko-bilstm"  # written into config.json as "model_type"
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
-LABEL_NAMES = ("negative", "positive")  # class names of two-class models (students and fine-tuned teachers)
 
 # -----------------------------------------------------------------------------
-# config and model
-
-
-@dataclass
-class StudentConfig:
-    """The architecture of a student; the bounds keep a config.json from asking for absurd sizes."""
-
-    vocab_size: int = setting(help="embedding rows (the tokenizer's size or more)", bounds="[1, 1000000]")
-    embedding_dim: int = setting(64, "embedding size", bounds="[1, 4096]")
-    hidden_dim: int = setting(128, "LSTM hidden size per direction", bounds="[1, 4096]")
-    num_layers: int = setting(1, "stacked BiLSTM layers", bounds="[1, 16]")
-    num_labels: int = setting(2, "classes", bounds="[2, 1000]")
-    pooling: str = setting(
-        "last", "last (final states of both directions), max or attention", choices=POOLINGS
-    )
-    fc_dim: int = setting(0, "width of a ReLU layer before the output (0: none)", bounds="[0, 16384]")
-    dropout: float = setting(0.2, "dropout", bounds="[0, 1)")
-    pad_id: int = setting(0, "padding token id", bounds="[0, inf)")
-    max_length: int = setting(128, "tokens kept per text", bounds="[1, inf)")
-    size: str | None = setting(None, "preset name if built from one", choices=SIZE_PRESETS)
-
-    def __post_init__(self) -> None:
-        validate_fields(self)
-        if self.pad_id >= self.vocab_size:
-            raise ValueError(f"pad_id {self.pad_id} is outside the vocabulary (size {self.vocab_size})")
-
-    @classmethod
-    def from_size(cls, size: str, vocab_size: int, **overrides) -> StudentConfig:
-        """Config for a named preset; overrides set any field except the two preset dims."""
-        if size not in SIZE_PRESETS:
-            raise ValueError(f"unknown size {size!r}; presets are: {', '.join(SIZE_PRESETS)}")
-        embedding_dim, hidden_dim = SIZE_PRESETS[size]
-        return cls(
-            vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_dim=hidden_dim, size=size, **overrides
-        )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StudentConfig:
-        """Inverse of to_dict; a "model_type" key is ignored, any other unknown key is an error."""
-        d = {k: v for k, v in d.items() if k != "model_type"}
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown StudentConfig keys: {sorted(unknown)}")
-        return cls(**d)
+# the model
 
 
 class BiLSTMClassifier(nn.Module):
@@ -153,11 +98,6 @@ class BiLSTMClassifier(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # -----------------------------------------------------------------------------
 # text -> tensors
 
@@ -174,15 +114,16 @@ def clean_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
 
 
 @dataclass(frozen=True)
-class TextEncoder:
-    """Texts -> token ids as the tokenizer's folder says: its pre-tokenizer (Kiwi morphemes, when its
-    tokenizer_config.json names one), then its tokenizer.json. The one path of training and every backend."""
+class StudentEncoder:
+    """Texts -> the student's token ids as the tokenizer's folder says: its pre-tokenizer (Kiwi morphemes,
+    when its tokenizer_config.json names one), then its tokenizer.json. The one path of training and every
+    backend. (A teacher's texts become its inputs by ``teacher.TextEncoder``.)"""
 
     backend: Tokenizer
     pretokenize: Callable[[list[str]], list[str]] | None = None
 
     @classmethod
-    def of(cls, tokenizer: PreTrainedTokenizerFast) -> TextEncoder:
+    def of(cls, tokenizer: PreTrainedTokenizerFast) -> StudentEncoder:
         """The encoder of a loaded tokenizer (MissingPackageError if its pre-tokenizer is not installed)."""
         return cls(clean_backend(tokenizer), pretokenizer(tokenizer))
 
@@ -195,9 +136,9 @@ class TextEncoder:
 
 
 def encode_with(
-    encoder: TextEncoder, texts: list[str], max_length: int, unk_id: int | None = None
+    encoder: StudentEncoder, texts: list[str], max_length: int, unk_id: int | None = None
 ) -> list[list[int]]:
-    """encode() with a TextEncoder, for callers that encode repeatedly.
+    """encode() with a StudentEncoder, for callers that encode repeatedly.
 
     A text with no tokens (empty, whitespace, only characters the normalizer drops) is a ValueError naming
     its index, or, given ``unk_id``, the single token ``[unk_id]`` (what Student does at inference).
@@ -214,7 +155,7 @@ def encode_with(
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids per text, without special tokens, truncated to max_length; empty results are an error."""
-    return encode_with(TextEncoder.of(tokenizer), texts, max_length)
+    return encode_with(StudentEncoder.of(tokenizer), texts, max_length)
 
 
 def pad_ids(sequences: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -329,15 +270,20 @@ def load_student(
     return model.to(device).eval(), tokenizer
 
 
+def student_labels(directory: str | Path) -> list[str]:
+    """The label names of a saved student (its config.json's ``id2label``)."""
+    return _read_config(Path(directory) / CONFIG_NAME).label_names()
+
+
 def _read_config(path: Path) -> StudentConfig:
     """The StudentConfig in a student's config.json; CorruptFileError if it cannot be read as one or its
     values are out of StudentConfig's bounds."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     if not isinstance(config, dict):
-        raise _corrupt(path, ValueError("not a JSON object"))
+        raise corrupt_file(path, ValueError("not a JSON object"))
     if config.get("model_type") != STUDENT_MODEL_TYPE:
         found = config.get("model_type")
         raise ValueError(f"{path} has model_type {found!r}, expected {STUDENT_MODEL_TYPE!r}")
@@ -345,7 +291,7 @@ def _read_config(path: Path) -> StudentConfig:
     try:
         return StudentConfig.from_dict(config)
     except (TypeError, ValueError) as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
 
 
 def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokenizerFast:
@@ -354,10 +300,10 @@ def _read_tokenizer(directory: Path, config: StudentConfig) -> PreTrainedTokeniz
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
     except Exception as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     if len(tokenizer) > config.vocab_size:
         reason = f"{len(tokenizer)} tokens, {CONFIG_NAME} gives the model {config.vocab_size} (vocab_size)"
-        raise _corrupt(path, ValueError(reason), "belongs to another student")
+        raise corrupt_file(path, ValueError(reason), "belongs to another student")
     return tokenizer
 
 
@@ -367,146 +313,20 @@ def _read_weights(path: Path, config: StudentConfig) -> dict[str, torch.Tensor]:
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as err:
-        raise _corrupt(path, err) from None
+        raise corrupt_file(path, err) from None
     with torch.device("meta"):
         expected = {name: tuple(t.shape) for name, t in BiLSTMClassifier(config).state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if found != expected:
         name = sorted(n for n in found.keys() | expected.keys() if found.get(n) != expected.get(n))[0]
         reason = f"{name}: {found.get(name, 'missing')}, {CONFIG_NAME} gives {expected.get(name, 'none')}"
-        raise _corrupt(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
+        raise corrupt_file(path, ValueError(reason), f"does not fit {CONFIG_NAME}")
     return state
-
-
-def _corrupt(path: Path, err: BaseException, what: str = "is corrupt or truncated") -> CorruptFileError:
-    reason = one_line(err)[:200]
-    remedy = f"copy the student directory {path.parent} again or retrain it"
-    return CorruptFileError(f"{path} {what} ({reason}); {remedy}")
-
-
-# -----------------------------------------------------------------------------
-# the manifest: the sha256 of every file a student is loaded from
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "distilkobilstm-student-manifest-v1"
-_UNVERIFIED_WARNED: set[Path] = set()  # folders without a manifest, warned about once per process
-
-
-def _student_files(directory: Path) -> list[str]:
-    """The files a student is loaded from, relative (POSIX) paths: those at the top of the folder and in
-    onnx/, but for hidden files (the Hub's .gitattributes, temporaries), the manifest itself and the model
-    card (documentation the Hub's card editor changes; never read to load). Subfolders such as logits/ (a
-    student teacher's cache) are not part of the student."""
-    files = [*directory.iterdir(), *(directory / ONNX_DIR).glob("*")]
-    names = [p.relative_to(directory).as_posix() for p in files if p.is_file() and not p.name.startswith(".")]
-    return sorted(name for name in names if name not in (MANIFEST_NAME, CARD_NAME))
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_manifest(directory: str | Path) -> Path:
-    """Record the sha256 of each of the student's files (see _student_files) in directory/manifest.json,
-    written atomically; returns its path. Writers call it last; for a folder saved before manifests
-    existed, it records the files as they are now."""
-    directory = Path(directory)
-    files = {name: file_sha256(directory / name) for name in _student_files(directory)}
-    atomic_write_json(directory / MANIFEST_NAME, {"format": MANIFEST_FORMAT, "files": files})
-    return directory / MANIFEST_NAME
-
-
-def _add_to_manifest(directory: Path, paths: list[Path]) -> None:
-    """Record new or rewritten files in an existing manifest (a folder without one stays without)."""
-    if not (directory / MANIFEST_NAME).is_file():
-        return
-    files = _read_manifest(directory)
-    files.update({p.relative_to(directory).as_posix(): file_sha256(p) for p in paths})
-    manifest = {"format": MANIFEST_FORMAT, "files": dict(sorted(files.items()))}
-    atomic_write_json(directory / MANIFEST_NAME, manifest)
-
-
-def _read_manifest(directory: Path) -> dict[str, str]:
-    """relative path -> sha256 from directory/manifest.json; CorruptFileError naming it if malformed."""
-    path = directory / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise _corrupt(path, err) from None
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not (
-        isinstance(files, dict)
-        and manifest.get("format") == MANIFEST_FORMAT
-        and all(isinstance(digest, str) and _is_student_file(name) for name, digest in files.items())
-    ):
-        raise _corrupt(path, ValueError(f"not a {MANIFEST_FORMAT} file list"), "is corrupt")
-    return files
-
-
-def _is_student_file(name: str) -> bool:
-    """A name _student_files could give: ``file`` or ``onnx/file``, nothing hidden and no way out."""
-    parts = name.split("/")
-    inside = len(parts) == 1 or (len(parts) == 2 and parts[0] == ONNX_DIR)
-    return inside and all(part and not part.startswith(".") and "\\" not in part for part in parts)
-
-
-def verify_manifest(directory: str | Path, *, check_onnx: bool = True) -> bool:
-    """Check a student folder's files against its manifest.json: True when checked, False for a folder
-    without one (saved by an older version: loaded with the other checks, and a warning once per process).
-
-    A listed file that is missing or changed, or a file the student could be loaded from that is not
-    listed, is a CorruptFileError naming it and the fix. check_onnx=False leaves out the onnx/ folder.
-    """
-    directory = Path(directory)
-    if not (directory / MANIFEST_NAME).is_file():
-        _warn_unverified(directory)
-        return False
-    listed = _read_manifest(directory)
-    present = set(_student_files(directory))
-    for name in sorted(listed.keys() | present):
-        if not check_onnx and name.startswith(f"{ONNX_DIR}/"):
-            continue
-        if name not in present:
-            problem = f"is missing (listed in {MANIFEST_NAME})"
-        elif name not in listed:
-            problem = f"is not listed in {MANIFEST_NAME}"
-        elif file_sha256(directory / name) != listed[name]:
-            problem = f"does not match its sha256 in {MANIFEST_NAME}"
-        else:
-            continue
-        raise CorruptFileError(f"{directory / name} {problem}; {_manifest_fix(directory, name)}")
-    return True
-
-
-def _manifest_fix(directory: Path, name: str) -> str:
-    """How to repair a folder whose file `name` fails the manifest check."""
-    if name.startswith(f"{ONNX_DIR}/"):
-        return f"export the ONNX graphs again (model.save_onnx({str(directory)!r})) or copy the folder again"
-    return f"copy the student folder {directory} again or save it again (retrain; a bundle: package_student)"
-
-
-def _warn_unverified(directory: Path) -> None:
-    """Warn once per process about a student folder without a manifest."""
-    if directory.resolve() in _UNVERIFIED_WARNED:
-        return
-    _UNVERIFIED_WARNED.add(directory.resolve())
-    logger.warning(
-        f"{directory} has no {MANIFEST_NAME} (saved by an older version): its files are checked only by "
-        f"loading them; save it again, or record them as they are now with "
-        f"model.write_manifest({str(directory)!r})"
-    )
 
 
 # -----------------------------------------------------------------------------
 # exported forms (ONNX Runtime, float32 and int8)
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-ONNX_DIR = "onnx"  # inside a student directory
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 FINGERPRINT_KEY = "weights_sha256"  # ONNX metadata: the weights a graph was exported from
 
@@ -583,7 +403,7 @@ def save_onnx(directory: str | Path) -> dict[str, Path]:
         graph = export_onnx(model, quantize=backend == "onnx-int8")
         atomic_save(out / name, lambda tmp, graph=graph: tmp.write_bytes(graph))
         paths[backend] = out / name
-    _add_to_manifest(Path(directory), list(paths.values()))
+    add_to_manifest(Path(directory), list(paths.values()))
     return paths
 
 
@@ -635,9 +455,8 @@ class Student:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.config = model.config
-        n = self.config.num_labels
-        self.labels: list[str] = list(LABEL_NAMES) if n == 2 else [str(i) for i in range(n)]
-        self._encoder = TextEncoder.of(tokenizer)
+        self.labels: list[str] = self.config.label_names()  # the columns of predict_proba
+        self._encoder = StudentEncoder.of(tokenizer)
         self._unk_id = tokenizer.unk_token_id
         self._session = None
         self.training: dict | None = None  # config.json's "training" record and metrics.json, when loaded
@@ -738,7 +557,9 @@ class Student:
 
         A text without tokens (empty, whitespace-only, only control or zero-width characters) is read as the
         single token [UNK], so it gets a prediction like any other; an item that is not a str (None, bytes,
-        a number) is a TypeError naming its index. A single str counts as a list of one.
+        a number) is a TypeError and a text with a lone surrogate a ValueError, each naming its index. A
+        single str counts as a list of one; texts that are no sequence (a dict, a set, a generator) are a
+        TypeError.
         """
         ids = encode_with(self._encoder, _check_texts(texts), self.config.max_length, self._unk_id)
         return self.logits_from_ids(ids, batch_size)
@@ -760,7 +581,7 @@ class Student:
         return logits
 
     def predict_proba(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities [N, num_labels] (float32)."""
+        """Class probabilities [N, num_labels] (float32), columns in the order of ``self.labels``."""
         return torch.softmax(torch.from_numpy(self.predict_logits(texts, batch_size)), dim=-1).numpy()
 
     def predict(self, texts: list[str] | str, batch_size: int = 64) -> list[int] | int:
@@ -769,17 +590,32 @@ class Student:
             return self.predict([texts], batch_size)[0]
         return self.predict_logits(texts, batch_size).argmax(axis=-1).tolist()
 
+    def predict_labels(self, texts: list[str] | str, batch_size: int = 64) -> list[str] | str:
+        """Predicted label names (``self.labels``: 부정 / 긍정, 1-5, ...); a single string gives one name."""
+        if isinstance(texts, str):
+            return self.labels[self.predict(texts, batch_size)]
+        return [self.labels[i] for i in self.predict(texts, batch_size)]
 
-def _check_texts(texts: list[str] | str) -> list[str]:
-    """texts as a list of str: a str is a list of one; TypeError naming the first item that is not a str."""
+
+def _check_texts(texts: Sequence[str] | str) -> list[str]:
+    """texts as a list of str: a str is a list of one. Anything but a sequence or a 1-D array (a dict, whose
+    keys would be read, a set, a generator) and an item that is not a str are a TypeError; a text that
+    cannot be encoded (a lone surrogate, which the tokenizer rejects) is a ValueError naming its index."""
     if isinstance(texts, str):
         return [texts]
-    if texts is None or not hasattr(texts, "__iter__"):
-        raise TypeError(f"texts must be a str or a list of str, not {type(texts).__name__}")
+    if not (isinstance(texts, Sequence) or getattr(texts, "ndim", None) == 1):
+        kind = type(texts).__name__
+        raise TypeError(f"texts must be a str or a sequence of str (list, tuple, 1-D array), not {kind}")
     texts = list(texts)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, not str: {text!r:.80}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                problem = f"it holds a lone surrogate at character {err.start}"
+                raise ValueError(f"texts[{i}] is not valid UTF-8 text: {problem}") from None
     return texts
 
 
@@ -787,9 +623,6 @@ def _check_texts(texts: list[str] | str) -> list[str]:
 # sharing: bundled folders, model cards, the Hugging Face Hub
 
 METRICS_NAME = "metrics.json"
-CARD_NAME = "README.md"
-# the ready-to-use students committed with the project, best first (the default of serve.py)
-BUNDLED_NAMES = ("nsmc-base-kd", "nsmc-tiny-kd", "nsmc-base", "nsmc-tiny")
 BUNDLED_STUDENTS = tuple(Path(__file__).resolve().parent / "models" / n for n in BUNDLED_NAMES)
 HUB_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # org/name
 
@@ -835,15 +668,6 @@ def read_student_info(directory: str | Path) -> tuple[dict | None, dict | None]:
     return config.get("training"), None
 
 
-def student_name(student: Student) -> str:
-    """The run name recorded at training time, else the preset size."""
-    if student.metrics and student.metrics.get("run_dir"):
-        return Path(student.metrics["run_dir"]).name
-    if student.training and student.training.get("run"):
-        return student.training["run"]
-    return f"distilko-bilstm-{student.config.size or 'custom'}"
-
-
 def write_bundle(student: Student, directory: Path, repo_id: str | None = None) -> None:
     """The files of a shareable student folder, written into an existing empty directory (its manifest
     last)."""
@@ -872,147 +696,3 @@ def package_student(source: str | Path, out: str | Path) -> Path:
             f"no metrics.json in or beside {source}: package a finished run (its card shows test accuracy)"
         )
     return student.save_pretrained(out)
-
-
-def _card_metadata(student: Student, name: str, repo_id: str | None) -> str:
-    from huggingface_hub import EvalResult, ModelCardData
-
-    metrics = student.metrics or {}
-    dataset = metrics.get("dataset")
-    results = None
-    if dataset and metrics.get("test_accuracy") is not None:
-        results = [
-            EvalResult(
-                task_type="text-classification",
-                dataset_type=dataset,
-                dataset_name=dataset.upper(),
-                dataset_split="test",
-                metric_type="accuracy",
-                metric_value=round(metrics["test_accuracy"], 4),
-            )
-        ]
-    data = ModelCardData(
-        language="ko",
-        library_name="pytorch",
-        pipeline_tag="text-classification",
-        model_name=repo_id or name,
-        tags=["sentiment-analysis", "knowledge-distillation", "bilstm", "onnx", "distilkobilstm"],
-        datasets=[dataset] if dataset else None,
-        metrics=["accuracy", "f1"] if results else None,
-        eval_results=results,
-    )
-    return data.to_yaml()
-
-
-def display_name(teacher: str | Path) -> str:
-    """Short name of a teacher: the run's name for a student teacher (``runs/x/<run>/student`` -> ``<run>``),
-    else the last path or Hub-name component (``monologg/koelectra-small-v3`` -> ``koelectra-small-v3``)."""
-    path = Path(str(teacher).rstrip("/\\"))
-    name = path.parent.name if path.name == "student" and path.parent.name else path.name
-    if not name:
-        raise ValueError(f"cannot derive a name from {str(teacher)!r}")
-    return name
-
-
-def teacher_members(metrics: dict) -> str:
-    """The teacher as written in the ladder: its short name, or each member's with its weight."""
-    members = metrics.get("teachers") or ([metrics["teacher"]] if metrics.get("teacher") else [])
-    weights = metrics.get("teacher_weights") or [1] * len(members)
-    if len(members) < 2:
-        return display_name(members[0]) if members else "none"
-    return " + ".join(f"{display_name(m)}×{w:g}" for m, w in zip(members, weights))
-
-
-def _teacher_text(metrics: dict) -> str:
-    """The teacher's name; for an ensemble also its weighted members; its test accuracy when recorded."""
-    text = f"`{metrics['teacher']}`"
-    if metrics.get("teacher_test_accuracy") is not None:
-        text += f" (test {100 * metrics['teacher_test_accuracy']:.2f} %)"
-    if len(metrics.get("teachers") or []) > 1:
-        text += f", the weighted mean of {teacher_members(metrics)}"
-    return text
-
-
-def _card_rows(student: Student, int8_bytes: int | None) -> list[tuple[str, str]]:
-    """The model card's table: task, model, training, tokenizer, data, accuracy and size."""
-    config, metrics = student.config, student.metrics or {}
-    how = "trained on the labels only (no teacher, α = 1)"
-    if metrics.get("teacher"):
-        how = (
-            f"distilled (α = {metrics.get('alpha')}, T = {metrics.get('temperature')}, "
-            f"{metrics.get('kd_loss')} loss; Tang et al. 2019) from the teacher {_teacher_text(metrics)}"
-        )
-    params = count_parameters(student.model)
-    rows = [
-        ("task", f"sentiment of Korean text: {' / '.join(student.labels)}"),
-        (
-            "model",
-            (
-                f"BiLSTM, embedding {config.embedding_dim}, hidden {config.hidden_dim}, "
-                f"{config.pooling} pooling ({config.size or 'custom'} preset), {params:,} parameters"
-            ),
-        ),
-        ("training", how),
-        (
-            "tokenizer",
-            f"{KIND_NAMES[kind_of(student.tokenizer)]}, {len(student.tokenizer):,} tokens, "
-            f"at most {config.max_length} per text",
-        ),
-    ]
-    if metrics:
-        dataset = metrics.get("dataset")
-        unlabeled = metrics.get("unlabeled")
-        if unlabeled:
-            per_epoch = f" ({metrics['n_transfer']:,} rows per epoch)" if metrics.get("n_transfer") else ""
-            unlabeled = f" + unlabeled transfer set `{Path(unlabeled).name}`{per_epoch}"
-        rows.append(("data", f"{dataset}: {metrics.get('n_train', 0):,} training examples{unlabeled}"))
-        accuracy = f"{100 * metrics['test_accuracy']:.2f} % (macro F1 {100 * metrics['test_f1']:.2f})"
-        rows.append(("test accuracy", f"{accuracy} on the {dataset} test split as used by DistilKoBiLSTM"))
-    sizes = [f"{4 * params / 1e6:.2f} MB float32 weights (model.safetensors)"]
-    if int8_bytes:
-        sizes.append(f"{int8_bytes / 1e6:.2f} MB int8 ONNX graph (onnx/model-int8.onnx)")
-    rows.append(("size", ", ".join(sizes)))
-    return rows
-
-
-def model_card(student: Student, repo_id: str | None = None, int8_bytes: int | None = None) -> str:
-    """README.md for a student folder: Hub metadata, task, data, teacher, accuracy, size and how to load."""
-    name, rows = student_name(student), _card_rows(student, int8_bytes)
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    where = repo_id or "path/to/this/folder"
-    kiwi = student.tokenizer.init_kwargs.get("pretokenizer")
-    morphemes = (
-        f" of the texts split into Kiwi morphemes (kiwipiepy {kiwi.get('kiwipiepy')}, model "
-        f"{kiwi.get('model_type')}: the tokens' forms joined by spaces; `model.py` does this itself)"
-        if kiwi
-        else ""
-    )
-    return f"""---
-{_card_metadata(student, name, repo_id)}
----
-
-# {repo_id or name}
-
-A small Korean sentiment classifier made with DistilKoBiLSTM (knowledge distillation of Korean
-transformers into BiLSTMs, after gyunggyung/DistilKoBiLSTM). Run name: `{name}`.
-
-| | |
-|---|---|
-{table}
-
-## How to load
-
-The architecture is DistilKoBiLSTM's own `BiLSTMClassifier` (not a transformers class): load it with the
-project's `model.py` (torch, transformers, tokenizers, onnxruntime and huggingface_hub installed).
-
-```python
-from model import Student
-
-student = Student.from_pretrained("{where}", backend="onnx-int8")  # or "torch", "onnx"
-student.predict_proba(["정말 재밌어요", "시간 아까움"])  # [[p(negative), p(positive)], ...]
-```
-
-Without the project: `onnx/model-int8.onnx` takes `input_ids` [batch, time] and `lengths` [batch] (int64;
-the ids of `tokenizer.json`{morphemes} without special tokens, right-padded with 0) and returns `logits`
-[batch, 2] (negative, positive).
-"""

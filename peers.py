@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+import config
 import corpus
 import teacher as teachers
 from settings import setting, validate_fields
@@ -24,6 +25,7 @@ class PeerSettings(Protocol):
     """What the peers read from bench.Settings: the data, the seed, the threads and the timing repeats."""
 
     data_dir: str | None
+    data: str | None
     seed: int
     threads: int
     latency_sentences: int
@@ -34,9 +36,9 @@ class PeerSettings(Protocol):
 class PeersConfig:
     """The n-gram peers: scikit-learn TF-IDF + LR (the scikit-learn teacher's pipeline) and fastText."""
 
-    tfidf_lr: teachers.SklearnTeacherConfig = setting(
-        help="the TF-IDF + logistic regression settings (teacher.SklearnTeacherConfig)",
-        default_factory=teachers.SklearnTeacherConfig,
+    tfidf_lr: config.SklearnTeacherConfig = setting(
+        help="the TF-IDF + logistic regression settings (config.SklearnTeacherConfig)",
+        default_factory=config.SklearnTeacherConfig,
     )
     fasttext_dim: int = setting(64, "fastText word vector size", bounds="[1, inf)")
     fasttext_word_ngrams: int = setting(2, "fastText word n-grams (2: bigrams)", bounds="[1, inf)")
@@ -104,7 +106,7 @@ def _peer_row(
 
 def measure_tfidf_lr(
     settings: PeerSettings,
-    cfg: teachers.SklearnTeacherConfig,
+    cfg: config.SklearnTeacherConfig,
     train: pd.DataFrame,
     test: pd.DataFrame,
     texts: list[str],
@@ -219,8 +221,9 @@ def measure_peers(
 
 
 def peer_data(settings: PeerSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All train and test rows for the peers: NSMC's (the students' split) with --data-dir, else synthetic."""
-    if settings.data_dir:
-        splits = corpus.load_dataset("nsmc", data_dir=settings.data_dir)
+    """All train and test rows for the peers: NSMC's with --data-dir or --data's (the students' split), else
+    synthetic."""
+    splits = corpus.load_reviews(settings.data, settings.data_dir)
+    if splits is not None:
         return splits["train"], splits["test"]
     return synthetic_reviews(20_000, settings.seed), synthetic_reviews(5_000, settings.seed + 2)

@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+import corpus
 import teacher as teachers
+import train
 import utils
-from model import Student, display_name
+from card import display_name
+from model import Student
 from timing import time_calls
 
 
@@ -343,6 +346,7 @@ RESULT_COLUMNS = [
     "params",
     "size_bytes",
     *METRICS,
+    "test_within_one",  # labels that are ordered numbers (stars): predicted within one class
     "cpu_sentences_per_s",
     "cpu_batch1_ms",
 ]
@@ -373,11 +377,10 @@ def teacher_result(
     max_length: int = 128,
 ) -> dict:
     """A results row for the teacher: accuracy from its cached logits, size from its weights, CPU speed."""
-    from sklearn.metrics import f1_score
-
     model = teachers.load_teacher(teacher, device="cpu", max_length=max_length, root=teacher_root)
     predicted = {split: logits[split].argmax(-1).numpy() for split in ("valid", "test")}
     labels = {split: splits[split]["label"].to_numpy() for split in ("valid", "test")}
+    test = train.classification_metrics(labels["test"], predicted["test"], corpus.label_names(splits))
     row = dict.fromkeys(RESULT_COLUMNS) | {
         "run_dir": str(teacher),
         "kind": "teacher",
@@ -386,8 +389,9 @@ def teacher_result(
         "params": model.num_parameters(),
         "size_bytes": model.size_bytes(),
         "val_accuracy": float((predicted["valid"] == labels["valid"]).mean()),
-        "test_accuracy": float((predicted["test"] == labels["test"]).mean()),
-        "test_f1": float(f1_score(labels["test"], predicted["test"], average="macro")),
+        "test_accuracy": test["accuracy"],
+        "test_f1": test["f1"],
+        "test_within_one": test.get("within_one"),
     }
     return row | cpu_speed(lambda batch: model.predict_logits(batch, show_progress=False), texts, repeats=1)
 
@@ -430,6 +434,7 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "params": f"{int(t['params']):,}",
                 "size": human_bytes(t["size_bytes"]),
                 "test acc (%)": f"{100 * t['test_accuracy']:.2f}",
+                "within one (%)": percent_or_dash(t.get("test_within_one")),
                 "seeds": 1,
                 "CPU sentences/s": round(t["cpu_sentences_per_s"]),
             }
@@ -452,25 +457,20 @@ def results_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "size": human_bytes(part["size_bytes"].iloc[0]),
                 "test acc (%)": f"{100 * group['test_accuracy_mean']:.2f}"
                 + (f" ± {100 * std:.2f}" if std else ""),
+                "within one (%)": percent_or_dash(part["test_within_one"].mean()),
                 "seeds": group["seeds"],
                 "CPU sentences/s": round(part["cpu_sentences_per_s"].mean()),
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "model",
-            "vocab",
-            "teacher",
-            "alpha",
-            "transfer set",
-            "params",
-            "size",
-            "test acc (%)",
-            "seeds",
-            "CPU sentences/s",
-        ],
-    )
+    columns = ["model", "vocab", "teacher", "alpha", "transfer set", "params", "size", "test acc (%)"]
+    if frame["test_within_one"].notna().any():  # labels that are ordered numbers (stars)
+        columns.append("within one (%)")
+    return pd.DataFrame(rows, columns=[*columns, "seeds", "CPU sentences/s"])
+
+
+def percent_or_dash(share: float | None) -> str:
+    """A share in percent with two decimals; "–" when missing (NaN)."""
+    return "–" if share is None or pd.isna(share) else f"{100 * share:.2f}"
 
 
 def plot_results(frame: pd.DataFrame, path: str | Path | None = None):

@@ -1,24 +1,28 @@
 """The web service: a FastAPI app around one student, with a demo page in Korean.
 
     python serve.py [--student models/nsmc-base-kd | runs/nsmc/<run>/student | org/name] [--backend onnx-int8]
-                    [--host 127.0.0.1] [--port 8000] [--workers N] [--batch-window-ms 2] [--max-batch 64]
+                    [--host 127.0.0.1] [--port 8000] [--workers N] [--max-batch 64] [--batch-window-ms 0]
 
-Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET /health,
-GET /model (the model card as JSON) and GET /docs (FastAPI's OpenAPI page). Without --student the most
-accurate bundled student is served: the first of model.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
+Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET or HEAD /health,
+GET /model (the model card as JSON), GET /docs and /redoc (the OpenAPI pages, their scripts served from the
+fastapi-offline package: no CDN). Without --student the most accurate bundled student is served: the first
+of config.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
 
-Micro-batching: the first waiting request opens a window of --batch-window-ms milliseconds in which other
-requests join it, up to --max-batch texts; the model then runs once for all of them (0 turns it off: one model
-call per request). Each worker process loads the model once and runs it on one thread. Request texts are never
-logged. In a notebook, start_in_background() runs the server on a thread and show() displays the page.
-"""
+Dynamic batching: a request that finds the model idle runs at once; requests that arrive while a model call
+runs are answered together by the next call, up to --max-batch texts. --batch-window-ms lets a request wait
+that long for others to join its call (default 0: no wait). A call that fails is retried one request at a
+time, so only the faulty request gets an error. Each worker process loads the model once and runs it on one
+thread. Request texts are never logged. In a notebook, start_in_background() runs the server on a thread and
+show() displays the page."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
+import logging
 import os
 import socket
 import sys
@@ -32,15 +36,19 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from model import BACKENDS, Student, bundled_student, count_parameters, student_name
+from card import student_name
+from config import BACKENDS
+from model import Student, bundled_student
 from settings import add_arguments, setting, validate_fields
-from utils import one_line
+from utils import count_parameters, one_line
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_ENV = "DISTILKO_SERVE"  # ServeConfig as JSON, for worker processes
 WORKER_START_TIMEOUT_S = 180
+log = logging.getLogger("serve")
 
 
 @dataclass
@@ -48,17 +56,25 @@ class ServeConfig:
     """What to serve, where, and the limits on requests: the one source of serve.py's options."""
 
     student: str | None = setting(
-        None, "student folder or Hub id; None: the best bundled student in models/ (model.BUNDLED_NAMES)"
+        None, "student folder or Hub id; None: the best bundled student in models/ (config.BUNDLED_NAMES)"
     )
     backend: str = setting("onnx-int8", "inference backend", choices=BACKENDS)
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: all)")
     port: int = setting(8000, "TCP port (0: any free port)", bounds="[0, 65535]")
     workers: int = setting(1, "worker processes, each with its own model", bounds="[1, inf)")
     threads: int = setting(1, "ONNX Runtime threads per worker", bounds="[1, inf)")
-    batch_window_ms: float = setting(
-        2.0, "micro-batching window in milliseconds (0: off, one model call per request)", bounds="[0, 1000]"
+    max_batch: int = setting(
+        64,
+        "most texts in one model call: requests that arrive while the model runs share its next call up to "
+        "this (a request with more texts runs alone)",
+        bounds="[1, inf)",
     )
-    max_batch: int = setting(64, "most texts in one micro-batch", bounds="[1, inf)")
+    batch_window_ms: float = setting(
+        0.0,
+        "how long a request may wait in milliseconds for others to join its model call (0: not at all; "
+        "requests that arrive while the model runs share its next call anyway)",
+        bounds="[0, 1000]",
+    )
     max_texts: int = setting(256, "most texts in one request", bounds="[1, inf)")
     max_chars: int = setting(2000, "most characters in one text", bounds="[1, inf)")
     max_body_bytes: int = setting(1_000_000, "largest request body in bytes", bounds="[1, inf)")
@@ -72,12 +88,22 @@ class ServeConfig:
         validate_fields(self)
 
 
+def source_name(source: str) -> str:
+    """Where the student came from, without the server's paths: a folder's name (a run's student/ folder:
+    the run's), a Hub id as given."""
+    path = Path(source)
+    if not path.is_dir():
+        return source
+    path = path.resolve()
+    return path.parent.name if path.name == "student" else path.name
+
+
 def model_info(student: Student, source: str) -> dict:
     """The model card of the page and GET /model: name, size, accuracy and teacher from the run's metrics."""
     metrics = student.metrics or {}
     return {
         "name": student_name(student),
-        "source": source,
+        "source": source_name(source),
         "backend": student.backend,
         "size": student.config.size or "custom",
         "params": count_parameters(student.model),
@@ -85,6 +111,7 @@ def model_info(student: Student, source: str) -> dict:
         "dataset": metrics.get("dataset"),
         "test_accuracy": metrics.get("test_accuracy"),
         "test_f1": metrics.get("test_f1"),
+        "test_within_one": metrics.get("test_within_one"),  # labels that are ordered numbers (stars)
         "teacher": metrics.get("teacher"),
         "alpha": metrics.get("alpha"),
         "vocab_size": len(student.tokenizer),
@@ -94,16 +121,27 @@ def model_info(student: Student, source: str) -> dict:
 
 
 # -----------------------------------------------------------------------------
-# running the model: one thread per worker, concurrent requests merged into micro-batches
+# running the model: one thread per worker, dynamic batching of the requests that wait for it
+
+
+@dataclass
+class Pending:
+    """One request waiting for the model: its texts, the future its answer goes to, when it arrived."""
+
+    texts: list[str]
+    future: asyncio.Future
+    arrived: float  # the event loop's clock
 
 
 class Predictor:
-    """Runs the student on its own thread; with a window, requests waiting together share one model call."""
+    """Runs the student on its own thread with dynamic batching: a request that finds the model idle runs at
+    once; requests that arrive while a call runs share the next call, up to max_batch texts (a request with
+    more runs alone). window_s > 0 lets a request wait up to that long for others to join its call."""
 
-    def __init__(self, student: Student, window_s: float, max_batch: int):
-        self.student, self.window_s, self.max_batch = student, window_s, max_batch
+    def __init__(self, student: Student, max_batch: int, window_s: float = 0.0):
+        self.student, self.max_batch, self.window_s = student, max_batch, window_s
         self._pool: ThreadPoolExecutor | None = None
-        self._queue: asyncio.Queue | None = None
+        self._queue: asyncio.Queue[Pending] | None = None
         self._task: asyncio.Task | None = None
 
     def classify(self, texts: list[str]) -> list[dict]:
@@ -122,62 +160,70 @@ class Predictor:
         ]
 
     async def start(self) -> None:
+        """Start the model thread and the batching task (in the server's event loop)."""
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="model")
-        if self.window_s > 0:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._batch_loop())
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._batch_loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = self._queue = None
+        """Stop them; start() may run again (a restarted app)."""
+        self._task.cancel()
+        self._task = self._queue = None
         self._pool.shutdown(wait=False)
 
     async def predict(self, texts: list[str]) -> list[dict]:
+        """classify(texts), in a model call shared with the requests waiting beside it."""
         loop = asyncio.get_running_loop()
-        if self._queue is None:
-            return await loop.run_in_executor(self._pool, self.classify, texts)
         future = loop.create_future()
-        self._queue.put_nowait((texts, future, loop.time()))
+        self._queue.put_nowait(Pending(texts, future, loop.time()))
         return await future
 
-    async def _collect(self, first: tuple) -> tuple[list[tuple], tuple | None]:
-        """Requests that join `first` until its window closes or max_batch texts; returns them and any
-        request that did not fit (it opens the next batch)."""
+    async def _collect(self, first: Pending) -> tuple[list[Pending], Pending | None]:
+        """first and the requests queued behind it, up to max_batch texts, waiting for more until first has
+        waited window_s; returns them and the request that did not fit (it opens the next call)."""
         loop = asyncio.get_running_loop()
-        batch, count, deadline = [first], len(first[0]), first[2] + self.window_s
+        batch, count, deadline = [first], len(first.texts), first.arrived + self.window_s
         while count < self.max_batch:
-            try:
+            if not self._queue.empty():
                 item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+            elif loop.time() < deadline:
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), max(deadline - loop.time(), 0))
+                    item = await asyncio.wait_for(self._queue.get(), deadline - loop.time())
                 except TimeoutError:
                     break
-            if count + len(item[0]) > self.max_batch:
+            else:
+                break
+            if count + len(item.texts) > self.max_batch:
                 return batch, item
             batch.append(item)
-            count += len(item[0])
+            count += len(item.texts)
         return batch, None
 
     async def _batch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Forever: wait for a request, run it with those queued behind it, and so on."""
         carry = None
         while True:
-            batch, carry = await self._collect(carry or await self._queue.get())
-            texts = [text for item in batch for text in item[0]]
-            try:
-                rows = await loop.run_in_executor(self._pool, self.classify, texts)
-            except Exception as err:
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(err)
-                continue
-            start = 0
-            for item_texts, future, _ in batch:
-                if not future.done():
-                    future.set_result(rows[start : start + len(item_texts)])
-                start += len(item_texts)
+            first = carry or await self._queue.get()
+            batch, carry = await self._collect(first)
+            await self._run(batch)
+
+    async def _run(self, batch: list[Pending]) -> None:
+        """One model call for the batch; if it fails, one call per request, so only a faulty request fails."""
+        loop = asyncio.get_running_loop()
+        try:
+            rows = await loop.run_in_executor(self._pool, self.classify, [t for p in batch for t in p.texts])
+        except Exception as err:
+            if len(batch) > 1:
+                for pending in batch:
+                    await self._run([pending])
+            elif not batch[0].future.done():
+                batch[0].future.set_exception(err)
+            return
+        start = 0
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_result(rows[start : start + len(pending.texts)])
+            start += len(pending.texts)
 
 
 # -----------------------------------------------------------------------------
@@ -248,18 +294,27 @@ class BodyLimit:
         return await self.app(scope, limited_receive, send)
 
 
-def check_limits(texts: list[str], cfg: ServeConfig) -> None:
-    """A 422 error naming the limit a request breaks."""
+def checked_texts(request: PredictRequest, cfg: ServeConfig) -> list[str]:
+    """The request's texts; a 422 error naming the limit it breaks or the first text that is not UTF-8."""
+    texts = request.texts if request.texts is not None else [request.text]
     if len(texts) > cfg.max_texts:
         raise HTTPException(422, f"{len(texts)} texts in one request; the limit is {cfg.max_texts}: split it")
     for i, text in enumerate(texts):
+        where = "text" if request.texts is None else f"texts[{i}]"
         if len(text) > cfg.max_chars:
-            raise HTTPException(422, f"text {i} has {len(text):,} characters; the limit is {cfg.max_chars:,}")
+            raise HTTPException(422, f"{where} has {len(text):,} characters; the limit is {cfg.max_chars:,}")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                problem = f"it holds a lone surrogate at character {err.start}"
+                raise HTTPException(422, f"{where} is not valid UTF-8 text: {problem}") from None
+    return texts
 
 
 def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
     """The FastAPI app serving `student` (see the module docstring for the endpoints)."""
-    predictor = Predictor(student, cfg.batch_window_ms / 1000, cfg.max_batch)
+    predictor = Predictor(student, cfg.max_batch, cfg.batch_window_ms / 1000)
     info = model_info(student, source)
 
     @asynccontextmanager
@@ -268,7 +323,7 @@ def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
         yield
         await predictor.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN
         title="DistilKoBiLSTM", description="Korean sentiment with a tiny distilled BiLSTM", lifespan=lifespan
     )
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
@@ -278,6 +333,7 @@ def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
         return PAGE
 
     @app.get("/health")
+    @app.head("/health", include_in_schema=False)  # for probes that send HEAD (uptime checkers, curl -I)
     async def health() -> dict:
         return {"status": "ok"}
 
@@ -287,9 +343,14 @@ def create_app(student: Student, cfg: ServeConfig, source: str = "") -> FastAPI:
 
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
     async def predict(request: PredictRequest) -> dict:
-        texts = request.texts if request.texts is not None else [request.text]
-        check_limits(texts, cfg)
-        rows = await predictor.predict(texts)
+        texts = checked_texts(request, cfg)
+        try:
+            rows = await predictor.predict(texts)
+        except Exception as err:  # this request's own failure: the requests batched with it were answered
+            log.warning("model call failed: %s", type(err).__name__)  # no message: it may quote the texts
+            raise HTTPException(
+                500, f"the model failed on this request ({type(err).__name__}); other requests are unaffected"
+            ) from None
         return {"model": info["name"], "predictions": [{"index": i, **row} for i, row in enumerate(rows)]}
 
     return app
@@ -305,7 +366,17 @@ def app_from_env() -> FastAPI:
     """App factory for worker processes: the ServeConfig comes as JSON in $DISTILKO_SERVE."""
     cfg = ServeConfig(**json.loads(os.environ.get(CONFIG_ENV, "{}")))
     student, source = load(cfg)
-    return create_app(student, cfg, source)
+    app = create_app(student, cfg, source)
+    freeze_loaded_objects()
+    return app
+
+
+def freeze_loaded_objects() -> None:
+    """Keep what a server process has loaded (torch, the model: over 250,000 objects) out of the garbage
+    collector's full passes, which otherwise stalled every request for up to 300 ms under load. For server
+    processes only: a frozen object that later becomes cyclic garbage is never freed."""
+    gc.collect()
+    gc.freeze()
 
 
 # -----------------------------------------------------------------------------
@@ -378,7 +449,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"serve.py: {one_line(err)}") from None
     if cfg.workers == 1:
         print(f"serving {source} ({cfg.backend}) on http://{cfg.host}:{cfg.port}/", flush=True)
-        uvicorn.run(create_app(student, cfg, source), host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+        app = create_app(student, cfg, source)
+        freeze_loaded_objects()
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
         return
     del student  # each worker loads its own
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
@@ -418,7 +491,9 @@ button { font-size: 1em; padding: 0.4em 1em; margin: 0.3em 0.3em 0.3em 0; cursor
 .label { font-weight: bold; display: inline-block; width: 9em; }
 .positive { color: #1a7f37; } .negative { color: #c62828; }
 .bar { display: inline-block; width: 50%; height: 0.8em; background: #eee; vertical-align: middle; }
-.bar div { height: 100%; } .bar .positive { background: #2da44e; } .bar .negative { background: #e57373; }
+.bar div { height: 100%; background: #5b8def; }
+.bar .positive { background: #2da44e; } .bar .negative { background: #e57373; }
+.classes { display: block; color: #555; font-size: 0.85em; margin-top: 0.2em; }
 .prob { display: inline-block; width: 4.5em; text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: #c62828; }
 table { border-collapse: collapse; font-size: 0.9em; } td { padding: 0.15em 0.8em 0.15em 0; }
@@ -459,11 +534,14 @@ function show(texts, predictions) {
     li.append(el("span", "text", texts[p.index]));
     if (p.error) { li.append(el("span", "error", p.error)); results.append(li); return; }
     const prob = p.probabilities[p.label];
-    li.append(el("span", "label " + p.label, (KOREAN[p.label] || "") + " " + p.label));
+    li.append(el("span", "label " + p.label, KOREAN[p.label] ? KOREAN[p.label] + " " + p.label : p.label));
     const bar = el("span", "bar"), fill = el("div", p.label);
     fill.style.width = (100 * prob).toFixed(1) + "%";
     bar.append(fill);
     li.append(bar, el("span", "prob", (100 * prob).toFixed(1) + "%"));
+    // every class's probability, in the model's label order
+    const all = Object.entries(p.probabilities).map(([name, q]) => name + " " + (100 * q).toFixed(1) + "%");
+    li.append(el("span", "classes", all.join(" · ")));
     results.append(li);
   });
 }
@@ -493,7 +571,9 @@ fetch("/model").then((r) => r.json()).then((m) => {
                 ["크기 size", m.size + ", " + m.params.toLocaleString() + " parameters" +
                  (m.size_bytes ? ", " + (m.size_bytes / 1e6).toFixed(2) + " MB" : "")],
                 ["테스트 정확도 test accuracy",
-                 pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "")],
+                 pct(m.test_accuracy) + (m.dataset ? " (" + m.dataset + ")" : "") +
+                 (m.test_within_one != null ? ", within one class " + pct(m.test_within_one) : "")],
+                ["레이블 labels", m.labels.join(" / ")],
                 ["교사 teacher", m.teacher || "없음 (none)"], ["백엔드 backend", m.backend]];
   const card = document.getElementById("card");
   rows.forEach(([k, v]) => {

@@ -58,11 +58,11 @@ def setting_flag(f: dataclasses.Field) -> str:
 
 
 def setting_type(hint: object) -> type:
-    """``int | None`` -> int, ``tuple[str, ...]`` -> tuple, ``str`` -> str."""
+    """``int | None`` -> int, ``tuple[str, ...]`` -> tuple, ``dict[int, str]`` -> dict, ``str`` -> str."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     origin = typing.get_origin(hint)
-    if origin is tuple:
-        return tuple
+    if origin in (tuple, dict):
+        return origin
     return setting_type(args[0]) if origin is not None and args else typing.cast(type, hint)
 
 

@@ -1,5 +1,6 @@
 """Small helpers every module shares: the project's logger, the device, seeding, atomic writes of files and
-folders (and the removal of their stale temporaries), short hashes and one-line error messages."""
+folders (and the removal of their stale temporaries), short hashes and one-line error messages. torch is
+imported by the helpers that need it, so that the settings and the command line load without it."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger("distilkobilstm")
 
@@ -29,6 +33,8 @@ logger = logging.getLogger("distilkobilstm")
 def get_device(name: str | torch.device = "auto") -> torch.device:
     """The one device resolver: ``auto`` is CUDA when present, else Apple MPS, else CPU; an explicit device
     must exist here (ValueError naming it and the fix otherwise)."""
+    import torch
+
     if str(name) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -67,6 +73,8 @@ def cpu_name() -> str:
 def device_name(device: torch.device) -> str:
     """What a run's timings depend on: the GPU's name on CUDA, the CPU's model name otherwise."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.get_device_name(device)
     return cpu_name()
 
@@ -79,6 +87,8 @@ def setup_logging(quiet: bool = False) -> None:
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -217,3 +227,23 @@ def first_line(err: BaseException) -> str:
 def short_hash(value: object) -> str:
     """8 hex digits of SHA-256 over a JSON-serialisable value (keys sorted): short, stable names."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` as one file-name component (no path separators, not hidden): names folders and files."""
+    plain = isinstance(value, str) and bool(value) and Path(value).name == value and "\\" not in value
+    if not plain or value.startswith("."):
+        raise ValueError(f"{what} {value!r} must be a plain name (no '/', '\\' or leading '.')")
+    return value
+
+
+def as_list(value: object) -> list:
+    """One value or several as a list: a list or tuple as it is, None as [], any other value as [value]."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

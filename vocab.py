@@ -428,7 +428,7 @@ def get_tokenizer(
     """
     directory = tokenizer_dir(vocab_size, root, kind)
     remove_stale_temporaries(root)
-    fingerprint = data_fingerprint(train)
+    fingerprint = data_fingerprint(train)  # ids and texts only: a tokenizer never sees labels
     meta_path = directory / "training.json"
     if meta_path.is_file() or (directory / "tokenizer.json").is_file():
         try:

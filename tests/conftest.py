@@ -12,6 +12,7 @@ from pathlib import Path
 # Set before torch is imported so that subprocesses (notebook kernel, torchrun workers) inherit it too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pandas as pd
 import pytest
 import torch
 
@@ -38,6 +39,22 @@ def make_reviews(n: int, seed: int) -> list[tuple[str, int]]:
         rng.shuffle(words)
         rows.append((" ".join(words), label))
     return rows
+
+
+NEUTRAL = ["보통", "그럭저럭", "평범", "무난", "그냥저냥", "쏘쏘"]
+
+
+def labelled_reviews(n: int, classes: dict[str, list[str]], seed: int = 0) -> pd.DataFrame:
+    """Learnable reviews of any label set (label name -> its words): filler words plus one or two words of the
+    row's class, as a DataFrame of ids, texts and labels."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.choice(sorted(classes))
+        words = rng.choices(FILLER, k=rng.randint(2, 8)) + rng.choices(classes[label], k=rng.randint(1, 2))
+        rng.shuffle(words)
+        rows.append((f"r{i}", " ".join(words), label))
+    return pd.DataFrame(rows, columns=["id", "text", "label"])
 
 
 def write_nsmc(directory: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
@@ -113,7 +130,8 @@ def tiny_teacher(tmp_path_factory, data_dir) -> Path:
 def run_dir(tmp_path_factory) -> Path:
     """A finished run's layout: <run>/student (untrained weights, toy tokenizer) and <run>/metrics.json."""
     import vocab
-    from model import BiLSTMClassifier, StudentConfig, save_student
+    from config import StudentConfig
+    from model import BiLSTMClassifier, save_student
 
     run = tmp_path_factory.mktemp("runs") / "tiny-v300-none-a1"
     texts = [text for text, _ in make_reviews(300, seed=0)]
@@ -159,14 +177,14 @@ def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
 @pytest.fixture
 def count_teacher_runs(monkeypatch) -> list[int]:
     """How many texts each teacher run scores, call by call."""
-    import teacher
+    import teacher as teachers
 
     calls: list[int] = []
-    original = teacher.Teacher.predict_logits
+    original = teachers.Teacher.predict_logits
 
     def counting(self, texts, *args, **kwargs):
         calls.append(len(texts))
         return original(self, texts, *args, **kwargs)
 
-    monkeypatch.setattr(teacher.Teacher, "predict_logits", counting)
+    monkeypatch.setattr(teachers.Teacher, "predict_logits", counting)
     return calls

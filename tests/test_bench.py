@@ -14,8 +14,9 @@ import bench
 import corpus
 import report
 import timing
+from config import BACKENDS, StudentConfig
 from conftest import write_nsmc
-from model import BACKENDS, BiLSTMClassifier, Student, StudentConfig, save_student
+from model import BiLSTMClassifier, Student, save_student
 from vocab import train_tokenizer
 
 TINY_TEACHERS = (

@@ -15,11 +15,13 @@ import corpus
 import distil
 import ladder
 import logits_cache
-import teacher
+import teacher as teachers
+import train
 import utils
 import vocab
+from config import DEFAULT_ALPHA, DataConfig, Paths, RunConfig, TeacherConfig, configs_from_params, grid
 from conftest import cli_common, write_nsmc
-from distil import Paths, RunConfig
+from model import BiLSTMClassifier
 
 FAST = dict(epochs=3, batch_size=32, size="tiny", vocab_size=300, lr=1e-2, warmup_ratio=0.0)
 
@@ -40,7 +42,7 @@ def paths_for(tmp_path: Path, data_dir: Path, teacher_root: Path | None = None) 
 def test_alpha_one_is_plain_cross_entropy():
     torch.manual_seed(0)
     s, t, y = torch.randn(8, 2), torch.randn(8, 2), torch.randint(0, 2, (8,))
-    total, ce, kd = distil.distillation_loss(s, y, t, alpha=1.0)
+    total, ce, kd = train.distillation_loss(s, y, t, alpha=1.0)
     assert torch.allclose(total, F.cross_entropy(s, y)) and torch.allclose(ce, total) and kd.item() == 0.0
 
 
@@ -50,18 +52,18 @@ def test_kl_loss_is_hinton_with_t_squared():
     T, alpha = 3.0, 0.25
     p_t = torch.softmax(t / T, -1)
     kl = (p_t * (torch.log(p_t) - torch.log_softmax(s / T, -1))).sum(-1).mean() * T**2
-    total, ce, kd = distil.distillation_loss(s, y, t, alpha=alpha, temperature=T, kd_loss="kl")
+    total, ce, kd = train.distillation_loss(s, y, t, alpha=alpha, temperature=T, kd_loss="kl")
     assert torch.allclose(kd, kl, atol=1e-6) and torch.allclose(ce, F.cross_entropy(s, y))
     assert torch.allclose(total, alpha * F.cross_entropy(s, y) + (1 - alpha) * kl, atol=1e-6)
     # Same distributions: no KD loss.
-    assert distil.distillation_loss(t, y, t.clone(), alpha=0.0)[0].abs().item() < 1e-6
+    assert train.distillation_loss(t, y, t.clone(), alpha=0.0)[0].abs().item() < 1e-6
 
 
 def test_mse_loss_on_logits_and_unlabeled_rows():
     torch.manual_seed(0)
     s, t = torch.randn(6, 2), torch.randn(6, 2)
     y = torch.tensor([1, 0, -1, -1, 1, 0])
-    total, ce, kd = distil.distillation_loss(s, y, t, alpha=0.5, kd_loss="mse")
+    total, ce, kd = train.distillation_loss(s, y, t, alpha=0.5, kd_loss="mse")
     assert torch.allclose(kd, ((s - t) ** 2).mean())
     labelled = y >= 0
     assert torch.allclose(ce, F.cross_entropy(s[labelled], y[labelled]))  # unlabeled rows only in KD
@@ -71,7 +73,7 @@ def test_mse_loss_on_logits_and_unlabeled_rows():
 def test_bucket_batches_cover_every_example_once_with_similar_lengths():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 100, size=1000)
-    batches = distil.bucket_batches(lengths, 16, np.random.default_rng(1), bucket=10)
+    batches = train.bucket_batches(lengths, 16, np.random.default_rng(1), bucket=10)
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
@@ -87,23 +89,23 @@ def test_run_config_validates_and_names_runs():
     assert cfg.run_name() == "base-v3000-koelectra-nsmc-a0.1-T2"
     assert RunConfig(alpha=1.0).run_name() == "base-v3000-none-a1"
     assert RunConfig(alpha=1.0, size="tiny", hidden_dim=40, seed=7).run_name() == "e8h40-v3000-none-a1-s7"
-    assert RunConfig().alpha == 1.0 and RunConfig(teacher="t").alpha == distil.DEFAULT_ALPHA
+    assert RunConfig().alpha == 1.0 and RunConfig(teacher="t").alpha == DEFAULT_ALPHA
 
 
 def test_a_baseline_has_no_teacher_and_the_grid_builds_baselines_explicitly():
     for extra in (dict(teacher="x"), dict(temperature=5.0), dict(kd_loss="mse"), dict(teacher_max_length=64)):
         with pytest.raises(ValueError, match="alpha 1 is the baseline.*" + next(iter(extra))):
             RunConfig(alpha=1.0, **extra)
-    configs = distil.grid(RunConfig(teacher="t", temperature=5.0, kd_loss="mse"), alpha=[0.1, 1.0])
+    configs = grid(RunConfig(teacher="t", temperature=5.0, kd_loss="mse"), alpha=[0.1, 1.0])
     distilled, baseline = configs
     assert (distilled.teacher, distilled.temperature, distilled.kd_loss) == ("t", 5.0, "mse")
     assert baseline == RunConfig(alpha=1.0)  # no teacher, default distillation settings
     # Two temperatures share one baseline.
-    assert len(distil.grid(RunConfig(teacher="t"), alpha=[0.1, 1.0], temperature=[2.0, 5.0])) == 3
+    assert len(grid(RunConfig(teacher="t"), alpha=[0.1, 1.0], temperature=[2.0, 5.0])) == 3
 
 
 def test_grid_runs_every_combination():
-    configs = distil.grid(RunConfig(teacher="t"), vocab_size=[2000, 3000], alpha=[0.1, 0.5, 1.0], seed=[1])
+    configs = grid(RunConfig(teacher="t"), vocab_size=[2000, 3000], alpha=[0.1, 0.5, 1.0], seed=[1])
     assert len(configs) == 6
     assert {(c.vocab_size, c.alpha) for c in configs} == {
         (v, a) for v in (2000, 3000) for a in (0.1, 0.5, 1.0)
@@ -156,12 +158,12 @@ def test_every_bad_value_is_refused_in_one_line_with_the_allowed_range(name, val
 
 def test_fractions_must_leave_training_data():
     with pytest.raises(ValueError, match="valid_fraction \\+ test_fraction must be < 1"):
-        distil.DataConfig(valid_fraction=0.5, test_fraction=0.6)
+        DataConfig(valid_fraction=0.5, test_fraction=0.6)
 
 
 def test_a_bad_dataset_name_writes_nothing(tmp_path, data_dir):
     with pytest.raises(ValueError, match="dataset"):
-        distil.train_student(
+        train.train_student(
             RunConfig(alpha=1.0, dataset="../../x"), paths_for(tmp_path, data_dir), device="cpu"
         )
     assert not any(tmp_path.rglob("config.json"))
@@ -178,7 +180,7 @@ def test_device_is_checked():
 
 def test_runs_differing_in_any_setting_get_their_own_folder():
     base = RunConfig(teacher="t", **FAST)
-    names = {distil.grid(base, pooling=[p])[0].run_name() for p in ("last", "max", "attention")} | {
+    names = {grid(base, pooling=[p])[0].run_name() for p in ("last", "max", "attention")} | {
         dataclasses.replace(base, dropout=d).run_name() for d in (0.1, 0.3)
     }
     assert len(names) == 5
@@ -202,20 +204,20 @@ def test_notebook_params_are_checked_against_the_fields():
         "teacher_base_model": None,
         "baseline": True,
     }
-    data, configs = distil.configs_from_params(params, teacher="t", extra_keys=["baseline"])
-    assert data == distil.DataConfig() and len(configs) == 4
+    data, configs = configs_from_params(params, teacher="t", extra_keys=["baseline"])
+    assert data == DataConfig() and len(configs) == 4
     assert {(c.vocab_size, c.alpha, c.teacher) for c in configs} == {
         (v, a, "t" if a < 1 else None) for v in (200, 300) for a in (0.5, 1.0)
     }
-    _, baselines = distil.configs_from_params(params, alphas=[1.0], extra_keys=["baseline"])
+    _, baselines = configs_from_params(params, alphas=[1.0], extra_keys=["baseline"])
     assert [c.teacher for c in baselines] == [None, None]
     for typo, near in (("patiance", "patience"), ("vocab_sise", "vocab_size")):
         with pytest.raises(ValueError, match=f"unknown parameter '{typo}': did you mean '{near}'"):
-            distil.configs_from_params({**params, typo: 3}, extra_keys=["baseline"])
+            configs_from_params({**params, typo: 3}, extra_keys=["baseline"])
     with pytest.raises(ValueError, match="'lr' takes one value"):
-        distil.configs_from_params({**params, "lr": [0.1, 0.2]}, teacher="t", extra_keys=["baseline"])
+        configs_from_params({**params, "lr": [0.1, 0.2]}, teacher="t", extra_keys=["baseline"])
     with pytest.raises(ValueError, match="epochs"):
-        distil.configs_from_params({**params, "epochs": 0}, teacher="t", extra_keys=["baseline"])
+        configs_from_params({**params, "epochs": 0}, teacher="t", extra_keys=["baseline"])
 
 
 def test_cli_options_are_generated_from_the_fields():
@@ -233,9 +235,9 @@ def test_cli_options_are_generated_from_the_fields():
 
 def test_teacher_max_length_is_one_setting_for_fine_tuning_and_caching():
     run = {f.name: f for f in dataclasses.fields(RunConfig)}["teacher_max_length"]
-    tune = {f.name: f for f in dataclasses.fields(teacher.TeacherConfig)}["max_length"]
+    tune = {f.name: f for f in dataclasses.fields(TeacherConfig)}["max_length"]
     assert (run.default, dict(run.metadata)) == (tune.default, dict(tune.metadata))
-    for config in (lambda: RunConfig(teacher_max_length=1), lambda: teacher.TeacherConfig(max_length=1)):
+    for config in (lambda: RunConfig(teacher_max_length=1), lambda: TeacherConfig(max_length=1)):
         with pytest.raises(ValueError, match=r"--teacher-max-length\) must be in \[2, inf\), got 1"):
             config()
     args = distil.build_parser().parse_args(["run", "--finetune", "m", "--teacher-max-length", "64"])
@@ -249,27 +251,29 @@ def test_teacher_max_length_is_one_setting_for_fine_tuning_and_caching():
 def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     root = tmp_path / "teachers"
-    train = splits["train"]
-    first = teacher.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
+    train_split = splits["train"]
+    first = logits_cache.teacher_logits(str(tiny_teacher), train_split, "nsmc", "train", teacher_root=root)
     path = tiny_teacher / "logits" / "nsmc-train.safetensors"
-    assert path.is_file() and first.shape == (len(train), 2) and count_teacher_runs == [len(train)]
+    assert (
+        path.is_file() and first.shape == (len(train_split), 2) and count_teacher_runs == [len(train_split)]
+    )
     # Hit: same data, and any subset or reordering of it, without running the teacher.
-    again = teacher.teacher_logits(str(tiny_teacher), train, "nsmc", "train", teacher_root=root)
-    subset = train.sample(50, random_state=0)
-    part = teacher.teacher_logits(str(tiny_teacher), subset, "nsmc", "train", teacher_root=root)
+    again = logits_cache.teacher_logits(str(tiny_teacher), train_split, "nsmc", "train", teacher_root=root)
+    subset = train_split.sample(50, random_state=0)
+    part = logits_cache.teacher_logits(str(tiny_teacher), subset, "nsmc", "train", teacher_root=root)
     assert torch.equal(first, again) and torch.equal(part, first[torch.tensor(subset.index.to_numpy())])
-    assert count_teacher_runs == [len(train)]
+    assert count_teacher_runs == [len(train_split)]
     # A changed text is never looked up misaligned: refused, or rebuilt.
-    changed = train.copy()
+    changed = train_split.copy()
     changed.loc[3, "text"] = "완전히 다른 리뷰"
     with pytest.raises(logits_cache.CacheMismatch, match="different text"):
-        teacher.teacher_logits(
+        logits_cache.teacher_logits(
             str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, on_mismatch="error"
         )
-    teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root)
-    assert count_teacher_runs == [len(train), len(train)]
+    logits_cache.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root)
+    assert count_teacher_runs == [len(train_split), len(train_split)]
     # Another max length means other logits: rebuilt.
-    teacher.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, max_length=16)
+    logits_cache.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, max_length=16)
     assert len(count_teacher_runs) == 3
 
 
@@ -279,7 +283,7 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
     teacher_dir = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
     valid = corpus.load_dataset("nsmc", data_dir=data_dir)["valid"]
-    teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
+    logits_cache.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
     from safetensors.torch import load_file, save_file
 
     weights = load_file(teacher_dir / "model.safetensors")
@@ -287,33 +291,33 @@ def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teac
     weights[name] = weights[name] + 1.0
     save_file(weights, teacher_dir / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(logits_cache.CacheMismatch, match="teacher_fingerprint"):
-        teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid", on_mismatch="error")
-    teacher.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
+        logits_cache.teacher_logits(str(teacher_dir), valid, "nsmc", "valid", on_mismatch="error")
+    logits_cache.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
     assert len(count_teacher_runs) == 2
 
 
-def test_cache_all_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monkeypatch, capsys):
+def test_cache_teacher_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monkeypatch, capsys):
     import shutil
 
     teacher_dir = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     loads: list[str] = []
-    original = teacher.load_teacher
+    original = teachers.load_teacher
 
     def counting(*args, **kwargs):
         loads.append(args[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(teacher, "load_teacher", counting)
+    monkeypatch.setattr(teachers, "load_teacher", counting)
     unlabeled = tmp_path / "extra.txt"
     unlabeled.write_text("정말 최고\n완전 별로\n", encoding="utf-8")
-    logits = teacher.cache_all(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    logits = logits_cache.cache_teacher(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
     assert len(loads) == 1  # four caches built, one teacher load
     sizes = {split: len(df) for split, df in splits.items()}
     assert {split: len(v) for split, v in logits.items()} == {**sizes, "unlabeled-extra": 2}
     assert "teacher test accuracy" in capsys.readouterr().out
-    again = teacher.cache_all(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    again = logits_cache.cache_teacher(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
     assert len(loads) == 1 and all(torch.equal(again[k], logits[k]) for k in logits)  # all cached: no load
 
 
@@ -340,7 +344,7 @@ def test_logits_cache_file_round_trip(tmp_path):
 def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
     paths = paths_for(tmp_path, data_dir)
     cfg = RunConfig(alpha=1.0, **FAST)
-    metrics = distil.train_student(cfg, paths, device="cpu")
+    metrics = train.train_student(cfg, paths, device="cpu")
     run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
     assert cfg.run_name().startswith("tiny-v300-none-a1-h") and metrics["run_dir"] == str(run_dir)
     assert metrics["test_accuracy"] > 0.8 and metrics["test_f1"] > 0.8
@@ -368,13 +372,13 @@ def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
     config = json.loads((run_dir / "config.json").read_text())
     assert {k: v for k, v in config.items() if k != "fingerprints"} == dataclasses.asdict(cfg)
     assert len(config["fingerprints"]["data"]) == 64 and config["fingerprints"]["teacher"] is None
-    assert not (run_dir / distil.PID_NAME).exists()  # the lock is released
+    assert not (run_dir / train.PID_NAME).exists()  # the lock is released
     # Finished: a second call reuses it; other settings in the same directory are refused.
-    assert distil.train_student(cfg, paths, device="cpu") == saved
+    assert train.train_student(cfg, paths, device="cpu") == saved
     config["lr"] = 0.5
     (run_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(distil.RunStateError, match="other settings \\(lr;.*--overwrite"):
-        distil.train_student(cfg, paths, device="cpu")
+    with pytest.raises(train.RunStateError, match="other settings \\(lr;.*--overwrite"):
+        train.train_student(cfg, paths, device="cpu")
 
 
 def hparams_data(run_dir: str | Path, tag: str):
@@ -393,15 +397,15 @@ def scalars_and_hparams(run_dir: str | Path) -> tuple[dict[str, list[int]], dict
     events, data = hparams_data(run_dir, "_hparams_/session_start_info")
     steps = {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
     info = data.session_start_info
-    values = {key: info.hparams[hparam.name].string_value for key, hparam in distil.HPARAMS.items()}
-    assert all(info.hparams[h.name].WhichOneof("kind") == "string_value" for h in distil.HPARAMS.values())
+    values = {key: info.hparams[hparam.name].string_value for key, hparam in train.HPARAMS.items()}
+    assert all(info.hparams[h.name].WhichOneof("kind") == "string_value" for h in train.HPARAMS.values())
     return steps, values, info.group_name
 
 
 def test_tensorboard_one_step_axis_test_once_and_readable_hparams(tmp_path, data_dir):
     paths = paths_for(tmp_path, data_dir)
     cfg = RunConfig(alpha=1.0, **{**FAST, "epochs": 2})
-    metrics = distil.train_student(cfg, paths, device="cpu", log_every=5)
+    metrics = train.train_student(cfg, paths, device="cpu", log_every=5)
     steps, hparams, trial = scalars_and_hparams(metrics["run_dir"])
     assert {"train/loss", "train/ce", "train/kd", "train/lr", "valid/accuracy", "valid/f1"} <= set(steps)
     # the final numbers: once each, at the last step, in a group that sorts after the curves
@@ -426,15 +430,15 @@ def test_tensorboard_one_step_axis_test_once_and_readable_hparams(tmp_path, data
 
 def test_hparams_columns_and_metrics_are_declared_once_at_the_log_root(tmp_path):
     root = tmp_path / "runs"
-    distil.write_hparams_config(root)
+    train.write_hparams_config(root)
     first = list(root.iterdir())
-    distil.write_hparams_config(root)  # the same declaration: nothing new
+    train.write_hparams_config(root)  # the same declaration: nothing new
     assert list(root.iterdir()) == first and len(first) == 1
     _, data = hparams_data(root, "_hparams_/experiment")
     # the dashboard sorts the columns by name and ticks the first five: these
     infos = sorted(data.experiment.hparam_infos, key=lambda info: info.name)
     assert [info.display_name for info in infos[:5]] == ["teacher", "size", "vocab_size", "alpha", "seed"]
-    assert [info.display_name for info in infos] == list(distil.HPARAM_COLUMNS)
+    assert [info.display_name for info in infos] == list(train.HPARAM_COLUMNS)
     assert [m.name.tag for m in data.experiment.metric_infos] == [
         "zfinal/val_accuracy",
         "zfinal/test_accuracy",
@@ -442,18 +446,18 @@ def test_hparams_columns_and_metrics_are_declared_once_at_the_log_root(tmp_path)
     ]
     stale = root / "events.out.tfevents.1.host.1.1.hparams-00000000"  # another version's declaration
     first[0].rename(stale)
-    distil.write_hparams_config(root)
+    train.write_hparams_config(root)
     [current] = root.iterdir()  # replaced
     assert current.name.split(".hparams-")[1] == first[0].name.split(".hparams-")[1]
 
 
 def test_teacher_and_student_logs_live_under_one_root(tmp_path, data_dir, tiny_teacher):
     paths = paths_for(tmp_path, data_dir)
-    splits = distil.load_splits(RunConfig(alpha=1.0), paths)
-    cfg = teacher.TeacherConfig(model=str(tiny_teacher), epochs=1, train_batch_size=32, max_length=32)
+    splits = train.load_splits(RunConfig(alpha=1.0), paths)
+    cfg = TeacherConfig(model=str(tiny_teacher), epochs=1, train_batch_size=32, max_length=32)
     teacher_dir = distil.finetune(cfg, splits, "nsmc", paths, device="cpu")
     student = RunConfig(teacher=str(teacher_dir), alpha=0.5, **{**FAST, "epochs": 1})
-    metrics = distil.train_student(student, paths, device="cpu", splits=splits)
+    metrics = train.train_student(student, paths, device="cpu", splits=splits)
     root = Path(paths.out) / "nsmc"
     assert Path(metrics["run_dir"]) == root / student.run_name()
     teacher_logs = root / "teachers" / teacher_dir.name
@@ -484,16 +488,16 @@ def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path, data_dir):
         path.write_text("partial")
         if path != fresh:
             os.utime(path, (old, old))
-    distil.train_student(cfg, paths, device="cpu")
+    train.train_student(cfg, paths, device="cpu")
     assert not [path for path in stale if path.exists()] and fresh.exists()
 
 
 def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
     cfg = RunConfig(alpha=1.0, **{**FAST, "epochs": 3, "patience": 10})
-    straight = distil.train_student(cfg, paths_for(tmp_path / "a", data_dir), device="cpu")
+    straight = train.train_student(cfg, paths_for(tmp_path / "a", data_dir), device="cpu")
 
     paths = paths_for(tmp_path / "b", data_dir)
-    original = distil.evaluate
+    original = train.evaluate
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -502,13 +506,13 @@ def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(distil, "evaluate", interrupted)
+    monkeypatch.setattr(train, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        distil.train_student(cfg, paths, device="cpu")
-    monkeypatch.setattr(distil, "evaluate", original)
+        train.train_student(cfg, paths, device="cpu")
+    monkeypatch.setattr(train, "evaluate", original)
     run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]["epoch"] == 1
-    resumed = distil.train_student(cfg, paths, device="cpu")
+    resumed = train.train_student(cfg, paths, device="cpu")
     assert resumed["epochs_run"] == 3
     assert [h["val_accuracy"] for h in resumed["history"]] == [h["val_accuracy"] for h in straight["history"]]
     assert resumed["test_accuracy"] == straight["test_accuracy"]
@@ -517,10 +521,10 @@ def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
 def test_distillation_reuses_cache_across_vocab_sizes(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
     paths = paths_for(tmp_path, data_dir)
     base = RunConfig(teacher=str(tiny_teacher), alpha=0.5, **{**FAST, "epochs": 1})
-    first = distil.train_student(base, paths, device="cpu")
+    first = train.train_student(base, paths, device="cpu")
     assert count_teacher_runs and first["teacher"] == str(tiny_teacher)
     runs = len(count_teacher_runs)
-    second = distil.train_student(
+    second = train.train_student(
         dataclasses.replace(base, vocab_size=200, size="mini", kd_loss="mse"), paths, device="cpu"
     )
     assert len(count_teacher_runs) == runs  # new vocab size, size and loss: the teacher did not run again
@@ -615,6 +619,40 @@ def test_cli_help_documents_stages(capsys):
         assert stage in out
 
 
+# Runs distil.py as `python distil.py ARGS` does, then names the heavy libraries it loaded.
+CLI_PROBE = """
+import os, runpy, sys
+sys.path.insert(0, os.getcwd())
+sys.argv = ["distil.py", *sys.argv[1:]]
+try:
+    runpy.run_path("distil.py", run_name="__main__")
+except SystemExit as exit:
+    print("exit", exit.code, sorted(m for m in ("torch", "transformers", "sklearn") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["--help"], 0),
+        (["student", "--help"], 0),
+        (["student", "--alpha", "2"], 2),  # a bound: checked by RunConfig
+        (["run", "--finetune", "m", "--teacher-lr", "5"], 2),  # and by TeacherConfig
+        (["student", "--size", "huge"], 2),  # a choice: checked by argparse
+    ],
+)
+def test_help_and_refused_settings_answer_before_torch_loads(argv, code):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    command = [sys.executable, "-c", CLI_PROBE, *argv]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == f"exit {code} []", result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and (code == 0 or "error: " in result.stderr)
+
+
 def test_predict_without_student_uses_the_bundled_one(capsys):
     from model import bundled_student
 
@@ -638,7 +676,7 @@ def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_t
     unlabeled.write_text("\n".join(text for text, _ in make_reviews(150, seed=9)) + "\n", encoding="utf-8")
     paths = paths_for(tmp_path, data_dir)
     cfg = RunConfig(teacher=str(tiny_teacher), alpha=0.5, unlabeled=str(unlabeled), **{**FAST, "epochs": 1})
-    metrics = distil.train_student(cfg, paths, device="cpu")
+    metrics = train.train_student(cfg, paths, device="cpu")
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
     assert metrics["n_transfer"] == metrics["n_train"] + len(corpus.read_unlabeled(unlabeled))
     before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
@@ -656,7 +694,7 @@ ONE_EPOCH = RunConfig(alpha=1.0, **{**FAST, "epochs": 2, "patience": 10})
 
 def interrupt_after_first_epoch(cfg: RunConfig, paths: Paths, monkeypatch) -> Path:
     """A half-done run: the validation of epoch 2 is interrupted, so checkpoint.pt holds epoch 1."""
-    original = distil.evaluate
+    original = train.evaluate
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -666,9 +704,9 @@ def interrupt_after_first_epoch(cfg: RunConfig, paths: Paths, monkeypatch) -> Pa
         return original(*args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(distil, "evaluate", interrupted)
+        m.setattr(train, "evaluate", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            distil.train_student(cfg, paths, device="cpu")
+            train.train_student(cfg, paths, device="cpu")
     run_dir = Path(paths.out) / "nsmc" / cfg.run_name()
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "metrics.json").exists()
     return run_dir
@@ -679,17 +717,15 @@ def test_other_data_is_refused_for_reuse_and_for_resume(tmp_path, data_dir, monk
     paths = paths_for(tmp_path, data_dir)
     other_paths = dataclasses.replace(paths, data_dir=str(other))
     cfg = dataclasses.replace(ONE_EPOCH, epochs=1)
-    distil.train_student(cfg, paths, device="cpu")
-    with pytest.raises(
-        distil.RunStateError, match="other settings \\(data fingerprint;.*--overwrite .*--out"
-    ):
-        distil.train_student(cfg, other_paths, device="cpu")  # finished run, other --data-dir
+    train.train_student(cfg, paths, device="cpu")
+    with pytest.raises(train.RunStateError, match="other settings \\(data fingerprint;.*--overwrite .*--out"):
+        train.train_student(cfg, other_paths, device="cpu")  # finished run, other --data-dir
 
     half_done = dataclasses.replace(cfg, epochs=2)
     interrupt_after_first_epoch(half_done, paths, monkeypatch)
-    with pytest.raises(distil.RunStateError, match="data fingerprint"):
-        distil.train_student(half_done, other_paths, device="cpu")  # half-done run, other --data-dir
-    fresh = distil.train_student(half_done, other_paths, device="cpu", overwrite=True)
+    with pytest.raises(train.RunStateError, match="data fingerprint"):
+        train.train_student(half_done, other_paths, device="cpu")  # half-done run, other --data-dir
+    fresh = train.train_student(half_done, other_paths, device="cpu", overwrite=True)
     assert fresh["epochs_run"] == 2
 
 
@@ -697,7 +733,7 @@ def test_a_run_that_failed_before_its_first_epoch_blocks_nothing(tmp_path, data_
     paths = paths_for(tmp_path, data_dir)
     cfg = dataclasses.replace(ONE_EPOCH, epochs=1)
     with pytest.raises(FileNotFoundError, match="missing.txt"):
-        distil.train_student(
+        train.train_student(
             dataclasses.replace(cfg, teacher="t", alpha=0.5, unlabeled=str(tmp_path / "missing.txt")),
             paths,
             device="cpu",
@@ -706,18 +742,18 @@ def test_a_run_that_failed_before_its_first_epoch_blocks_nothing(tmp_path, data_
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(distil, "evaluate", crash)
+    monkeypatch.setattr(train, "evaluate", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        distil.train_student(cfg, paths, device="cpu")
+        train.train_student(cfg, paths, device="cpu")
     assert not any(Path(paths.out).rglob("config.json"))
     monkeypatch.undo()
     # The corrected command (here: the same one) trains from scratch, not stopped by a stale config.json.
-    assert distil.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
+    assert train.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
 
 
 def test_nan_loss_stops_training_naming_the_step(tmp_path, data_dir, monkeypatch):
     paths = paths_for(tmp_path, data_dir)
-    original = distil.distillation_loss
+    original = train.distillation_loss
     calls = []
 
     def poisoned(*args, **kwargs):
@@ -725,9 +761,9 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path, data_dir, monkeypatch
         total, ce, kd = original(*args, **kwargs)
         return (total * float("nan"), ce, kd) if len(calls) == 7 else (total, ce, kd)
 
-    monkeypatch.setattr(distil, "distillation_loss", poisoned)
-    with pytest.raises(distil.TrainingDiverged, match="non-finite loss .* at epoch 1, step 7 of"):
-        distil.train_student(ONE_EPOCH, paths, device="cpu", log_every=5)
+    monkeypatch.setattr(train, "distillation_loss", poisoned)
+    with pytest.raises(train.TrainingDiverged, match="non-finite loss .* at epoch 1, step 7 of"):
+        train.train_student(ONE_EPOCH, paths, device="cpu", log_every=5)
     run_dir = Path(paths.out) / "nsmc" / ONE_EPOCH.run_name()
     assert len(calls) == 10  # found at the next log interval, without a sync per step
     assert not (run_dir / "student").exists() and not (run_dir / "config.json").exists()
@@ -735,11 +771,11 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path, data_dir, monkeypatch
 
 def test_non_finite_weights_are_never_saved(tmp_path):
     tokenizer = vocab.train_tokenizer(["좋아요 최고", "별로 최악"] * 20, 100, tmp_path / "tok")
-    model = distil.BiLSTMClassifier(RunConfig(alpha=1.0, size="tiny", vocab_size=100).student_config())
+    model = BiLSTMClassifier(RunConfig(alpha=1.0, size="tiny", vocab_size=100).student_config())
     with torch.no_grad():
         model.embedding.weight[3, 0] = float("inf")
-    with pytest.raises(distil.TrainingDiverged, match="not finite .*embedding"):
-        distil.save_best(model, tokenizer, tmp_path / "student", {"epoch": 1})
+    with pytest.raises(train.TrainingDiverged, match="not finite .*embedding"):
+        train.save_best(model, tokenizer, tmp_path / "student", {"epoch": 1})
     assert not (tmp_path / "student").exists()
 
 
@@ -760,30 +796,30 @@ def test_crafted_and_truncated_checkpoints_are_refused_without_running_code(tmp_
     good = checkpoint.read_bytes()
     marker = tmp_path / "pwned"
     torch.save({"state": Payload(marker)}, checkpoint)
-    with pytest.raises(distil.RunStateError) as err:
-        distil.train_student(ONE_EPOCH, paths, device="cpu")
+    with pytest.raises(train.RunStateError) as err:
+        train.train_student(ONE_EPOCH, paths, device="cpu")
     assert not marker.exists()
     message = str(err.value)
     assert "\n" not in message and str(checkpoint) in message and "--overwrite" in message
     assert "could run arbitrary code, so it is refused" in message  # said in full, in our words
     assert "\x1b" not in message and "weights_only" not in message and "trust" not in message
     checkpoint.write_bytes(good[: len(good) // 2])
-    with pytest.raises(distil.RunStateError, match="checkpoint.pt is corrupt .*--overwrite"):
-        distil.train_student(ONE_EPOCH, paths, device="cpu")
+    with pytest.raises(train.RunStateError, match="checkpoint.pt is corrupt .*--overwrite"):
+        train.train_student(ONE_EPOCH, paths, device="cpu")
     checkpoint.write_bytes(good)
-    assert distil.train_student(ONE_EPOCH, paths, device="cpu")["epochs_run"] == 2  # the real one resumes
+    assert train.train_student(ONE_EPOCH, paths, device="cpu")["epochs_run"] == 2  # the real one resumes
     weights = run_dir / "student" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(distil.RunStateError, match="student is unusable .*--overwrite"):
-        distil.load_best(run_dir, torch.device("cpu"))
+    with pytest.raises(train.RunStateError, match="student is unusable .*--overwrite"):
+        train.load_best(run_dir, torch.device("cpu"))
 
 
 LOCK_HOLDER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import distil
+import train
 from pathlib import Path
-with distil.run_lock(Path(sys.argv[2])):
+with train.run_lock(Path(sys.argv[2])):
     print("locked", flush=True)
     time.sleep(120)
 """
@@ -802,12 +838,12 @@ def test_a_second_process_on_the_same_run_is_refused_and_stale_locks_do_not_bloc
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(distil.RunStateError, match=f"run in progress \\(pid {holder.pid}\\)"):
-            distil.train_student(cfg, paths, device="cpu")
+        with pytest.raises(train.RunStateError, match=f"run in progress \\(pid {holder.pid}\\)"):
+            train.train_student(cfg, paths, device="cpu")
     finally:
         holder.kill()  # dies holding the lock: the kernel releases it
         holder.wait()
-    assert distil.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
+    assert train.train_student(cfg, paths, device="cpu")["epochs_run"] == 1
 
 
 @pytest.mark.parametrize(
@@ -912,7 +948,7 @@ def test_a_changed_teacher_is_refused_for_reuse(tmp_path, data_dir, tiny_teacher
     shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
     paths = paths_for(tmp_path, data_dir)
     cfg = RunConfig(teacher=str(teacher_dir), alpha=0.5, **{**FAST, "epochs": 1})
-    distil.train_student(cfg, paths, device="cpu")
+    train.train_student(cfg, paths, device="cpu")
     saved = json.loads((Path(paths.out) / "nsmc" / cfg.run_name() / "config.json").read_text())
     assert len(saved["fingerprints"]["teacher"]) == 64
     weights = load_file(teacher_dir / "model.safetensors")
@@ -920,5 +956,5 @@ def test_a_changed_teacher_is_refused_for_reuse(tmp_path, data_dir, tiny_teacher
     save_file(
         {**weights, name: weights[name] + 1.0}, teacher_dir / "model.safetensors", metadata={"format": "pt"}
     )
-    with pytest.raises(distil.RunStateError, match=r"other settings \(teacher fingerprint;"):
-        distil.train_student(cfg, paths, device="cpu")
+    with pytest.raises(train.RunStateError, match=r"other settings \(teacher fingerprint;"):
+        train.train_student(cfg, paths, device="cpu")

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import config
 import corpus
 import distil
+import finetune
 import logits_cache
-import teacher
+import teacher as teachers
+from config import RunConfig
 from conftest import cli_common, make_reviews
-from distil import RunConfig
 
 FAST = ["--vocab-size", "300", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--warmup-ratio", "0"]
 
@@ -79,7 +81,7 @@ def test_cli_takes_several_teachers_weights_and_unlabeled_files():
 
 def test_notebook_params_take_several_teachers_and_files():
     params = {"vocab_size": [200, 300], "teacher": None, "unlabeled": ["u.txt", "v.txt"], "alpha": [0.1, 1]}
-    _, configs = distil.configs_from_params(params, teacher=["a", "b"])
+    _, configs = config.configs_from_params(params, teacher=["a", "b"])
     assert {(c.teacher, c.unlabeled) for c in configs if c.alpha < 1} == {(("a", "b"), ("u.txt", "v.txt"))}
     assert {(c.teacher, c.unlabeled) for c in configs if c.alpha == 1} == {(None, None)}
 
@@ -92,7 +94,7 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
     command = ["teacher", *cli_common(tmp_path, data_dir), "--model", "tfidf-lr", "--lr-c", "2"]
     assert distil.main([*command, "--tfidf-min-df", "1", "--unlabeled", str(unlabeled)]) is None
     folder = sklearn_dir(tmp_path)
-    info = json.loads((folder / teacher.TEACHER_INFO).read_text(encoding="utf-8"))
+    info = json.loads((folder / teachers.TEACHER_INFO).read_text(encoding="utf-8"))
     assert info["settings"]["c"] == 2.0 and info["settings"]["min_df"] == 1 and info["test_accuracy"] > 0.8
     out = capsys.readouterr().out
     assert f"valid accuracy {info['val_accuracy']}" in out and "teacher test accuracy" in out
@@ -101,7 +103,7 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
     assert caches == [f"nsmc-{s}.safetensors" for s in ("test", "train", "unlabeled-extra", "valid")]
     # The cached logits are the pipeline's log-probabilities.
     cached = logits_cache.LogitsCache.load(folder / "logits" / "nsmc-test.safetensors").lookup(splits["test"])
-    fresh = teacher.load_teacher(str(folder)).predict_logits(splits["test"]["text"].tolist())
+    fresh = teachers.load_teacher(str(folder)).predict_logits(splits["test"]["text"].tolist())
     assert torch.allclose(cached, fresh) and torch.allclose(cached.exp().sum(-1), torch.ones(len(fresh)))
     runs = len(count_teacher_runs)
     distil.main([*command, "--tfidf-min-df", "1", "--unlabeled", str(unlabeled)])  # reused, all cached
@@ -115,19 +117,21 @@ def test_tfidf_lr_teacher_stage_fits_reports_and_caches(tmp_path, data_dir, caps
 
 def test_ensemble_logits_are_the_weighted_mean_of_the_members_caches(tmp_path, data_dir, tiny_teacher):
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
-    fitted = teacher.fit_sklearn_teacher(teacher.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
+    fitted = finetune.fit_sklearn_teacher(config.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
     members = [str(tiny_teacher), str(fitted)]
     options = dict(teacher_root=tmp_path / "t", device="cpu")
     valid = splits["valid"]
-    mean = teacher.ensemble_logits(members, valid, "nsmc", "valid", **options)
-    weighted = teacher.ensemble_logits(members, valid, "nsmc", "valid", weights=[1.0, 3.0], **options)
+    mean = logits_cache.ensemble_logits(members, valid, "nsmc", "valid", **options)
+    weighted = logits_cache.ensemble_logits(members, valid, "nsmc", "valid", weights=[1.0, 3.0], **options)
     a, b = (
-        logits_cache.LogitsCache.load(teacher.cache_file(Path(m) / "logits", "nsmc", "valid")).lookup(valid)
+        logits_cache.LogitsCache.load(logits_cache.cache_file(Path(m) / "logits", "nsmc", "valid")).lookup(
+            valid
+        )
         for m in members
     )
     assert not torch.allclose(a, b)
     assert torch.allclose(mean, (a + b) / 2) and torch.allclose(weighted, (a + 3 * b) / 4)
-    assert torch.equal(teacher.ensemble_logits(members[:1], valid, "nsmc", "valid", **options), a)
+    assert torch.equal(logits_cache.ensemble_logits(members[:1], valid, "nsmc", "valid", **options), a)
 
 
 def test_weights_are_ranked_by_accuracy_with_ties_to_the_simplest():
@@ -137,7 +141,7 @@ def test_weights_are_ranked_by_accuracy_with_ties_to_the_simplest():
     # each member is wrong, by a small margin, on two rows the other gets right by a large one
     a = torch.tensor([[0.1, 0.5], [0.1, 0.5], [4, 0], [4, 0], [0, 4], [0, 4], [0, 4], [0, 4]]).float()
     b = torch.tensor([[4, 0], [4, 0], [4, 0], [4, 0], [0.5, 0.1], [0.5, 0.1], [0, 4], [0, 4]]).float()
-    ranked = teacher.rank_weights([a, b], rows, grid=(0, 1, 2))
+    ranked = logits_cache.rank_weights([a, b], rows, grid=(0, 1, 2))
     assert len(ranked) == 3 * 3 - 1  # every weighting but all zeros
     assert ranked[0] == ((1.0, 1.0), 1.0)  # the mean fixes both; (2, 2) ties and loses to smaller weights
     assert dict(ranked)[(1.0, 0.0)] == dict(ranked)[(0.0, 2.0)] == 0.75  # alone: two rows wrong
@@ -150,7 +154,7 @@ def test_ensemble_weights_tool_picks_on_validation(tmp_path, data_dir, tiny_teac
     import ensemble_weights
 
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
-    fitted = teacher.fit_sklearn_teacher(teacher.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
+    fitted = finetune.fit_sklearn_teacher(config.SklearnTeacherConfig(), splits, "nsmc", tmp_path / "t")
     args = ["--data-dir", str(data_dir), "--teacher-root", str(tmp_path / "t"), "--device", "cpu"]
     ranked = ensemble_weights.main(
         [*args, "--teacher", str(tiny_teacher), str(fitted), "--grid", "0", "1", "3"]
@@ -192,7 +196,9 @@ def test_ensemble_of_a_student_and_tfidf_lr_distils_beats_chance_and_reruns_no_m
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     test = splits["test"]
     caches = [
-        logits_cache.LogitsCache.load(teacher.cache_file(Path(m) / "logits", "nsmc", "test")).lookup(test)
+        logits_cache.LogitsCache.load(logits_cache.cache_file(Path(m) / "logits", "nsmc", "test")).lookup(
+            test
+        )
         for m in (student_teacher, fitted)
     ]
     expected = ((caches[0] + 2 * caches[1]).argmax(-1).numpy() == test["label"].to_numpy()).mean()
@@ -317,7 +323,7 @@ def test_notebook_distils_from_an_ensemble_with_augmentation(tmp_path, data_dir,
     members = [next((tmp_path / "teacher_model").glob(f"{g}-nsmc-*")) for g in ("tiny-bert-nsmc", "tfidf-lr")]
     for member in members:
         assert (member / "logits" / f"nsmc-unlabeled-{augmented.stem}.safetensors").is_file()
-    assert "ensemble of 2 teachers: test accuracy" in out
+    assert "ensemble teacher (2 members) test accuracy" in out  # distil.cache_all's line, as in the CLI
     [run_dir] = (tmp_path / "runs" / "nsmc").glob("tiny-v200-ens2-*")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["teachers"] == [str(m.relative_to(tmp_path)) for m in members]

@@ -148,7 +148,7 @@ def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
     rows = ladder.ladder_rows(frame[frame["run_dir"].str.contains("tiny-kd")])
     shown = sorted((row["teacher"], row["transfer set"], row["seeds"]) for row in rows)
     first, second = (
-        ladder.teacher_fingerprint({"fingerprints": {"teacher": ["a" * 64, m * 64]}}) for m in "bc"
+        ladder.recorded_teacher_fingerprint({"fingerprints": {"teacher": ["a" * 64, m * 64]}}) for m in "bc"
     )
     assert first != second
     assert shown == sorted(
@@ -158,7 +158,10 @@ def test_ladder_keeps_teachers_of_one_name_apart(ladder_files):
             ("ens2-abcd1234 (88.50)", "train + u1 + u2", 1),
         ]
     )
-    assert ladder.teacher_fingerprint({"epochs": 12}) is None and ladder.teacher_fingerprint(None) is None
+    assert (
+        ladder.recorded_teacher_fingerprint({"epochs": 12}) is None
+        and ladder.recorded_teacher_fingerprint(None) is None
+    )
 
 
 def test_ladder_keeps_a_folder_trained_again_from_another_teacher(ladder_files):

@@ -11,13 +11,13 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+import manifest
 import model as M
+from config import BACKENDS, POOLINGS, StudentConfig
 from model import (
     STUDENT_MODEL_TYPE,
     BiLSTMClassifier,
     Student,
-    StudentConfig,
-    count_parameters,
     encode,
     export_onnx,
     is_student_dir,
@@ -27,6 +27,7 @@ from model import (
     save_onnx,
     save_student,
 )
+from utils import CorruptFileError, count_parameters
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CORPUS = [
@@ -170,7 +171,7 @@ def reference_pooled(model: BiLSTMClassifier, ids: list[int]) -> torch.Tensor:
     return (weights[:, None] * out).sum(dim=0)
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_pooling_matches_reference(pooling, num_layers):
     model = make_model(50, pooling=pooling, num_layers=num_layers)
@@ -181,7 +182,7 @@ def test_pooling_matches_reference(pooling, num_layers):
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_padding_invariance(pooling, num_layers):
     model = make_model(50, pooling=pooling, num_layers=num_layers, fc_dim=5)
@@ -197,7 +198,7 @@ def test_padding_invariance(pooling, num_layers):
         torch.testing.assert_close(other, alone, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_onnx_export_matches_torch(pooling):
     ort = pytest.importorskip("onnxruntime")
     model = make_model(50, pooling=pooling, num_layers=2).train()
@@ -444,7 +445,7 @@ def test_encode_matches_the_tokenizer_text_by_text(tokenizer):
     assert batch == [tokenizer(text, add_special_tokens=False)["input_ids"][:5] for text in TEXTS]
 
 
-@pytest.mark.parametrize("pooling", M.POOLINGS)
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_onnx_backend_matches_torch(tokenizer, pooling):
     model = make_model(len(tokenizer), pooling=pooling, num_layers=2, fc_dim=5)
     torch_student, onnx_student = (
@@ -510,7 +511,7 @@ def test_onnx_graph_from_other_weights_is_refused(tokenizer, tmp_path):
     (tmp_path / "b" / "onnx" / "model.onnx").write_bytes(
         (tmp_path / "a" / "onnx" / "model.onnx").read_bytes()
     )
-    with pytest.raises(M.CorruptFileError, match="onnx/model.onnx is not listed in manifest.json"):
+    with pytest.raises(CorruptFileError, match="onnx/model.onnx is not listed in manifest.json"):
         Student.from_pretrained(tmp_path / "b", backend="onnx")
     (tmp_path / "b" / "manifest.json").unlink()  # a folder saved before manifests: the graph's fingerprint
     with pytest.raises(ValueError, match="other weights"):
@@ -528,7 +529,7 @@ def test_unknown_backend_and_onnx_off_cpu_are_errors(tokenizer, tmp_path):
         Student(model, tokenizer, device="cuda", backend="onnx")
 
 
-@pytest.mark.parametrize("backend", M.BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_backends_predict_empty_texts_as_unk_and_refuse_bad_batch_size(tokenizer, backend):
     model = make_model(len(tokenizer))
     student = Student(model, tokenizer, backend=backend)
@@ -575,14 +576,14 @@ def test_damaged_student_file_is_a_one_line_error_naming_it(tokenizer, tmp_path,
     make_student_dir(tokenizer, tmp_path / "s")
     path = tmp_path / "s" / name
     path.write_bytes(damage(path.read_bytes()))
-    with pytest.raises(M.CorruptFileError, match=f"{name} (is corrupt|does not match its sha256)"):
+    with pytest.raises(CorruptFileError, match=f"{name} (is corrupt|does not match its sha256)"):
         load_student(tmp_path / "s")  # config.json's own checks come first, then the manifest's
     (tmp_path / "s" / "manifest.json").unlink()  # each reader's own checks, as for a folder without one
-    with pytest.raises(M.CorruptFileError) as err:
+    with pytest.raises(CorruptFileError) as err:
         load_student(tmp_path / "s")
     message = str(err.value)
     assert f"{tmp_path / 's'}/{named}" in message and "retrain" in message and "\n" not in message
-    with pytest.raises(M.CorruptFileError, match=named):
+    with pytest.raises(CorruptFileError, match=named):
         Student.from_pretrained(tmp_path / "s")
 
 
@@ -598,7 +599,7 @@ def test_non_finite_weights_are_never_saved_or_loaded(tokenizer, tmp_path, value
     make_student_dir(tokenizer, tmp_path / "s")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     M.save_file(state, tmp_path / "s" / "model.safetensors")
-    M.write_manifest(tmp_path / "s")
+    manifest.write_manifest(tmp_path / "s")
     with pytest.raises(ValueError, match="model.safetensors holds NaN/Inf weights \\(in classifier.bias\\)"):
         load_student(tmp_path / "s")
 
@@ -644,8 +645,8 @@ def test_forged_onnx_graph_with_a_copied_fingerprint_is_refused(tokenizer, tmp_p
     fooled = Student(model, tokenizer, backend="onnx-int8", onnx_model=forged)
     assert fooled.predict(["별로예요", "시간 낭비였어요 별로예요"]) == [1, 1]
     int8.write_bytes(forged)
-    for backend in M.BACKENDS:  # the folder is refused whichever backend is asked for
-        with pytest.raises(M.CorruptFileError) as err:
+    for backend in BACKENDS:  # the folder is refused whichever backend is asked for
+        with pytest.raises(CorruptFileError) as err:
             Student.from_pretrained(tmp_path / "s", backend=backend)
         message = str(err.value)
         assert message.startswith(
@@ -662,11 +663,11 @@ def test_forged_onnx_graph_with_a_copied_fingerprint_is_refused(tokenizer, tmp_p
 def test_manifest_lists_the_student_files_and_refuses_missing_and_unlisted_ones(tokenizer, tmp_path):
     folder = tmp_path / "s"
     make_student_dir(tokenizer, folder)
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    recorded = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     listed = sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
-    assert sorted(manifest["files"]) == listed and {"config.json", "model.safetensors"} <= set(listed)
+    assert sorted(recorded["files"]) == listed and {"config.json", "model.safetensors"} <= set(listed)
     assert (
-        manifest["files"]["model.safetensors"]
+        recorded["files"]["model.safetensors"]
         == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     )
     # not part of the student: the model card, hidden files, a student teacher's logits cache
@@ -677,15 +678,15 @@ def test_manifest_lists_the_student_files_and_refuses_missing_and_unlisted_ones(
     load_student(folder)
     (folder / "special_tokens_map.json").write_text("{}")
     with pytest.raises(
-        M.CorruptFileError, match="special_tokens_map.json is not listed in manifest.json; copy"
+        CorruptFileError, match="special_tokens_map.json is not listed in manifest.json; copy"
     ):
         load_student(folder)
     (folder / "special_tokens_map.json").unlink()
     (folder / "vocab.txt").unlink()
-    with pytest.raises(M.CorruptFileError, match=r"vocab.txt is missing \(listed in manifest.json\); copy"):
+    with pytest.raises(CorruptFileError, match=r"vocab.txt is missing \(listed in manifest.json\); copy"):
         load_student(folder)
     (folder / "manifest.json").write_text('{"files": {"../../etc/passwd": "0"}}')
-    with pytest.raises(M.CorruptFileError, match="manifest.json is corrupt"):
+    with pytest.raises(CorruptFileError, match="manifest.json is corrupt"):
         load_student(folder)
 
 
@@ -696,12 +697,11 @@ def test_a_folder_without_manifest_loads_with_one_warning(tokenizer, tmp_path, c
     with caplog.at_level("WARNING", logger="distilkobilstm"):
         load_student(folder)
         Student.from_pretrained(folder, backend="onnx")
-    assert (
-        caplog.text.count("has no manifest.json") == 1 and f"model.write_manifest('{folder}')" in caplog.text
-    )
+    assert caplog.text.count("has no manifest.json") == 1
+    assert f"manifest.write_manifest('{folder}')" in caplog.text
     assert not (folder / "manifest.json").exists()  # loading never writes into the folder
-    M.write_manifest(folder)
-    assert M.verify_manifest(folder)
+    manifest.write_manifest(folder)
+    assert manifest.verify_manifest(folder)
 
 
 def test_a_config_too_large_for_its_bounds_is_refused_before_any_allocation(tokenizer, tmp_path):
@@ -710,7 +710,7 @@ def test_a_config_too_large_for_its_bounds_is_refused_before_any_allocation(toke
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 10**10}), encoding="utf-8")
     (folder / "manifest.json").unlink(missing_ok=True)  # the config's own checks, not the manifest's
-    with pytest.raises(M.CorruptFileError) as err:
+    with pytest.raises(CorruptFileError) as err:
         Student.from_pretrained(folder)
     message = str(err.value)
     assert message.startswith(f"{folder / 'config.json'} is corrupt") and "\n" not in message
@@ -719,7 +719,7 @@ def test_a_config_too_large_for_its_bounds_is_refused_before_any_allocation(toke
     (folder / "config.json").write_text(
         json.dumps({**config, "vocab_size": 1000000, "embedding_dim": 1024}), encoding="utf-8"
     )
-    with pytest.raises(M.CorruptFileError, match=r"model.safetensors does not fit config.json \(embedding"):
+    with pytest.raises(CorruptFileError, match=r"model.safetensors does not fit config.json \(embedding"):
         load_student(folder)
 
 
@@ -730,7 +730,7 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused(tokenizer, tmp_path):
     save_student(make_model(len(small)), small, folder)
     M.save_tokenizer_files(tokenizer, folder)  # another student's, larger vocabulary
     (folder / "manifest.json").unlink(missing_ok=True)  # the tokenizer's own check, not the manifest's
-    with pytest.raises(M.CorruptFileError) as err:
+    with pytest.raises(CorruptFileError) as err:
         Student.from_pretrained(folder)
     message = str(err.value)
     assert message.startswith(
@@ -741,6 +741,6 @@ def test_a_tokenizer_larger_than_the_embedding_is_refused(tokenizer, tmp_path):
 
 @pytest.mark.parametrize("folder", M.BUNDLED_STUDENTS, ids=[p.name for p in M.BUNDLED_STUDENTS])
 def test_bundled_students_carry_a_manifest_that_holds(folder):
-    assert M.verify_manifest(folder)
+    assert manifest.verify_manifest(folder)
     listed = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["files"]
     assert {"config.json", "model.safetensors", "tokenizer.json", "onnx/model-int8.onnx"} <= set(listed)

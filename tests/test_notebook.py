@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 import colab
+from conftest import NEGATIVE, NEUTRAL, POSITIVE, labelled_reviews
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "main.ipynb"
@@ -194,6 +195,46 @@ def test_results_accumulate_across_executions(executed):
     assert text_of(second, "results").count("tiny") >= 6  # the table shows every accumulated student
 
 
+def test_the_notebook_runs_on_your_own_csv(tmp_path, monkeypatch):
+    """A CSV of three string labels (ordered by "labels") instead of NSMC, with the scikit-learn teacher:
+    every stage runs, and the runs, tables, predictions and the demo server use its label names."""
+    csv = tmp_path / "my_reviews.csv"
+    classes = {"부정": NEGATIVE, "중립": NEUTRAL, "긍정": POSITIVE}
+    frame = labelled_reviews(900, classes).drop(columns="id")
+    frame.rename(columns={"text": "review", "label": "sentiment"}).to_csv(csv, index=False)
+    labels = ["부정", "중립", "긍정"]
+    params = {
+        "data": str(csv),
+        "labels": labels,
+        "teacher_base_model": "tfidf-lr",
+        "vocab_size": [200],
+        "size": "tiny",
+        "alpha": [0.5],
+        "epochs": 6,
+        "batch_size": 32,
+        "lr": 2e-2,
+        "warmup_ratio": 0.0,
+        "speed_sentences": 50,
+        "show_tensorboard": False,
+    }
+    monkeypatch.setenv("DISTILKO_PARAMS", json.dumps(params))
+    monkeypatch.setenv("PYTHONPATH", kernel_pythonpath())
+    (tmp_path / "work").mkdir()
+    nb = execute(tmp_path / "work")
+    table = pd.read_csv(tmp_path / "work" / "runs" / "my_reviews" / "results.csv")
+    assert list(table["kind"]) == ["teacher", "distilled", "baseline"]
+    assert (table["test_accuracy"] > 0.6).all()  # three classes: chance is a third
+    for run_dir in table["run_dir"][1:]:
+        assert json.loads((tmp_path / "work" / run_dir / "metrics.json").read_text())["labels"] == labels
+    assert all(f"p({label})" in text_of(nb, "try") for label in labels)
+    predictions = [line.split("\t")[0] for line in text_of(nb, "export").splitlines() if "\t" in line]
+    assert len(predictions) == 2 and set(predictions) <= set(labels)
+    served = [
+        line.split()[2] for line in text_of(nb, "serve").splitlines() if line.startswith("POST /predict:")
+    ]
+    assert len(served) == 2 and set(served) <= set(labels)
+
+
 def test_unknown_parameter_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILKO_PARAMS", json.dumps({"vocab_sise": [2000]}))
     monkeypatch.setenv("PYTHONPATH", kernel_pythonpath())
@@ -207,6 +248,7 @@ def test_committed_notebook_is_clean():
     nbformat.validate(nb)
     code = [c for c in raw["cells"] if c["cell_type"] == "code"]
     assert code and all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert not any("def " in "".join(c["source"]) for c in code)  # the notebook calls the project's functions
     assert "widgets" not in raw["metadata"]
     tagged = [i for i, c in enumerate(raw["cells"]) if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1

@@ -1,12 +1,18 @@
-"""report.py: the notebook's results rows, their accumulation, the reader's table, the plots."""
+"""report.py: the notebook's results rows, their accumulation, the reader's table, the plots.
+results_pages.py: the results pages and the README's headline table, written from the measurements."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import ladder
 import report
+import results_pages
 
 
 def result_row(run_dir: str, kind: str = "baseline", **values) -> dict:
@@ -216,3 +222,192 @@ def test_learning_curves_average_seeds_on_integer_epochs(tmp_path):
     assert top_of_bars == pytest.approx(83 + 100 * np.std([0.82, 0.84], ddof=1))
     assert distilled.lines[0].get_linestyle() == "-" and baseline.lines[0].get_linestyle() == "--"
     assert distilled.lines[0].get_color() != baseline.lines[0].get_color()
+
+
+# -----------------------------------------------------------------------------
+# results_pages.py: results/*.md and the README's headline from the measurements
+
+MACHINE = {
+    "cpu": "Test CPU 9000",
+    "cpus": 2,
+    "cpus_available": 2,
+    "threads": 1,
+    "load_average_at_start": [0.1, 0.1, 0.1],
+    "platform": "Linux-test",
+    "python": "3.11.7",
+    "torch": "2.13.0+cpu",
+    "load_average_at_end": [0.2, 0.2, 0.2],
+}
+README = (
+    "# Project\n\nintro\n\n<!-- headline:start -->\nold headline\n<!-- headline:end -->\n\n## Next\ntext\n"
+)
+
+
+def speed_row(model: str, backend: str, per_s: float, **extra) -> dict:
+    """A bench.py speed row (end to end and model only, batch 64 and batch 1)."""
+    return {
+        "model": model,
+        "kind": "student",
+        "backend": backend,
+        "params": 1000,
+        "end_to_end_batch1_median_ms": 0.5,
+        "end_to_end_batch1_p90_ms": 0.9,
+        "end_to_end_batch64_per_s": per_s,
+        "model_only_batch1_median_ms": 0.25,
+        "model_only_batch64_per_s": 2 * per_s,
+    } | extra
+
+
+def write_results(folder, student):
+    """A fake results folder: a bench.py run, a peers run and runs.csv (no load test, no second bench run);
+    and a bundled student distilled in one of the recorded runs."""
+    folder.mkdir()
+    bench = {
+        "machine": MACHINE,
+        "settings": {"repeats": 3},
+        "sentences": {"count": 128, "source": "test reviews", "mean_student_tokens": 20.5},
+        "tokenizers": {"student_vocab": 300},
+        "speed": [
+            speed_row("student-tiny", "onnx-int8", 12345.6),
+            speed_row("student-tiny", "torch", 4321.0, end_to_end_batch64_per_s_spread_pct=42.0)
+            | {"warning": "UNSTABLE: repeats differ by 42%"},
+        ],
+        "size": [
+            {"model": "student-tiny", "kind": "student", "format": "onnx-int8", "params": 1000, "bytes": 4567}
+        ],
+        "cache": [
+            {
+                "teacher": "T",
+                "student": "student-base",
+                "batch_size": 64,
+                "epoch_examples": 1000,
+                "steps_per_epoch": 16,
+                "measured_student_steps": 5,
+                "measured_teacher_batches": 2,
+                "epoch_s_with_cache": 12.0,
+                "epoch_s_teacher_in_loop": 96.0,
+                "speedup": 8.0,
+                "cache_build_s": 84.0,
+                "extrapolated": True,
+            }
+        ],
+    }
+    peer = {
+        "model": "tfidf-lr (scikit-learn)",
+        "kind": "peer",
+        "test_accuracy": 0.87654,
+        "train_seconds": 3.0,
+    }
+    peer |= {"batch1_median_ms": 2.0, "batch64_per_s": 5432.1, "size_bytes": 6_620_125, "features": 371_111}
+    (folder / "bench_results.json").write_text(json.dumps(bench))
+    (folder / "peers_results.json").write_text(json.dumps({"machine": MACHINE, "peers": [peer]}))
+    runs = [
+        ladder_record(f"runs/ladder/tiny-s{seed}", "none", seed, acc) for seed, acc in ((1, 0.80), (2, 0.82))
+    ]
+    runs += [
+        ladder_record(f"runs/ladder/tiny-kd-s{s}", "ens2", s, a) for s, a in ((1, 0.84), (2, 0.85), (3, 0.86))
+    ]
+    pd.DataFrame(runs, columns=ladder.RUN_COLUMNS).to_csv(folder / "runs.csv", index=False)
+    (student / "onnx").mkdir(parents=True)
+    (student / "onnx" / "model-int8.onnx").write_bytes(b"0" * 86_000)
+    metrics = {k: runs[2][k] for k in ("run_dir", "train_seconds", "test_accuracy", "params", "student_size")}
+    (student / "metrics.json").write_text(json.dumps(metrics | {"teacher_test_accuracy": 0.88078}))
+
+
+def ladder_record(run_dir: str, teacher: str, seed: int, test_accuracy: float) -> dict:
+    """A results/runs.csv row of a finished tiny v300 run, without a teacher or from a two-member ensemble."""
+    distilled = teacher != "none"
+    return dict.fromkeys(ladder.RUN_COLUMNS) | {
+        "run_dir": run_dir,
+        "dataset": "nsmc",
+        "teacher": teacher if distilled else None,
+        "teacher_members": "a×1 + b×2" if distilled else "none",
+        "teacher_test_accuracy": 0.88078 if distilled else None,
+        "vocab_size": 300,
+        "student_size": "tiny",
+        "params": 1000,
+        "size_bytes": 4200,
+        "alpha": 0.1 if distilled else 1.0,
+        "temperature": 2.0,
+        "kd_loss": "kl",
+        "seed": seed,
+        "n_train": 600,
+        "n_transfer": 600,
+        "epochs_run": 4,
+        "best_epoch": 3,
+        "val_accuracy": test_accuracy,
+        "test_accuracy": test_accuracy,
+        "train_seconds": 100.0 + seed,
+        "seconds_per_epoch": 25.0,
+        "max_epochs": 12,
+        "patience": 2,
+    }
+
+
+@pytest.fixture
+def pages_config(tmp_path, monkeypatch) -> results_pages.PagesConfig:
+    monkeypatch.chdir(tmp_path)
+    write_results(tmp_path / "results", tmp_path / "models" / "tiny-kd")
+    Path("README.md").write_text(README, encoding="utf-8")
+    return results_pages.PagesConfig(results="results", students=("models/tiny-kd",))
+
+
+def test_results_pages_show_the_measurements_and_their_machine(pages_config, capsys):
+    written = results_pages.write_pages(pages_config)
+    assert [p.name for p in written] == ["speed.md", "cache.md", "peers.md", "README.md"]
+    speed, cache, peers, index = (p.read_text(encoding="utf-8") for p in written)
+    for page in (speed, cache, peers, index):
+        assert page.startswith("_Generated by `python results_pages.py --students models/tiny-kd` from ")
+    assert "| student-tiny | onnx-int8 | 1,000 | 12,346 | 24,691 | 0.5 | 0.9 |" in speed
+    assert "4,321 (42 %)" in speed and "UNSTABLE: repeats differ by 42%" in speed  # spread and warning shown
+    assert "Test CPU 9000" in speed and "torch 2.13.0+cpu" in speed and "date not recorded" in speed
+    assert "| T | student-base | 12 | 96 | 8.0× | 84 |" in cache
+    assert "| tfidf-lr (scikit-learn) | 87.65 |" in peers and "features 371,111" in peers
+    assert "- [speed.md](speed.md)" in index and "serving.md" not in index
+    # the headline: the peer, the student without a teacher (2 seeds), the bundled one (its row's 3 seeds)
+    assert "| tfidf-lr (scikit-learn) | 87.65 | 371,111 features | 6.62 MB | 5,432 [1] |" in index
+    assert (
+        "| tiny v300, no teacher | 81.00 ± 1.41 (2 seeds) | 1,000 | 4.2 KB (safetensors) | 12,346 [2] |"
+        in index
+    )
+    assert "85.00 ± 1.00 (3 seeds); this file 84.00 | 1,000 | 86 KB (int8 ONNX) | 12,346 [2] |" in index
+    assert "| ensemble teacher `ens2` | 88.08 |" in index
+    notes = capsys.readouterr().err.splitlines()
+    assert [n for n in notes if "serve_results.json" in n] == [
+        "results_pages.py: skipped results/serve_results.json: no such file"
+    ]
+
+
+def test_headline_block_is_replaced_idempotently_leaving_the_rest(pages_config):
+    results_pages.write_pages(pages_config)
+    once = Path("README.md").read_text(encoding="utf-8")
+    head, block = once.split("<!-- headline:start -->\n")
+    block, tail = block.split("<!-- headline:end -->")
+    assert (
+        head == README.split("<!-- headline:start -->")[0]
+        and tail == README.split("<!-- headline:end -->")[1]
+    )
+    assert "old headline" not in block and "| tiny v300, no teacher |" in block
+    pages = {p: p.read_text(encoding="utf-8") for p in Path("results").glob("*.md")}
+    results_pages.write_pages(pages_config)
+    assert Path("README.md").read_text(encoding="utf-8") == once
+    assert {p: p.read_text(encoding="utf-8") for p in Path("results").glob("*.md")} == pages
+
+
+def test_missing_measurement_files_are_skipped_with_a_note(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    cfg = results_pages.PagesConfig(
+        results=str(tmp_path / "results"),
+        students=(str(tmp_path / "none"),),
+        readme=str(tmp_path / "README.md"),
+    )
+    assert [p.name for p in results_pages.write_pages(cfg)] == ["README.md"]
+    notes = capsys.readouterr().err.splitlines()
+    for name in (
+        "bench_results.json",
+        "bench_ladder_results.json",
+        "peers_results.json",
+        "serve_results.json",
+    ):
+        assert sum(name in n and "skipped" in n for n in notes) == 1  # one line each, no traceback
+    assert not (tmp_path / "README.md").exists()

@@ -8,12 +8,15 @@ import copy
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import numpy as np
@@ -22,8 +25,10 @@ from fastapi.testclient import TestClient
 
 import corpus
 import serve
+from card import model_card
+from config import BACKENDS, BUNDLED_NAMES
 from conftest import ROOT, make_reviews
-from model import BACKENDS, BUNDLED_NAMES, Student, bundled_student, model_card, package_student
+from model import Student, bundled_student, package_student
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BUNDLES = sorted(p for p in (ROOT / "models").glob("nsmc-*") if (p / "config.json").is_file())
@@ -56,8 +61,28 @@ def test_health_model_card_page_and_docs(student):
         page = client.get("/")
         assert page.status_code == 200 and "한국어 감성 분석" in page.text
         assert "http://" not in page.text and "https://" not in page.text  # no CDN: the app serves everything
-        assert client.get("/docs").status_code == 200
         assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_head_health_and_docs_pages_without_a_cdn(student):
+    with make_client(student) as client:
+        head = client.head("/health")
+        assert head.status_code == 200 and head.content == b""
+        for path in ("/docs", "/redoc"):
+            page = client.get(path)
+            assert page.status_code == 200 and "http://" not in page.text and "https://" not in page.text
+            assets = re.findall(r'(?:src|href)="(/[^"]+)"', page.text)
+            assert assets and all(client.get(asset).status_code == 200 for asset in assets)
+
+
+def test_model_card_names_the_student_not_the_server_path(run_dir, student):
+    cfg = serve.ServeConfig()
+    app = serve.create_app(student, cfg, source=str(run_dir / "student"))
+    with TestClient(app) as client:
+        card = client.get("/model")
+    assert card.json()["source"] == "tiny-v300-none-a1" and str(run_dir) not in card.text
+    assert serve.source_name(str(bundled_student())) == BUNDLED_NAMES[0]
+    assert serve.source_name("someone/distilko-tiny") == "someone/distilko-tiny"  # a Hub id as given
 
 
 def test_app_serves_again_after_a_restart(student):
@@ -94,6 +119,8 @@ BAD_REQUESTS = [
     (json.dumps({"texts": ["좋아요"] * 9}).encode(), 422, "limit is 8"),
     (json.dumps({"text": "가" * 101}).encode(), 422, "limit is 100"),
     (json.dumps({"texts": ["가" * 90] * 8}).encode(), 413, "over the limit"),
+    (b'{"texts": ["ok", "\\ud800"]}', 422, "texts[1] is not valid utf-8 text: it holds a lone surrogate"),
+    (b'{"text": "a\\udc80"}', 422, "text is not valid utf-8 text: it holds a lone surrogate at character 1"),
 ]
 
 
@@ -166,26 +193,160 @@ async def fire(predictor: serve.Predictor, requests: list[list[str]]) -> list[li
 def test_concurrent_requests_share_model_calls(student):
     requests = [[text] for text, _ in make_reviews(40, seed=3)]
     counting = CountingStudent(student)
-    batched = asyncio.run(fire(serve.Predictor(counting, window_s=0.05, max_batch=16), requests))
+    batched = asyncio.run(fire(serve.Predictor(counting, max_batch=16), requests))
     assert sum(counting.calls) == 40 and max(counting.calls) <= 16 and len(counting.calls) <= 6
     expected = student.predict_proba([r[0] for r in requests])
     for (row,), probs in zip(batched, expected):  # each request gets its own answer back
         assert row["label_id"] == int(probs.argmax())
         assert np.isclose(row["probabilities"]["positive"], probs[1], atol=1e-5)
 
-    unbatched = CountingStudent(student)
-    asyncio.run(fire(serve.Predictor(unbatched, window_s=0, max_batch=16), requests))
-    assert unbatched.calls == [1] * 40
-
 
 def test_micro_batch_with_a_bad_text_answers_the_others(student):
     requests = [["정말 재밌어요"], [""], ["시간 아까움", "최고"], ["좋아요"]]
     counting = CountingStudent(student)
-    answers = asyncio.run(fire(serve.Predictor(counting, window_s=0.05, max_batch=64), requests))
+    answers = asyncio.run(fire(serve.Predictor(counting, max_batch=64), requests))
     assert [len(a) for a in answers] == [1, 1, 2, 1]
     for answer in (answers[0], answers[2], answers[3]):
         assert all("label" in row for row in answer)
     assert ("label" in answers[1][0]) != ("error" in answers[1][0])
+
+
+POISON = "이 문장은 모델을 망가뜨림"  # GatedModel fails every call that holds it
+
+
+class GatedModel:
+    """A slow stand-in for the student: records each call's texts; the first call waits for `gate`, so
+    requests queue up behind it; a call holding POISON raises. Label: the parity of the text's length."""
+
+    labels = ("negative", "positive")
+
+    def __init__(self):
+        self.calls, self.started, self.gate = [], threading.Event(), threading.Event()
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        if len(self.calls) == 1:
+            self.started.set()
+            assert self.gate.wait(60), "the test never opened the gate"
+        if POISON in texts:
+            raise RuntimeError("this batch holds the poisoned text")
+        return np.array([[1 - len(t) % 2, len(t) % 2] for t in texts], dtype=np.float32)
+
+
+async def behind_a_running_call(predictor: serve.Predictor, model: GatedModel, requests: list[list[str]]):
+    """Start one call and, while it runs, send `requests`; then let the call finish. The answers (or
+    exceptions) of the requests, in order."""
+    await predictor.start()
+    try:
+        first = asyncio.create_task(predictor.predict(["먼저"]))
+        assert await asyncio.to_thread(model.started.wait, 30)
+        tasks = [asyncio.create_task(predictor.predict(texts)) for texts in requests]
+        await asyncio.sleep(0)  # each task runs up to its wait: all of them are queued now
+        model.gate.set()
+        answers = await asyncio.gather(first, *tasks, return_exceptions=True)
+    finally:
+        await predictor.stop()
+    return answers[1:]
+
+
+def test_requests_that_arrive_during_a_call_share_the_next_one_up_to_max_batch():
+    requests = [
+        t.split() for t in ("a", "bb ccc", "dddd e ff", "g", "hhh ii", "j jj jjj jjjj jjjjj jjjjjj", "k")
+    ]
+    model = GatedModel()
+    predictor = serve.Predictor(model, window_s=0, max_batch=4)
+    answers = asyncio.run(behind_a_running_call(predictor, model, requests))
+    # the call that ran, then the queue in order, cut where the next request would pass 4 texts; the
+    # 6-text request exceeds max_batch on its own and is a call of its own
+    batches = [t.split() for t in ("먼저", "a bb ccc", "dddd e ff g", "hhh ii")]
+    assert model.calls == [*batches, requests[5], ["k"]]
+    for texts, answer in zip(requests, answers):  # each request gets the rows of its own texts
+        assert [row["label_id"] for row in answer] == [len(t) % 2 for t in texts]
+
+
+def test_a_lone_request_is_not_delayed_and_the_window_is_an_extra_wait():
+    async def one(predictor: serve.Predictor) -> float:
+        await predictor.start()
+        try:
+            start = time.perf_counter()
+            assert (await predictor.predict(["좋아요"]))[0]["label"] == "positive"
+            return time.perf_counter() - start
+        finally:
+            await predictor.stop()
+
+    assert serve.ServeConfig().batch_window_ms == 0
+    model = GatedModel()
+    model.gate.set()
+    assert asyncio.run(one(serve.Predictor(model, max_batch=64))) < 0.5  # no wait: the model was idle
+    assert asyncio.run(one(serve.Predictor(model, max_batch=64, window_s=1.0))) >= 1.0
+    assert model.calls == [["좋아요"], ["좋아요"]]
+
+
+def test_a_failing_batch_is_retried_one_request_at_a_time():
+    requests = [["좋아"], [POISON], ["별로", "최고"]]
+    model = GatedModel()
+    answers = asyncio.run(behind_a_running_call(serve.Predictor(model, max_batch=64), model, requests))
+    assert model.calls[1:] == [["좋아", POISON, "별로", "최고"], ["좋아"], [POISON], ["별로", "최고"]]
+    assert [row["label_id"] for row in answers[0] + answers[2]] == [0, 0, 0]
+    assert isinstance(answers[1], RuntimeError)
+
+
+def test_a_poisoned_micro_batch_fails_only_its_own_request(student, monkeypatch):
+    """Issue 26: 30 concurrent good requests beside a lone surrogate (the tokenizer's TypeError) and a text
+    the model fails on, all queued behind one running call: every good request gets its answer."""
+    model = GatedModel()
+    gated = copy.copy(student)
+    gated.predict_proba = model.predict_proba
+    queued = []
+    predict = serve.Predictor.predict
+
+    async def counted(self, texts):
+        queued.append(texts)
+        return await predict(self, texts)
+
+    monkeypatch.setattr(serve.Predictor, "predict", counted)
+    server = serve.BackgroundServer(serve.create_app(gated, serve.ServeConfig()), "127.0.0.1", 0).start()
+    good = [f"좋은 영화 {'!' * i}" for i in range(30)]
+    bodies = [json.dumps({"text": text}).encode() for text in good]
+    bodies += [b'{"texts": ["\\ud800"]}', json.dumps({"texts": ["좋아", POISON]}).encode()]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            first = asyncio.create_task(client.post("/predict", json={"text": "먼저"}))
+            assert await asyncio.to_thread(model.started.wait, 30)
+            headers = {"content-type": "application/json"}
+            tasks = [asyncio.create_task(client.post("/predict", content=b, headers=headers)) for b in bodies]
+            while len(queued) < 1 + len(good) + 1:  # the surrogate is refused before it reaches the model
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            model.gate.set()
+            return [await first, *(await asyncio.gather(*tasks))]
+
+    try:
+        responses = asyncio.run(asyncio.wait_for(send_all(), 120))
+    finally:
+        server.stop()
+    assert [r.status_code for r in responses[1:31]] == [200] * 30
+    for text, response in zip(good, responses[1:31]):
+        assert response.json()["predictions"][0]["label_id"] == len(text) % 2
+    surrogate, poisoned = responses[31], responses[32]
+    assert surrogate.status_code == 422 and "texts[0] is not valid UTF-8 text" in surrogate.json()["detail"]
+    assert poisoned.status_code == 500
+    assert poisoned.json()["detail"] == (
+        "the model failed on this request (RuntimeError); other requests are unaffected"
+    )
+    assert any(POISON in call and len(call) > 2 for call in model.calls)  # it did share a call with others
+
+
+def test_student_predict_refuses_a_lone_surrogate_and_non_sequences(student):
+    with pytest.raises(ValueError, match=r"^texts\[1\] is not valid UTF-8 text: it holds a lone surrogate"):
+        student.predict(["좋아요", "별로\ud800"])
+    for bad, kind in (({"좋아요": 1}, "dict"), ({"좋아요"}, "set"), ((t for t in ["좋아요"]), "generator")):
+        with pytest.raises(TypeError, match=rf"^texts must be a str or a sequence of str .*, not {kind}$"):
+            student.predict(bad)
+    texts = ["정말 재밌어요", "시간 아까움"]
+    expected = student.predict(texts)
+    assert student.predict(tuple(texts)) == student.predict(np.array(texts)) == expected
 
 
 def test_serve_config_validation_and_cli_errors():
@@ -281,17 +442,29 @@ def test_start_in_background_and_show(run_dir, capsys):
     reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it",
 )
 def test_demo_page_in_a_real_browser(tmp_path):
-    from playwright.sync_api import sync_playwright
+    """The demo page classifies two reviews, and /docs (Swagger UI) and /redoc (ReDoc) render, all offline."""
+    from playwright.sync_api import Route, sync_playwright
 
     assert CHROMIUM is not None, "chromium is missing: .ci/run installs it with apt-get"
     sentences = ["배우들 연기가 정말 최고였고 스토리도 감동적이에요", "돈 아깝고 지루해서 중간에 나왔습니다"]
+    blocked = []
+
+    def server_only(route: Route) -> None:  # offline: anything but the server itself is refused
+        if urlparse(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
     server = serve.start_in_background()  # the bundled default student, as a new user gets it
     try:
         response = httpx.post(server.url + "/predict", json={"texts": sentences}, timeout=10)
         expected = response.json()["predictions"]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-            page = browser.new_page(viewport={"width": 820, "height": 640})
+            context = browser.new_context(viewport={"width": 820, "height": 640})
+            context.route("**/*", server_only)
+            page = context.new_page()
             page.goto(server.url + "/")
             page.wait_for_selector("#card tr")  # the model card arrived
             page.fill("#input", "\n".join(sentences))
@@ -302,9 +475,17 @@ def test_demo_page_in_a_real_browser(tmp_path):
             card = page.inner_text("#card")
             shot = tmp_path / "serve_demo.png"
             page.screenshot(path=str(shot), full_page=True)
+            page.goto(server.url + "/docs")  # Swagger UI: its operations list, rendered by its own script
+            page.wait_for_selector(".opblock-summary-path[data-path='/predict']")
+            operations = page.locator(".opblock-summary-path").all_inner_texts()
+            docs_blocked = list(blocked)
+            page.goto(server.url + "/redoc")  # ReDoc: its menu of operations
+            page.wait_for_selector("text=Predict")
             browser.close()
     finally:
         server.stop()
+    assert operations == ["/health", "/model", "/predict"] and docs_blocked == []
+    assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}  # ReDoc's footer logo only
     # a clearly positive and a clearly negative review, classified by the bundled student
     assert [p["label"] for p in expected] == ["positive", "negative"]
     assert labels == ["긍정 positive", "부정 negative"]
@@ -320,7 +501,7 @@ def test_demo_page_in_a_real_browser(tmp_path):
 
 
 def test_bundled_students_exist_and_the_most_accurate_serves_by_default():
-    assert {p.name for p in BUNDLES} == set(BUNDLED_NAMES), "models/ differs from model.BUNDLED_NAMES"
+    assert {p.name for p in BUNDLES} == set(BUNDLED_NAMES), "models/ differs from config.BUNDLED_NAMES"
     accuracy = {p.name: json.loads((p / "metrics.json").read_text())["test_accuracy"] for p in BUNDLES}
     assert list(BUNDLED_NAMES) == sorted(accuracy, key=accuracy.get, reverse=True)  # best first
     assert bundled_student().name == BUNDLED_NAMES[0]

@@ -20,9 +20,10 @@ import corpus
 import distil
 import model
 import vocab
+from config import Paths, RunConfig, configs_from_params
 from conftest import cli_common, make_reviews
-from distil import RunConfig
 from model import Student, encode
+from train import train_student
 
 KINDS = vocab.TOKENIZER_KINDS
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +156,7 @@ def test_the_setting_reaches_the_cli_stages_and_the_notebook(tmp_path, data_dir)
     configs = distil.student_configs(parser.parse_args(["student", "--tokenizer", "kiwi"]), None)
     assert [c.tokenizer for c in configs] == ["kiwi"]
     params = {"vocab_size": [200], "tokenizer": ["wordpiece", "sentencepiece-unigram"], "alpha": [1.0]}
-    _, configs = distil.configs_from_params(params)
+    _, configs = configs_from_params(params)
     assert [c.tokenizer for c in configs] == ["wordpiece", "sentencepiece-unigram"]
     notebook = json.loads((Path(distil.__file__).parent / "main.ipynb").read_text(encoding="utf-8"))
     cell = next(c for c in notebook["cells"] if c.get("id") == "parameters")
@@ -167,17 +168,15 @@ def test_the_setting_reaches_the_cli_stages_and_the_notebook(tmp_path, data_dir)
 
 @pytest.fixture(scope="module")
 def students(tmp_path_factory, data_dir) -> dict[str, Path]:
-    """A tiny student per kind, trained by distil.train_student: kind -> its run folder."""
+    """A tiny student per kind, trained by train.train_student: kind -> its run folder."""
     root = tmp_path_factory.mktemp("kinds")
-    paths = distil.Paths(
-        str(data_dir), str(root / "data"), str(root / "tok"), str(root / "t"), str(root / "runs")
-    )
+    paths = Paths(str(data_dir), str(root / "data"), str(root / "tok"), str(root / "t"), str(root / "runs"))
     runs = {}
     for kind in KINDS:
         cfg = RunConfig(
             alpha=1.0, tokenizer=kind, size="tiny", vocab_size=300, epochs=2, lr=1e-2, batch_size=32
         )
-        metrics = distil.train_student(cfg, paths, device="cpu")
+        metrics = train_student(cfg, paths, device="cpu")
         assert metrics["tokenizer"] == kind
         runs[kind] = Path(metrics["run_dir"])
     return runs
@@ -272,8 +271,6 @@ def test_a_run_saved_before_tokenizer_kinds_is_reused(students, data_dir):
     weights = run_dir / "student" / model.WEIGHTS_NAME
     stamp = weights.stat().st_mtime_ns
     root = run_dir.parents[2]
-    paths = distil.Paths(
-        str(data_dir), str(root / "data"), str(root / "tok"), str(root / "t"), str(root / "runs")
-    )
-    metrics = distil.train_student(dataclasses.replace(cfg), paths, device="cpu")
+    paths = Paths(str(data_dir), str(root / "data"), str(root / "tok"), str(root / "t"), str(root / "runs"))
+    metrics = train_student(dataclasses.replace(cfg), paths, device="cpu")
     assert weights.stat().st_mtime_ns == stamp and "tokenizer" not in metrics

@@ -15,17 +15,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import distil
+import config
+import logits_cache
 import settings
-import teacher as teachers
+import train
 import utils
 
 
-def member_logits(members: list[str], splits: dict, dataset: str, paths: distil.Paths, device: str) -> dict:
+def member_logits(members: list[str], splits: dict, dataset: str, paths: config.Paths, device: str) -> dict:
     """Each member's cached logits of the valid and test rows."""
     return {
         split: [
-            teachers.teacher_logits(
+            logits_cache.teacher_logits(
                 m, splits[split], dataset, split, teacher_root=paths.teacher_root, device=device
             )
             for m in members
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    settings.add_arguments(parser, distil.DataConfig)
-    settings.add_arguments(parser, distil.Paths)
+    settings.add_arguments(parser, config.DataConfig)
+    settings.add_arguments(parser, config.Paths)
     parser.add_argument("--teacher", nargs="+", required=True, help="the members (two or more)")
     parser.add_argument(
         "--grid", nargs="+", type=float, default=[0, 1, 2, 3, 4], help="weights tried per member"
@@ -57,17 +58,17 @@ def main(argv: list[str] | None = None) -> list[tuple[tuple[float, ...], float]]
 
 def rank(args: argparse.Namespace) -> list[tuple[tuple[float, ...], float]]:
     """Print the members' accuracies and the best weightings on validation; returns them all, best first."""
-    data, paths = settings.from_args(distil.DataConfig, args), settings.from_args(distil.Paths, args)
-    splits = distil.load_splits(data, paths)
-    logits = member_logits(args.teacher, splits, data.dataset, paths, args.device)
+    data, paths = settings.from_args(config.DataConfig, args), settings.from_args(config.Paths, args)
+    splits = train.load_splits(data, paths)
+    logits = member_logits(args.teacher, splits, data.data_name(), paths, args.device)
     for i, member in enumerate(args.teacher):
-        scores = [teachers.accuracy(logits[s][i], splits[s]) for s in ("valid", "test")]
+        scores = [logits_cache.accuracy(logits[s][i], splits[s]) for s in ("valid", "test")]
         print(f"{member}: valid {scores[0]:.4f}, test {scores[1]:.4f}")
-    ranked = teachers.rank_weights(logits["valid"], splits["valid"], args.grid)
+    ranked = logits_cache.rank_weights(logits["valid"], splits["valid"], args.grid)
     for weights, valid in ranked[: args.top]:
         kept = [i for i, w in enumerate(weights) if w > 0]
-        test = teachers.accuracy(
-            teachers.mean_logits([logits["test"][i] for i in kept], [weights[i] for i in kept]),
+        test = logits_cache.accuracy(
+            logits_cache.mean_logits([logits["test"][i] for i in kept], [weights[i] for i in kept]),
             splits["test"],
         )
         print(f"weights {' '.join(f'{w:g}' for w in weights)}: valid {valid:.4f}, test {test:.4f}")

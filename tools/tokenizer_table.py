@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-import distil
 import settings
+import train
 import utils
 import vocab
-from model import Student, TextEncoder
+from config import DataConfig, Paths
+from model import Student, StudentEncoder
 
 KINDS = vocab.TOKENIZER_KINDS
 SIZES = ("tiny", "base")
@@ -64,7 +65,7 @@ def finished_runs(root: Path, dataset: str) -> list[dict]:
 
 def tokenizer_stats(tokenizer, texts: list[str]) -> dict:
     """[UNK] share of the tokens and tokens per text (no truncation), and texts/s of tokenization alone."""
-    encoder = TextEncoder.of(tokenizer)
+    encoder = StudentEncoder.of(tokenizer)
     encoder.ids(texts[:BATCH])  # warm-up: Kiwi loads its model on first use
     start = time.perf_counter()
     ids = encoder.ids(texts)
@@ -165,8 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    settings.add_arguments(parser, distil.DataConfig, only=["dataset"])
-    settings.add_arguments(parser, distil.Paths, only=["data_dir", "data_root"])
+    settings.add_arguments(parser, DataConfig, only=["dataset"])
+    settings.add_arguments(parser, Paths, only=["data_dir", "data_root"])
     parser.add_argument("--runs", default="runs/tok", help="the runs' root (default: %(default)s)")
     parser.add_argument("--out", default="results", help="where the table goes (default: %(default)s)")
     parser.add_argument("--sample", type=int, default=5000, help="test reviews timed (default: %(default)s)")
@@ -175,8 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     machine = utils.cpu_name()
     print(f"machine: {machine}, {os.cpu_count()} CPUs, timing on one thread", flush=True)
-    data, paths = distil.DataConfig(dataset=args.dataset), settings.from_args(distil.Paths, args)
-    test = distil.load_splits(data, paths)["test"]["text"].tolist()
+    data, paths = DataConfig(dataset=args.dataset), settings.from_args(Paths, args)
+    test = train.load_splits(data, paths)["test"]["text"].tolist()
     runs = finished_runs(Path(args.runs), args.dataset)
     if not runs:
         raise SystemExit(f"error: no finished no-teacher runs under {Path(args.runs) / args.dataset}")

@@ -1,0 +1,239 @@
+"""Models compared on the same examples: each model's accuracy and its paired difference to a reference, with
+a bootstrap interval, on the validation and the test split.
+
+    python paired.py [--dataset nsmc] [--data-dir DIR] [--reference DIR] [--models DIR ...] [--out results]
+
+Every model predicts every valid and test example; the difference to the reference is the mean, over the
+examples, of (model right) − (reference right), and its interval comes from resampling the examples (the
+same resamples for every model). Rows are ordered by validation accuracy, the split a choice may look at;
+test is shown beside it. Writes paired.json (the numbers, machine, date and command) and paired.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import corpus
+import logits_cache
+import settings
+import utils
+from config import BACKENDS, SklearnTeacherConfig
+from finetune import fit_sklearn_teacher
+from ladder import markdown
+from model import Student, is_student_dir
+from settings import setting, validate_fields
+from timing import machine_info
+
+SPLITS = ("valid", "test")  # the split the rows are ordered by first
+BUNDLED = ("models/nsmc-base-kd", "models/nsmc-tiny-kd", "models/nsmc-base", "models/nsmc-tiny")
+RESULTS_JSON, RESULTS_MD = "paired.json", "paired.md"
+PERCENT = 100.0
+
+
+@dataclass
+class PairedConfig:
+    """What is compared, on which examples, and how the interval is drawn (the ``paired.py`` command line)."""
+
+    dataset: str = setting("nsmc", "dataset", choices=corpus.DATASET_NAMES)
+    data_dir: str | None = setting(None, "folder of the dataset's files (default: data/<dataset>)")
+    reference: str | None = setting(
+        None,
+        "the reference model's folder (default: the TF-IDF+LR teacher of config.SklearnTeacherConfig, fitted "
+        "on train into --teacher-root, reused when it is there)",
+    )
+    models: tuple[str, ...] = setting(BUNDLED, "student (or teacher) folders compared with the reference")
+    teacher_root: str = setting("teacher_model", "folder of the default reference")
+    backend: str = setting("torch", "how the students run", choices=BACKENDS)
+    resamples: int = setting(1000, "bootstrap resamples of the examples", bounds="[1, inf)")
+    confidence: float = setting(0.95, "coverage of the bootstrap interval", bounds="(0, 1)")
+    seed: int = setting(0, "seed of the bootstrap resamples")
+    out: str = setting("results", f"folder of {RESULTS_JSON} and {RESULTS_MD}")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+def check_folders(paths: Sequence[str]) -> None:
+    """A one-line FileNotFoundError naming the first path that is not a folder."""
+    for path in paths:
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"model folder {path} not found")
+
+
+def reference_folder(cfg: PairedConfig, splits: dict[str, pd.DataFrame]) -> str:
+    """--reference, or the default TF-IDF+LR teacher (fitted now unless a folder of its identity exists)."""
+    if cfg.reference:
+        return cfg.reference
+    return str(fit_sklearn_teacher(SklearnTeacherConfig(), splits, cfg.dataset, cfg.teacher_root))
+
+
+def predict_labels(path: str, splits: dict[str, pd.DataFrame], cfg: PairedConfig) -> dict[str, np.ndarray]:
+    """The model's predicted label of each example of each split: a student run by --backend, any other
+    folder as a teacher through its logits cache (the teacher runs once per split and example)."""
+    if is_student_dir(path):
+        student = Student.from_pretrained(path, backend=cfg.backend)
+        return {split: np.asarray(student.predict(splits[split]["text"].tolist())) for split in SPLITS}
+    return {
+        split: logits_cache.teacher_logits(
+            path, splits[split], cfg.dataset, split, teacher_root=cfg.teacher_root
+        )
+        .argmax(-1)
+        .numpy()
+        for split in SPLITS
+    }
+
+
+def paired_difference(
+    correct: np.ndarray, reference_correct: np.ndarray, resamples: int, confidence: float, seed: int
+) -> dict[str, float]:
+    """Mean of (correct − reference_correct) over the examples and its percentile bootstrap interval: the
+    examples resampled with replacement ``resamples`` times (the same resamples for the same seed and
+    count)."""
+    delta = correct.astype(np.float64) - reference_correct.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.array([np.mean(delta[rng.integers(0, len(delta), len(delta))]) for _ in range(resamples)])
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return {"difference": float(np.mean(delta)), "low": float(low), "high": float(high)}
+
+
+def compare(
+    predicted: np.ndarray, reference: np.ndarray, labels: np.ndarray, cfg: PairedConfig
+) -> dict[str, float]:
+    """One model on one split against the reference: accuracy, paired difference with its interval and the
+    share of examples where the two predict differently."""
+    correct, reference_correct = predicted == labels, reference == labels
+    return {
+        "examples": len(labels),
+        "accuracy": float(np.mean(correct)),
+        **paired_difference(correct, reference_correct, cfg.resamples, cfg.confidence, cfg.seed),
+        "disagreement": float(np.mean(predicted != reference)),
+    }
+
+
+def ordered(rows: list[dict]) -> list[dict]:
+    """Rows by validation accuracy, best first (test never decides the order); ties by name."""
+    return sorted(rows, key=lambda row: (-row["splits"][SPLITS[0]]["accuracy"], row["model"]))
+
+
+def command(cfg: PairedConfig) -> str:
+    """The command that computes the results again: the settings that differ from their defaults."""
+    parts = ["python paired.py"]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value != f.default:
+            shown = " ".join(value) if isinstance(value, tuple) else value
+            parts.append(f"{settings.setting_flag(f)} {shown}")
+    return " ".join(parts)
+
+
+def run_comparison(cfg: PairedConfig) -> dict:
+    """Predict every split with the reference and each model, compare them; the results as paired.json holds
+    them (rows ordered by validation accuracy)."""
+    check_folders([*cfg.models, *([cfg.reference] if cfg.reference else [])])
+    machine = machine_info(torch.get_num_threads())
+    splits = corpus.load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    splits = {name: df[df["label"] >= 0].reset_index(drop=True) for name, df in splits.items()}
+    reference = reference_folder(cfg, splits)
+    reference_labels = predict_labels(reference, splits, cfg)
+    rows = []
+    for name in dict.fromkeys([reference, *cfg.models]):
+        predicted = reference_labels if name == reference else predict_labels(name, splits, cfg)
+        stats = {
+            split: compare(predicted[split], reference_labels[split], splits[split]["label"].to_numpy(), cfg)
+            for split in SPLITS
+        }
+        rows.append({"model": name, "reference": name == reference, "splits": stats})
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "command": command(cfg),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": dataclasses.asdict(cfg) | {"reference": reference},
+        "rows": ordered(rows),
+    }
+
+
+def points(value: float) -> str:
+    """A difference of accuracies in percentage points, signed: ``+0.11``."""
+    return f"{PERCENT * value:+.2f}"
+
+
+def excludes_zero(stats: dict[str, float]) -> str:
+    """Whether the interval lies wholly on one side of 0: "yes" or "no"."""
+    return "yes" if stats["low"] > 0 or stats["high"] < 0 else "no"
+
+
+def table_rows(results: dict) -> list[dict]:
+    """The page's table: accuracies, the test difference to the reference with its interval, disagreement."""
+    level = f"{PERCENT * results['settings']['confidence']:g} %"
+    rows = []
+    for row in results["rows"]:
+        valid, test = (row["splits"][split] for split in SPLITS)
+        interval = f"{points(test['difference'])} [{points(test['low'])}, {points(test['high'])}]"
+        rows.append(
+            {
+                "model": f"`{row['model']}`" + (" (reference)" if row["reference"] else ""),
+                "valid acc (%)": f"{PERCENT * valid['accuracy']:.2f}",
+                "test acc (%)": f"{PERCENT * test['accuracy']:.2f}",
+                f"test − reference (points, {level} interval)": "—" if row["reference"] else interval,
+                "interval excludes 0": "—" if row["reference"] else excludes_zero(test),
+                "test disagreement (%)": f"{PERCENT * test['disagreement']:.2f}",
+            }
+        )
+    return rows
+
+
+def page(results: dict) -> str:
+    """paired.md: the command, what the numbers are, the table and the machine."""
+    s, m = results["settings"], results["machine"]
+    test = results["rows"][0]["splits"][SPLITS[1]]["examples"]
+    valid = results["rows"][0]["splits"][SPLITS[0]]["examples"]
+    about = (
+        f"Every model on the same {s['dataset']} examples ({valid:,} valid, {test:,} test). The difference "
+        f"to the reference `{s['reference']}` is the mean over test examples of (model right) − (reference "
+        f"right); its interval is the {PERCENT * s['confidence']:g} % percentile bootstrap over "
+        f"{s['resamples']:,} resamples of the examples (seed {s['seed']}, the same for every model). "
+        "Disagreement: the share of test examples where the two predict differently. Rows are ordered by "
+        f"validation accuracy; test is shown, not chosen on. Students ran with the {s['backend']} backend."
+    )
+    where = (
+        f"Machine: {m['cpu']}, {m['threads']} thread(s), {m['platform']}; torch {m['torch']}; 1-minute load "
+        f"average {m['load_average_at_start'][0]:.2f} at the start, {m['load_average_at_end'][0]:.2f} at the "
+        f"end; computed {results['date']}."
+    )
+    first = f"_Generated by `{results['command']}` (numbers in `{RESULTS_JSON}`): do not edit by hand._"
+    return "\n\n".join([first, "# Paired comparison", about, markdown(table_rows(results)), where])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """python paired.py [--dataset nsmc] [--data-dir DIR] [--reference DIR] [--models DIR ...] [--out DIR]"""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    settings.add_arguments(parser, PairedConfig)
+    try:
+        cfg = settings.from_args(PairedConfig, parser.parse_args(argv))
+        results = run_comparison(cfg)
+    except (ValueError, OSError, logits_cache.CacheMismatch) as err:
+        raise SystemExit(f"paired.py: {utils.one_line(err)}") from None
+    utils.atomic_write_json(Path(cfg.out) / RESULTS_JSON, results)
+    text = page(results)
+    utils.atomic_write_text(Path(cfg.out) / RESULTS_MD, text + "\n")
+    print(text)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
