@@ -153,15 +153,9 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
-def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
-    """distil.py options that keep a CLI test's data, tokenizers, teachers and runs under ``tmp_path``."""
+def cli_roots(tmp_path: Path) -> list[str]:
+    """distil.py options keeping a CLI test's tokenizers, teachers and runs under ``tmp_path`` (CPU, -q)."""
     return [
-        "--dataset",
-        "nsmc",
-        "--data-dir",
-        str(data_dir),
-        "--data-root",
-        str(tmp_path / "data"),
         "--tokenizer-root",
         str(tmp_path / "tok"),
         "--teacher-root",
@@ -171,6 +165,19 @@ def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
         "--device",
         "cpu",
         "-q",
+    ]
+
+
+def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
+    """distil.py options that keep a CLI test's data, tokenizers, teachers and runs under ``tmp_path``."""
+    return [
+        "--dataset",
+        "nsmc",
+        "--data-dir",
+        str(data_dir),
+        "--data-root",
+        str(tmp_path / "data"),
+        *cli_roots(tmp_path),
     ]
 
 

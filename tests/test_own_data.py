@@ -17,7 +17,7 @@ import distil
 import reader
 import train
 from card import model_card
-from conftest import NEGATIVE, NEUTRAL, POSITIVE, labelled_reviews
+from conftest import NEGATIVE, NEUTRAL, POSITIVE, cli_roots, labelled_reviews
 from model import Student
 
 STARS = {"1": NEGATIVE, "2": NEUTRAL, "3": POSITIVE}  # three ordered classes
@@ -227,20 +227,7 @@ def test_metrics_name_each_class_and_count_within_one_for_ordered_labels():
 
 def cli(tmp_path: Path, data: Path, *options: str) -> list[str]:
     """distil.py options for a tiny run of ``data`` under ``tmp_path``."""
-    return [
-        "--data",
-        str(data),
-        *options,
-        "--tokenizer-root",
-        str(tmp_path / "tok"),
-        "--teacher-root",
-        str(tmp_path / "teachers"),
-        "--out",
-        str(tmp_path / "runs"),
-        "--device",
-        "cpu",
-        "-q",
-    ]
+    return ["--data", str(data), *options, *cli_roots(tmp_path)]
 
 
 TINY = ["--size", "tiny", "--vocab-size", "200", "--epochs", "6", "--lr", "0.02", "--batch-size", "32"]
