@@ -675,6 +675,16 @@ def read_unlabeled(path: str | Path) -> pd.DataFrame:
     )
 
 
+def splits_fingerprint(splits: Mapping[str, pd.DataFrame], train: pd.DataFrame) -> str:
+    """The fingerprint of a run's examples (its config.json's ``fingerprints.data``): each split's
+    ``data_fingerprint`` with the label names, then that of the training rows with any unlabeled text."""
+    labels = label_names(splits)
+    digest = hashlib.sha256()
+    for name, df in [*splits.items(), ("train+unlabeled", train)]:
+        digest.update(f"{name}:{data_fingerprint(df, labels)}\n".encode())
+    return digest.hexdigest()
+
+
 def data_fingerprint(df: pd.DataFrame, labels: Sequence[str] | None = None) -> str:
     """SHA-256 over the example ids and texts, in order; given the label names, also over each example's label
     and the names: everything a run, a teacher or a logits cache learns from. Without them it is the texts'

@@ -116,7 +116,8 @@ def evaluate(
     device: torch.device,
     batch_size: int = 512,
 ) -> dict:
-    """``classification_metrics`` (with the model's label names) and the mean CE loss on encoded examples."""
+    """``classification_metrics`` (with the model's label names), the mean CE loss on encoded examples and
+    the predicted label ids (``predictions``)."""
     model.eval()
     order = np.argsort([len(s) for s in sequences], kind="stable")
     preds = np.empty(len(sequences), dtype=np.int64)
@@ -130,6 +131,7 @@ def evaluate(
     return {
         **classification_metrics(labels, preds, model.config.label_names()),
         "loss": loss / len(sequences),
+        "predictions": preds,
     }
 
 
@@ -149,6 +151,7 @@ class TrainingDiverged(RuntimeError):
 LOCK_NAME = ".lock"  # held (flock) while a process works on the run; released when that process dies
 PID_NAME = ".lock.pid"  # which process holds it, for the error message
 CONFIG_JSON = "config.json"  # written with the first checkpoint: a run that failed before it blocks nothing
+PREDICTIONS_NPZ = "predictions.npz"  # the best student's valid and test predictions (``write_predictions``)
 
 
 def train_student(
@@ -169,7 +172,7 @@ def train_student(
     paths = paths or Paths()
     dev = utils.get_device(device)
     splits = splits if splits is not None else load_splits(cfg, paths)
-    train = training_rows(cfg, splits)
+    train = training_rows(splits, cfg.unlabeled_files())
     identity = run_identity(cfg, paths, splits, train)
     run_dir = Path(paths.out) / cfg.data_name() / cfg.run_name()
     for folder in (Path(paths.out), run_dir.parent):  # temporaries left by runs killed mid-write
@@ -191,7 +194,7 @@ def train_student(
                 fit_epoch(cfg, fit, data, writer, log_every)
                 end_epoch(cfg, run_dir, fit, data, writer, start, record)
             ensemble = ensemble_accuracy(cfg, paths, splits, device)
-            return finish_run(cfg, run_dir, splits, fit, dev, writer, extra=ensemble)
+            return finish_run(cfg, run_dir, splits, fit, dev, writer, identity, extra=ensemble)
         finally:
             writer.close()
 
@@ -211,11 +214,11 @@ def load_splits(cfg: DataConfig, paths: Paths | None = None) -> corpus.Splits:
     return corpus.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, **options)
 
 
-def training_rows(cfg: RunConfig, splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def training_rows(splits: dict[str, pd.DataFrame], unlabeled: typing.Sequence[str] = ()) -> pd.DataFrame:
     """The training split, plus each unlabeled text file's rows (label -1, in file order), if any."""
-    if not cfg.unlabeled:
+    if not unlabeled:
         return splits["train"]
-    parts = [corpus.read_unlabeled(path) for path in cfg.unlabeled_files()]
+    parts = [corpus.read_unlabeled(path) for path in unlabeled]
     return pd.concat([splits["train"], *parts], ignore_index=True)
 
 
@@ -224,15 +227,12 @@ def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], 
     names, and the unlabeled text) and its teacher's files (config and weights; a student teacher's too; None
     without a teacher). A teacher that predicts other labels than the data's is refused here."""
     labels = corpus.label_names(splits)
-    digest = hashlib.sha256()
-    for name, df in [*splits.items(), ("train+unlabeled", train)]:
-        digest.update(f"{name}:{corpus.data_fingerprint(df, labels)}\n".encode())
     resolved = [teachers.resolve_teacher(member, paths.teacher_root) for member in cfg.teacher_members()]
     for member in resolved:
         teachers.check_labels(member, labels)
     prints = [teachers.teacher_fingerprint(member) for member in resolved]
     teacher = None if not prints else prints[0] if len(prints) == 1 else prints  # an ensemble: every member
-    return {"data": digest.hexdigest(), "teacher": teacher}
+    return {"data": corpus.splits_fingerprint(splits, train), "teacher": teacher}
 
 
 @contextlib.contextmanager
@@ -638,14 +638,13 @@ def finish_run(
     fit: Fit,
     dev: torch.device,
     writer,
+    identity: dict,
     extra: dict | None = None,
 ) -> dict:
-    """Evaluate the best checkpoint once on test, write metrics.json (with ``extra``, e.g. an ensemble's own
-    accuracy) and the TensorBoard HParams entry."""
+    """Evaluate the best checkpoint once on test (and valid: predictions.npz), write metrics.json (with
+    ``extra``, e.g. an ensemble's own accuracy) and the TensorBoard HParams entry."""
     state = fit.state
-    model, tokenizer = load_best(run_dir, dev)
-    test_seqs = encode(tokenizer, splits["test"]["text"].tolist(), cfg.max_length)
-    test = evaluate(model, test_seqs, splits["test"]["label"].to_numpy(), dev)
+    model, test = evaluate_best(cfg, run_dir, splits, dev, identity["data"])
     metrics = {
         "dataset": cfg.data_name(),
         "labels": model.config.label_names(),
@@ -681,6 +680,7 @@ def finish_run(
         "device_name": utils.device_name(dev),
         "history": state["history"],
         "run_dir": str(run_dir),
+        "predictions": PREDICTIONS_NPZ,
         **({"teachers": list(cfg.teacher)} if isinstance(cfg.teacher, tuple) else {}),
         **({"teacher_weights": list(cfg.teacher_weights)} if cfg.teacher_weights else {}),
         **({"unlabeled_files": list(cfg.unlabeled)} if isinstance(cfg.unlabeled, tuple) else {}),
@@ -694,6 +694,34 @@ def finish_run(
         f"(best epoch {state['best_epoch']})"
     )
     return metrics
+
+
+def evaluate_best(
+    cfg: RunConfig, run_dir: Path, splits: dict[str, pd.DataFrame], dev: torch.device, data: str
+) -> tuple[BiLSTMClassifier, dict]:
+    """The best checkpoint and its test results; its valid and test predictions go to predictions.npz."""
+    model, tokenizer = load_best(run_dir, dev)
+    results = {}
+    for split in ("valid", "test"):
+        sequences = encode(tokenizer, splits[split]["text"].tolist(), cfg.max_length)
+        results[split] = evaluate(model, sequences, splits[split]["label"].to_numpy(), dev)
+    write_predictions(run_dir, splits, {k: v["predictions"] for k, v in results.items()}, data)
+    return model, results["test"]
+
+
+def write_predictions(
+    run_dir: Path, splits: dict[str, pd.DataFrame], predicted: dict[str, np.ndarray], data: str
+) -> None:
+    """predictions.npz: per split (valid, test) the predicted label ids, the true ones (``<split>_labels``)
+    and the fingerprint of its examples (``<split>_fingerprint``, ``corpus.data_fingerprint`` with the label
+    names), the label names (``label_names``) and the run's data fingerprint (``data_fingerprint``)."""
+    names = corpus.label_names(splits)
+    arrays = {"label_names": np.array(names), "data_fingerprint": np.array(data)}
+    for split, ids in predicted.items():
+        arrays[split] = np.asarray(ids, dtype=np.int64)
+        arrays[f"{split}_labels"] = splits[split]["label"].to_numpy(dtype=np.int64)
+        arrays[f"{split}_fingerprint"] = np.array(corpus.data_fingerprint(splits[split], names))
+    utils.atomic_write_npz(run_dir / PREDICTIONS_NPZ, **arrays)
 
 
 # The HParams table's columns, in this order. The dashboard sorts the declared hyperparameters by name and

@@ -123,6 +123,16 @@ def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """Write NumPy arrays as one uncompressed ``.npz`` archive (``np.load`` reads them by name) atomically."""
+
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: np.savez would append .npz to the temporary's name
+            np.savez(f, **arrays)
+
+    atomic_save(path, save)
+
+
 def atomic_save(path: str | Path, save: Callable[[Path], None]) -> None:
     """Call ``save(tmp_path)`` and rename the temporary file onto ``path`` once it is complete.
 

@@ -372,6 +372,16 @@ def test_baseline_learns_and_writes_its_run(tmp_path, data_dir):
     config = json.loads((run_dir / "config.json").read_text())
     assert {k: v for k, v in config.items() if k != "fingerprints"} == dataclasses.asdict(cfg)
     assert len(config["fingerprints"]["data"]) == 64 and config["fingerprints"]["teacher"] is None
+    # the best student's valid and test predictions: they give the recorded accuracies exactly
+    with np.load(run_dir / saved["predictions"]) as predictions:
+        assert float(np.mean(predictions["test"] == predictions["test_labels"])) == saved["test_accuracy"]
+        assert float(np.mean(predictions["valid"] == predictions["valid_labels"])) == saved["val_accuracy"]
+        splits = train.load_splits(cfg, paths)
+        for split in ("valid", "test"):
+            fingerprint = corpus.data_fingerprint(splits[split], splits.labels)
+            assert str(predictions[f"{split}_fingerprint"]) == fingerprint
+            assert (predictions[f"{split}_labels"] == splits[split]["label"].to_numpy()).all()
+        assert str(predictions["data_fingerprint"]) == config["fingerprints"]["data"]
     assert not (run_dir / train.PID_NAME).exists()  # the lock is released
     # Finished: a second call reuses it; other settings in the same directory are refused.
     assert train.train_student(cfg, paths, device="cpu") == saved
