@@ -1,9 +1,12 @@
 """Models compared on the same examples: each model's accuracy and its paired difference to a reference, with
 a bootstrap interval, on the validation and the test split.
 
-    python paired.py [--dataset nsmc] [--data-dir DIR] [--reference DIR] [--models DIR ...] [--out results]
+    python paired.py [--dataset nsmc] [--data-dir DIR] [--valid-fraction 0.05] [--reference DIR]
+                     [--models DIR ...] [--out results]
 
-Every model predicts every valid and test example; the difference to the reference is the mean, over the
+The splits are those a run with the same data settings trains on (--valid-fraction as distil.py's). A model is
+a student folder, a run folder (runs/<dataset>/<run>: its student/) or a teacher folder. Every model predicts
+every valid and test example; the difference to the reference is the mean, over the
 examples, of (model right) − (reference right), and its interval comes from resampling the examples (the
 same resamples for every model). Rows are ordered by validation accuracy, the split a choice may look at;
 test is shown beside it. Writes paired.json (the numbers, machine, date and command) and paired.md to --out.
@@ -28,17 +31,18 @@ import corpus
 import logits_cache
 import settings
 import utils
-from config import BACKENDS, SklearnTeacherConfig
+from config import BACKENDS, DataConfig, SklearnTeacherConfig
 from finetune import fit_sklearn_teacher
-from ladder import markdown
 from model import Student, is_student_dir
-from settings import setting, validate_fields
+from report import markdown
+from settings import setting, shared_setting, validate_fields
 from timing import machine_info
 
 SPLITS = ("valid", "test")  # the split the rows are ordered by first
 BUNDLED = ("models/nsmc-base-kd", "models/nsmc-tiny-kd", "models/nsmc-base", "models/nsmc-tiny")
 RESULTS_JSON, RESULTS_MD = "paired.json", "paired.md"
 PERCENT = 100.0
+RESAMPLES, CONFIDENCE = 1000, 0.95  # the bootstrap's defaults (ladder.py's paired columns use them too)
 
 
 @dataclass
@@ -47,16 +51,20 @@ class PairedConfig:
 
     dataset: str = setting("nsmc", "dataset", choices=corpus.DATASET_NAMES)
     data_dir: str | None = setting(None, "folder of the dataset's files (default: data/<dataset>)")
+    valid_fraction: float = shared_setting(DataConfig, "valid_fraction")
+    test_fraction: float = shared_setting(DataConfig, "test_fraction")
     reference: str | None = setting(
         None,
         "the reference model's folder (default: the TF-IDF+LR teacher of config.SklearnTeacherConfig, fitted "
         "on train into --teacher-root, reused when it is there)",
     )
-    models: tuple[str, ...] = setting(BUNDLED, "student (or teacher) folders compared with the reference")
+    models: tuple[str, ...] = setting(
+        BUNDLED, "student, run (its student/) or teacher folders compared with the reference"
+    )
     teacher_root: str = setting("teacher_model", "folder of the default reference")
     backend: str = setting("torch", "how the students run", choices=BACKENDS)
-    resamples: int = setting(1000, "bootstrap resamples of the examples", bounds="[1, inf)")
-    confidence: float = setting(0.95, "coverage of the bootstrap interval", bounds="(0, 1)")
+    resamples: int = setting(RESAMPLES, "bootstrap resamples of the examples", bounds="[1, inf)")
+    confidence: float = setting(CONFIDENCE, "coverage of the bootstrap interval", bounds="(0, 1)")
     seed: int = setting(0, "seed of the bootstrap resamples")
     out: str = setting("results", f"folder of {RESULTS_JSON} and {RESULTS_MD}")
 
@@ -78,16 +86,28 @@ def reference_folder(cfg: PairedConfig, splits: dict[str, pd.DataFrame]) -> str:
     return str(fit_sklearn_teacher(SklearnTeacherConfig(), splits, cfg.dataset, cfg.teacher_root))
 
 
-def predict_labels(path: str, splits: dict[str, pd.DataFrame], cfg: PairedConfig) -> dict[str, np.ndarray]:
-    """The model's predicted label of each example of each split: a student run by --backend, any other
-    folder as a teacher through its logits cache (the teacher runs once per split and example)."""
+def model_folder(path: str) -> str:
+    """The folder that predicts for ``path``: a run folder's student/, any other folder itself."""
+    student = Path(path) / "student"
+    return str(student) if not is_student_dir(path) and is_student_dir(student) else path
+
+
+def predict_labels(
+    path: str,
+    splits: dict[str, pd.DataFrame],
+    dataset: str,
+    teacher_root: str = "teacher_model",
+    backend: str = "torch",
+) -> dict[str, np.ndarray]:
+    """The model's predicted label of each example of each split: a student (or a run's) run by ``backend``,
+    any other folder as a teacher through its logits cache under ``dataset`` (the teacher runs once per
+    split and example)."""
+    path = model_folder(path)
     if is_student_dir(path):
-        student = Student.from_pretrained(path, backend=cfg.backend)
+        student = Student.from_pretrained(path, backend=backend)
         return {split: np.asarray(student.predict(splits[split]["text"].tolist())) for split in SPLITS}
     return {
-        split: logits_cache.teacher_logits(
-            path, splits[split], cfg.dataset, split, teacher_root=cfg.teacher_root
-        )
+        split: logits_cache.teacher_logits(path, splits[split], dataset, split, teacher_root=teacher_root)
         .argmax(-1)
         .numpy()
         for split in SPLITS
@@ -143,13 +163,15 @@ def run_comparison(cfg: PairedConfig) -> dict:
     them (rows ordered by validation accuracy)."""
     check_folders([*cfg.models, *([cfg.reference] if cfg.reference else [])])
     machine = machine_info(torch.get_num_threads())
-    splits = corpus.load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    fractions = {"valid_fraction": cfg.valid_fraction, "test_fraction": cfg.test_fraction}
+    splits = corpus.load_dataset(cfg.dataset, data_dir=cfg.data_dir, **fractions)
     splits = {name: df[df["label"] >= 0].reset_index(drop=True) for name, df in splits.items()}
     reference = reference_folder(cfg, splits)
-    reference_labels = predict_labels(reference, splits, cfg)
+    options = (cfg.dataset, cfg.teacher_root, cfg.backend)
+    reference_labels = predict_labels(reference, splits, *options)
     rows = []
     for name in dict.fromkeys([reference, *cfg.models]):
-        predicted = reference_labels if name == reference else predict_labels(name, splits, cfg)
+        predicted = reference_labels if name == reference else predict_labels(name, splits, *options)
         stats = {
             split: compare(predicted[split], reference_labels[split], splits[split]["label"].to_numpy(), cfg)
             for split in SPLITS

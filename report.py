@@ -412,6 +412,14 @@ def merge_csv(path: str | Path, new: pd.DataFrame, key: list[str]) -> pd.DataFra
     return frame
 
 
+def markdown(rows: list[dict]) -> str:
+    """A GitHub table of the rows' public columns (those not starting with _)."""
+    columns = [c for c in rows[0] if not c.startswith("_")] if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def human_bytes(size: float) -> str:
     """Three significant digits in decimal units: 1,565,640 -> '1.57 MB', 110,504 -> '111 KB'."""
     exponent = min(int(math.log10(max(size, 1)) // 3), 3)

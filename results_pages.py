@@ -25,10 +25,10 @@ import pandas as pd
 
 import settings
 import utils
-from ladder import ensemble_legend, ladder_rows, latest_runs, markdown, read_json, replace_block
+from ladder import ensemble_legend, ladder_rows, latest_runs, read_json, replace_block
 from manifest import ONNX_DIR
 from model import ONNX_FILES
-from report import human_bytes
+from report import human_bytes, markdown
 from settings import setting, validate_fields
 from timing import machine_busy
 

@@ -12,6 +12,7 @@ import corpus
 import paired
 from config import SklearnTeacherConfig
 from finetune import fit_sklearn_teacher
+from model import Student
 
 N = 2000
 RESAMPLES, CONFIDENCE = 1000, 0.95
@@ -118,3 +119,22 @@ def test_a_run_compares_teacher_folders_on_the_same_examples(tmp_path, data_dir)
     assert json.loads((tmp_path / paired.RESULTS_JSON).read_text(encoding="utf-8"))["rows"] == results["rows"]
     first = (tmp_path / paired.RESULTS_MD).read_text(encoding="utf-8").splitlines()[0]
     assert "python paired.py" in first and "--resamples 50" in first and Path(weaker).name in first
+
+
+def test_a_run_folder_is_compared_on_the_splits_of_the_valid_fraction_given(tmp_path, data_dir, run_dir):
+    # run_dir is runs/<run> with its student/ inside: the student predicts; --valid-fraction carves valid
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir, valid_fraction=0.1)
+    reference = fit_sklearn_teacher(SklearnTeacherConfig(c=0.01), splits, "nsmc", tmp_path / "teachers")
+    options = ["--data-dir", str(data_dir), "--reference", str(reference), "--out", str(tmp_path)]
+    results = paired.main(
+        [*options, "--valid-fraction", "0.1", "--models", str(run_dir), "--resamples", "20"]
+    )
+    row = next(row for row in results["rows"] if row["model"] == str(run_dir))
+    student = Student.from_pretrained(run_dir / "student")
+    for split in paired.SPLITS:
+        labels = splits[split]["label"].to_numpy()
+        assert row["splits"][split]["examples"] == len(labels)
+        expected = np.mean(np.asarray(student.predict(splits[split]["text"].tolist())) == labels)
+        assert row["splits"][split]["accuracy"] == pytest.approx(expected)
+    assert len(splits["valid"]) > len(corpus.load_dataset("nsmc", data_dir=data_dir)["valid"])
+    assert "--valid-fraction 0.1" in results["command"]

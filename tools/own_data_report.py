@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import config
 import corpus
-import ladder
 import logits_cache
 import teacher as teachers
 import train
 import utils
 from card import display_name
+from report import markdown as table_markdown
 from report import percent_or_dash
 
 
@@ -94,7 +94,7 @@ def markdown(rows: list[dict], splits, data: str, commands: str) -> str:
         f"Labels {' / '.join(splits.labels)}{ordered}; split by a hash of each row's id ({sizes}). Generated "
         "by `tools/own_data_report.py` from the runs' metrics.json and the peer's logits cache.",
         "",
-        ladder.markdown(table),
+        table_markdown(table),
         "",
         "Commands (OMP_NUM_THREADS=1, one process at a time, on a shared 2-core CPU):",
         "",
