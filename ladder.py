@@ -2,10 +2,18 @@
 it.
 
     python ladder.py [--runs runs/ladder ...] [--csv results/runs.csv] [--bench bench_out/bench_results.json]
-                     [--readme README.md] [--out results/ladder.md]
+                     [--readme README.md] [--out results/ladder.md] [--reference DIR] [--data-dir DIR]
 
 Runs are grouped by everything but the seed (mean ± std over seeds, transfer-set rows, seconds per epoch,
-total time) and checked against issue 10's targets, met or not, beside the peers of a bench.py run (--bench).
+total time), ordered by validation accuracy (mean over seeds; test is reported, never chosen on) and checked
+against issue 10's targets, met or not, beside the peers of a bench.py run (--bench).
+
+With --reference (e.g. the fitted TF-IDF+LR teacher) every run is compared with it on the run's own valid and
+test examples, loaded with the data settings of its config.json: its predictions.npz (or, for a run made
+before that file, its student predicting now) against the reference's, the mean over the examples of (run
+right) − (reference right) and its 95 % percentile bootstrap interval (paired.py's, 1,000 resamples of the
+examples). runs.csv records them per run; the ladder shows test − reference over the seeds and how many
+seeds have an interval wholly above 0.
 """
 
 from __future__ import annotations
@@ -19,16 +27,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import corpus
+import paired
 import settings
 import teacher as teachers
+import train
 import utils
 from card import teacher_members
-from config import NAMED_FIELDS, SIZE_PRESETS, RunConfig
+from config import NAMED_FIELDS, SIZE_PRESETS, DataConfig, Paths, RunConfig
 from model import is_student_dir, read_student_info
-from report import human_bytes, merge_csv
+from report import human_bytes, markdown, merge_csv
 from settings import setting, validate_fields
 
 
@@ -45,11 +56,28 @@ class LadderConfig:
         None, "a file whose block between <!-- ladder:start --> and <!-- ladder:end --> is rewritten"
     )
     out: str = setting("results/ladder.md", "where the generated tables go")
+    reference: str | None = setting(
+        None,
+        "a model folder every run is compared with on its own valid and test examples (a fitted teacher such "
+        "as teacher_model/tfidf-lr-nsmc-<hash>, or a student): the paired difference and its 95 % bootstrap "
+        "interval",
+    )
+    data_dir: str | None = setting(
+        None, "folder of the runs' dataset files, read for --reference (default: data/<dataset>)"
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self)
 
 
+# against --reference: its folder and files' hash, then per split the mean difference (run right − reference
+# right) over the run's examples with its bootstrap interval, as fractions like the accuracies
+DIFFERENCES = {"": "difference", "_low": "low", "_high": "high"}
+PAIRED_COLUMNS = [
+    "reference",
+    "reference_fingerprint",
+    *(f"{split}_vs_reference{end}" for split in paired.SPLITS for end in DIFFERENCES),
+]
 RUN_COLUMNS = [
     "run_dir",
     "dataset",
@@ -80,6 +108,7 @@ RUN_COLUMNS = [
     "teacher_fingerprint",
     "device_name",
     "options",
+    *PAIRED_COLUMNS,
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 SIZE_ORDER = {name: i for i, name in enumerate(SIZE_PRESETS)}
@@ -142,19 +171,136 @@ def teacher_identity(frame: pd.DataFrame) -> pd.Series:
     return frame["teacher_fingerprint"].astype(object).fillna(accuracy).fillna("")
 
 
-def record_runs(runs_dirs: Sequence[str | Path], csv: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Add every finished run under runs_dirs to the CSV; returns the whole record and the run folders found
-    now. A run recorded before (same folder and training time) is replaced; a run trained again in the same
-    folder is a new row, so the CSV keeps the history (the ladder shows each folder's latest row per
-    teacher)."""
+def record_runs(
+    runs_dirs: Sequence[str | Path], csv: str | Path, reference: Reference | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Add every finished run under runs_dirs to the CSV (compared with ``reference`` when given); returns the
+    whole record and the run folders found now. A run recorded before (same folder and training time) is
+    replaced; a run trained again in the same folder is a new row, so the CSV keeps the history (the ladder
+    shows each folder's latest row per teacher)."""
     found = [path.parent for runs_dir in runs_dirs for path in sorted(Path(runs_dir).glob("**/metrics.json"))]
-    records = [
-        run_record(metrics, read_json(folder / "config.json"))
-        for folder in found
-        if (metrics := read_json(folder / "metrics.json")).get("test_accuracy") is not None
-    ]
+    earlier = pd.read_csv(csv).reindex(columns=RUN_COLUMNS) if Path(csv).is_file() else None
+    records = []
+    for folder in found:
+        metrics = read_json(folder / "metrics.json")
+        if metrics.get("test_accuracy") is not None:
+            record = run_record(metrics, read_json(folder / "config.json"))
+            records.append(record | paired_columns(folder, record, earlier, reference))
     new = pd.DataFrame(records, columns=RUN_COLUMNS)
     return merge_csv(csv, new, ["run_dir", "train_seconds"]), new["run_dir"].tolist()
+
+
+@dataclass
+class Reference:
+    """The model every run is compared with (--reference) and, per data settings, the splits loaded and the
+    reference's predictions of their valid and test examples."""
+
+    folder: str
+    data_dir: str | None = None
+    loaded: dict[str, tuple[corpus.Splits, dict[str, np.ndarray]]] = dataclasses.field(default_factory=dict)
+    fingerprint: str = dataclasses.field(init=False, default="")  # sha256: and the short hash of its files
+
+    def __post_init__(self) -> None:
+        if not Path(self.folder).is_dir():
+            raise FileNotFoundError(
+                f"--reference {self.folder}: no such folder; pass a fitted teacher's folder"
+            )
+        prints = teachers.teacher_fingerprint(paired.model_folder(self.folder))
+        self.fingerprint = "sha256:" + utils.short_hash(prints)
+
+    def on(self, data: DataConfig) -> tuple[corpus.Splits, dict[str, np.ndarray]]:
+        """The splits of the data settings (loaded once) and the reference's valid and test predictions."""
+        key = json.dumps(dataclasses.asdict(data), sort_keys=True)
+        if key not in self.loaded:
+            splits = train.load_splits(data, Paths(data_dir=self.data_dir))
+            self.loaded[key] = splits, paired.predict_labels(self.folder, splits, data.data_name())
+        return self.loaded[key]
+
+
+def paired_columns(
+    folder: Path, record: dict, earlier: pd.DataFrame | None, reference: Reference | None
+) -> dict:
+    """A run's paired columns: those recorded before for the same run (same folder and training time) when
+    there is no reference or they were computed against the same reference files, else computed now."""
+    before = {}
+    if earlier is not None:
+        same = earlier[
+            (earlier["run_dir"] == record["run_dir"]) & (earlier["train_seconds"] == record["train_seconds"])
+        ]
+        before = same.iloc[-1][PAIRED_COLUMNS].to_dict() if len(same) else {}
+    if reference is None or (
+        (before.get("reference"), before.get("reference_fingerprint"))
+        == (reference.folder, reference.fingerprint)
+        and pd.notna(before.get("test_vs_reference"))
+    ):
+        return before
+    return paired_record(folder, reference)
+
+
+def paired_record(folder: Path, reference: Reference) -> dict:
+    """The run against the reference on its own valid and test examples: per split the mean of (run right)
+    − (reference right) and its bootstrap interval (paired.py's); {} for a run without a config.json holding
+    its data settings and fingerprint (a note says so)."""
+    config = read_json(folder / "config.json")
+    if not (config.get("fingerprints") or {}).get("data"):
+        print(
+            f"ladder.py: {folder}: no data settings in config.json; not compared with the reference",
+            file=sys.stderr,
+        )
+        return {}
+    data = run_data(config)
+    splits, theirs = reference.on(data)
+    ours = run_predictions(folder, config, data, splits)
+    record = {"reference": reference.folder, "reference_fingerprint": reference.fingerprint}
+    for split in paired.SPLITS:
+        labels = splits[split]["label"].to_numpy()
+        right, reference_right = ours[split] == labels, theirs[split] == labels
+        stats = paired.paired_difference(right, reference_right, paired.RESAMPLES, paired.CONFIDENCE, seed=0)
+        record |= {f"{split}_vs_reference{end}": stats[key] for end, key in DIFFERENCES.items()}
+    return record
+
+
+def run_data(config: dict) -> DataConfig:
+    """The data settings a run's config.json records (a setting newer than the run: its default)."""
+    names = {f.name for f in dataclasses.fields(DataConfig)}
+    return DataConfig(**{name: value for name, value in config.items() if name in names})
+
+
+def run_predictions(
+    folder: Path, config: dict, data: DataConfig, splits: corpus.Splits
+) -> dict[str, np.ndarray]:
+    """A run's predicted label ids of valid and test: its predictions.npz, checked against ``splits``, or (a
+    run made before that file was written) its student's, predicted now in memory once config.json's data
+    fingerprint shows that ``splits`` are the run's."""
+    path = folder / train.PREDICTIONS_NPZ
+    if path.is_file():
+        return saved_predictions(path, splits)
+    unlabeled = train.training_rows(splits, utils.as_list(config.get("unlabeled")))
+    if corpus.splits_fingerprint(splits, unlabeled) != config["fingerprints"]["data"]:
+        raise ValueError(
+            f"{folder}: the examples loaded with its config.json's data settings are not the run's (its data "
+            "fingerprint differs); pass the --data-dir it was trained on, with its unlabeled files in place"
+        )
+    return paired.predict_labels(str(folder / "student"), splits, data.data_name())
+
+
+def saved_predictions(path: Path, splits: corpus.Splits) -> dict[str, np.ndarray]:
+    """predictions.npz's valid and test predictions; a file whose labels or example fingerprints differ
+    from ``splits`` (other examples) is refused in one line."""
+    with np.load(path) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    names = corpus.label_names(splits)
+    for split in paired.SPLITS:
+        fingerprint = str(arrays.get(f"{split}_fingerprint"))
+        labels = arrays.get(f"{split}_labels")
+        if fingerprint != corpus.data_fingerprint(splits[split], names) or not np.array_equal(
+            labels, splits[split]["label"].to_numpy()
+        ):
+            raise ValueError(
+                f"{path}: its {split} labels or examples differ from those loaded with the run's data "
+                "settings; pass the --data-dir it was trained on, or train the run again"
+            )
+    return {split: arrays[split] for split in paired.SPLITS}
 
 
 def read_json(path: Path) -> dict:
@@ -182,10 +328,12 @@ def mean_std(values: pd.Series, scale: float = 100.0) -> str:
     return text + (f" ± {scale * values.std():.2f}" if len(values) > 1 else "")
 
 
-def ladder_rows(frame: pd.DataFrame) -> list[dict]:
+def ladder_rows(frame: pd.DataFrame, reference: str | None = None) -> list[dict]:
     """The ladder: runs grouped by everything but the seed (a teacher by its files, not only its name),
-    ordered by student size, vocabulary, teacher and transfer set size, with each row's cost (transfer rows,
-    seconds per epoch, total minutes) and the frame's index of its runs (``_runs``)."""
+    ordered by validation accuracy (mean over seeds, best first; per dataset), ties by student size,
+    vocabulary, teacher and transfer set size, with each row's cost (transfer rows, seconds per epoch, total
+    minutes), its runs against ``reference`` when given (``paired_cells``) and the frame's index of its runs
+    (``_runs``)."""
     keys = ["dataset", "student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled"]
     keys += ["alpha", "temperature", "kd_loss", "max_epochs", "patience", "options"]
     frame = frame.assign(teacher_identity=teacher_identity(frame), options=frame["options"].astype(object))
@@ -209,6 +357,7 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 "seeds": len(group),
                 "test acc (%)": mean_std(group["test_accuracy"]),
                 "val acc (%)": mean_std(group["val_accuracy"]),
+                **(paired_cells(group, reference) if reference else {}),
                 "epochs (patience)": f"{int(first['max_epochs'])} ({int(first['patience'])})"
                 if first["max_epochs"]
                 else "",
@@ -229,13 +378,33 @@ def ladder_rows(frame: pd.DataFrame) -> list[dict]:
                 ),
                 "_size": first["student_size"],
                 "_test": float(group["test_accuracy"].mean()),
+                "_valid": float(group["val_accuracy"].mean()),
                 "_teacher_test": float(teacher_acc.iloc[0]) if len(teacher_acc) else None,
                 "_members": first["teacher_members"],
                 "_identity": first["teacher_identity"],
                 "_runs": group.index.tolist(),
             }
         )
-    return sorted(name_teachers_apart(rows), key=lambda r: r["_order"])
+    return sorted(name_teachers_apart(rows), key=validation_order)
+
+
+def validation_order(row: dict) -> tuple:
+    """Sort key: the dataset, then the validation mean (best first; a row without one last), then
+    ``_order``."""
+    valid = -row["_valid"] if pd.notna(row["_valid"]) else float("inf")
+    return row["_order"][0], valid, row["_order"]
+
+
+def paired_cells(group: pd.DataFrame, reference: str) -> dict:
+    """A row's test − reference in points (the mean over its seeds compared with ``reference``) and how many
+    of its seeds have a test interval wholly above 0 (``2/3``); "—" when none was compared."""
+    compared = group[group["reference"] == reference].dropna(subset=["test_vs_reference"])
+    if compared.empty:
+        return {"test − reference (points)": "—", "seeds above reference": "—"}
+    return {
+        "test − reference (points)": paired.points(compared["test_vs_reference"].mean()),
+        "seeds above reference": f"{int((compared['test_vs_reference_low'] > 0).sum())}/{len(group)}",
+    }
 
 
 def name_teachers_apart(rows: list[dict]) -> list[dict]:
@@ -338,14 +507,6 @@ def ensemble_legend(rows: list[dict]) -> str:
     return "\n".join(f"- `{label}` = {members}" for label, members in ensembles.items())
 
 
-def markdown(rows: list[dict]) -> str:
-    """A GitHub table of the rows' public columns (those not starting with _)."""
-    columns = [c for c in rows[0] if not c.startswith("_")] if rows else []
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def replace_block(path: str | Path, text: str, markers: tuple[str, str] = LADDER_MARKERS) -> None:
     """Rewrite the part of ``path`` between the markers (the ladder's unless given; both must be there)."""
     content = Path(path).read_text(encoding="utf-8")
@@ -362,12 +523,14 @@ def latest_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def ladder(cfg: LadderConfig) -> str:
-    """Record the runs in --csv, print the ladder and the targets, write them to --out (and the README)."""
-    frame, found = record_runs(cfg.runs, cfg.csv)
+    """Record the runs in --csv (against --reference), print the ladder and the targets, write them to --out
+    (and the README)."""
+    reference = Reference(cfg.reference, cfg.data_dir) if cfg.reference else None
+    frame, found = record_runs(cfg.runs, cfg.csv, reference)
     # the runs found now (a copied run keeps its first run_dir) and those recorded before under the folders
     latest = latest_runs(frame)
     ours = [d in found or any(Path(str(d)).is_relative_to(r) for r in cfg.runs) for d in latest["run_dir"]]
-    rows = ladder_rows(latest.loc[ours])
+    rows = ladder_rows(latest.loc[ours], cfg.reference)
     if not rows:
         raise ValueError(
             f"no finished run under {' '.join(cfg.runs)}: train with `distil.py student --out DIR`"
@@ -377,11 +540,11 @@ def ladder(cfg: LadderConfig) -> str:
     text = (
         markdown(rows)
         + (f"\n\n{legend}" if legend else "")
-        + "\n\n"
+        + f"\n\n{reading_note(cfg)}\n\n"
         + markdown(ladder_targets(rows, peers))
         + (f"\n\n{about_peers}" if about_peers else "")
         + f"\n\n_Generated by `python ladder.py --runs {' '.join(cfg.runs)}"
-        + (f" --bench {cfg.bench}" if cfg.bench else "")
+        + "".join(f" {flag} {value}" for flag, value in options(cfg))
         + f"` from {cfg.csv}._"
     )
     utils.atomic_write_text(cfg.out, text + "\n")
@@ -391,14 +554,38 @@ def ladder(cfg: LadderConfig) -> str:
     return text
 
 
+def reading_note(cfg: LadderConfig) -> str:
+    """How to read the ladder: the order, and with --reference its two columns."""
+    text = (
+        "Rows are ordered by validation accuracy (mean over seeds, best first), the split a choice may look "
+        "at; test is reported, never chosen on."
+    )
+    if cfg.reference:
+        level = f"{paired.PERCENT * paired.CONFIDENCE:g} %"
+        text += (
+            f" *test − reference*: the paired difference on test to `{cfg.reference}` (the same examples: "
+            "the mean over them of (run right) − (reference right), in points), averaged over the row's "
+            f"seeds; *seeds above reference*: those whose {level} percentile bootstrap interval "
+            f"({paired.RESAMPLES:,} resamples of the test examples) lies wholly above 0. Each run's "
+            f"differences and intervals on valid and test are in {cfg.csv}."
+        )
+    return text
+
+
+def options(cfg: LadderConfig) -> list[tuple[str, str]]:
+    """The optional settings given, as (flag, value), for the page's command line."""
+    flags = {"bench": "--bench", "reference": "--reference", "data_dir": "--data-dir"}
+    return [(flag, getattr(cfg, name)) for name, flag in flags.items() if getattr(cfg, name)]
+
+
 def main(argv: list[str] | None = None) -> str:
-    """python ladder.py [--runs runs/ladder] [--csv results/runs.csv] [--bench F] [--readme F]"""
+    """python ladder.py [--runs DIR ...] [--csv F] [--readme F] [--reference DIR] (--help: every option)"""
     parser = argparse.ArgumentParser(description=ladder.__doc__)
     settings.add_arguments(parser, LadderConfig)
     args = parser.parse_args(argv)
     try:
         return ladder(LadderConfig(**vars(args)))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: a missing file or folder, a failed download
         raise SystemExit(f"ladder.py: {utils.one_line(err)}") from None
 
 

@@ -614,7 +614,10 @@ PAGES: dict[str, tuple[str, str, Callable[[Path, dict], tuple[str, list[str]]]]]
 }
 # pages of results/ written by something else, listed in the index when they are there
 OTHER_PAGES = {
-    "ladder.md": "every ladder run grouped over seeds, and the targets (`python ladder.py`)",
+    "ladder.md": (
+        "every ladder run grouped over seeds, ordered by validation (with --reference, the paired test "
+        "difference to it and its 95 % interval), and the targets (`python ladder.py`)"
+    ),
     "paired.md": "each model against TF-IDF+LR on the same examples, with intervals (`python paired.py`)",
     "history.md": "dated record of earlier measurements and how to read them (hand-written)",
 }

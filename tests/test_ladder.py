@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import corpus
 import ladder
+import paired
+import train
+from config import DataConfig, Paths, SklearnTeacherConfig
+from finetune import fit_sklearn_teacher
 from model import STUDENT_MODEL_TYPE
 
 
@@ -110,7 +118,8 @@ def test_ladder_records_every_run_and_groups_seeds(ladder_files):
     assert list(frame["run_dir"]).count("runs/ladder/nsmc/tiny-base-s2") == 1
     assert frame["device_name"].isna().sum() == 2 and set(frame["device_name"].dropna()) == {"Some CPU"}
     latest = frame.drop_duplicates("run_dir", keep="last")
-    baseline, patient, bilstm, kd, base, base9000 = ladder.ladder_rows(
+    # ordered by validation accuracy (test + 0.01 here), best first; kd and base tie: the smaller first
+    base9000, kd, base, bilstm, patient, baseline = ladder.ladder_rows(
         latest[latest["run_dir"].str.startswith("runs/")]
     )
     assert (patient["seeds"], patient["test acc (%)"], patient["epochs (patience)"]) == (1, "84.00", "12 (3)")
@@ -281,3 +290,132 @@ def test_ladder_errors_are_one_line(ladder_files, capsys):
         ladder.main(["--runs", *ladder_files.runs, "--csv", "runs.csv", "--readme", "README.md"])
     with pytest.raises(SystemExit, match="no finished run under empty"):
         ladder.main(["--runs", "empty", "--csv", "other.csv"])
+
+
+# --- against a reference on the runs' own examples ---------------------------------------------------------
+
+
+@pytest.fixture
+def paired_setup(tmp_path, monkeypatch, data_dir) -> tuple[corpus.Splits, dict, ladder.LadderConfig]:
+    """The splits of the default data settings, a weak TF-IDF+LR reference's predictions of them and the
+    ladder's settings comparing the runs under runs/paired with it."""
+    monkeypatch.chdir(tmp_path)
+    splits = train.load_splits(DataConfig(), Paths(data_dir=str(data_dir)))
+    reference = fit_sklearn_teacher(SklearnTeacherConfig(c=0.01), splits, "nsmc", tmp_path / "teachers")
+    theirs = paired.predict_labels(str(reference), splits, "nsmc")
+    cfg = ladder.LadderConfig(
+        runs=("runs/paired",),
+        csv="runs.csv",
+        out="ladder.md",
+        reference=str(reference),
+        data_dir=str(data_dir),
+    )
+    return splits, theirs, cfg
+
+
+def command_line(cfg: ladder.LadderConfig) -> list[str]:
+    """ladder.py's options for the runs, the CSV, the reference and the data of ``cfg``."""
+    options = ["--csv", cfg.csv, "--reference", cfg.reference, "--data-dir", cfg.data_dir]
+    return ["--runs", *cfg.runs, *options]
+
+
+def paired_run(name: str, size: str, seed: int, splits: corpus.Splits, right: dict[str, float]) -> Path:
+    """A finished run whose config.json records the default data settings and whose predictions.npz is right
+    on the first ``right[split]`` share of each split's examples (wrong on the rest)."""
+    ladder_run(
+        Path("runs/paired"), name, size, seed, 0.5, val_accuracy=right["valid"], test_accuracy=right["test"]
+    )
+    run_dir = Path("runs/paired/nsmc") / name
+    write_run_config(run_dir, splits)
+    predicted = {}
+    for split in paired.SPLITS:
+        labels = splits[split]["label"].to_numpy()
+        correct = np.arange(len(labels)) < right[split] * len(labels)
+        predicted[split] = np.where(correct, labels, 1 - labels)
+    train.write_predictions(run_dir, splits, predicted, "d" * 64)
+    return run_dir
+
+
+def write_run_config(run_dir: Path, splits: corpus.Splits, **data: object) -> None:
+    """config.json as training writes it: the data settings (defaults, but ``data``) and the fingerprint of
+    the run's examples."""
+    prints = {"data": corpus.splits_fingerprint(splits, splits["train"]), "teacher": None}
+    config = dataclasses.asdict(DataConfig()) | data | {"epochs": 12, "patience": 2, "fingerprints": prints}
+    (run_dir / "config.json").write_text(json.dumps(config))
+
+
+def test_the_ladder_compares_runs_with_the_reference_and_orders_rows_by_validation(paired_setup):
+    splits, theirs, cfg = paired_setup
+    for seed in (1, 2):  # best on validation, worst on test
+        paired_run(f"tiny-s{seed}", "tiny", seed, splits, {"valid": 1.0, "test": 0.5})
+    paired_run("base-s1", "base", 1, splits, {"valid": 0.6, "test": 1.0})
+    text = ladder.ladder(cfg)
+    frame = pd.read_csv("runs.csv").set_index("run_dir")
+    for name, right in (("tiny-s1", {"valid": 1.0, "test": 0.5}), ("base-s1", {"valid": 0.6, "test": 1.0})):
+        run = frame.loc[f"runs/paired/nsmc/{name}"]
+        assert (run["reference"], run["reference_fingerprint"][:7]) == (cfg.reference, "sha256:")
+        for split in paired.SPLITS:
+            labels = splits[split]["label"].to_numpy()
+            expected = right[split] - float(np.mean(theirs[split] == labels))
+            difference = run[f"{split}_vs_reference"]
+            assert difference == pytest.approx(expected, abs=1 / len(labels))
+            assert run[f"{split}_vs_reference_low"] <= difference <= run[f"{split}_vs_reference_high"]
+    lines = [line for line in text.splitlines() if line.startswith(("| tiny v3000 |", "| base v3000 |"))]
+    assert [line.split(" | ")[0] for line in lines] == ["| tiny v3000", "| base v3000"]  # higher validation
+    tiny_gap = 100 * frame.loc[["runs/paired/nsmc/tiny-s1", "runs/paired/nsmc/tiny-s2"], "test_vs_reference"]
+    assert lines[0].endswith(f"| {tiny_gap.mean():+.2f} | 0/2 | 12 (2) | 6/9, 6/9 | 60 | 9 |")
+    assert "| 1/1 |" in lines[1] and "Rows are ordered by validation accuracy" in text
+    assert f"--reference {cfg.reference} --data-dir {cfg.data_dir}`" in text
+
+
+def test_a_run_without_predictions_is_predicted_in_memory_and_nothing_written_into_it(paired_setup, run_dir):
+    splits, theirs, cfg = paired_setup
+    old = Path("runs/paired/nsmc/old-run")
+    ladder_run(Path("runs/paired"), "old-run", "tiny", 1, 0.5)
+    shutil.copytree(run_dir / "student", old / "student")  # untrained: its predictions are its own
+    write_run_config(old, splits)
+    before = sorted(p.name for p in old.iterdir())
+    ladder.ladder(cfg)
+    ours = paired.predict_labels(str(old / "student"), splits, "nsmc")
+    labels = splits["test"]["label"].to_numpy()
+    expected = float(np.mean(ours["test"] == labels) - np.mean(theirs["test"] == labels))
+    recorded = pd.read_csv("runs.csv").set_index("run_dir").loc[str(old), "test_vs_reference"]
+    assert recorded == pytest.approx(expected) and sorted(p.name for p in old.iterdir()) == before
+    write_run_config(old, splits, valid_fraction=0.1)  # other examples than its fingerprint's
+    Path("runs.csv").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        ladder.main(command_line(cfg))
+    message = str(exit_info.value)
+    assert message.startswith(f"ladder.py: {old}: the examples loaded") and "\n" not in message
+
+
+def test_predictions_of_other_examples_are_refused_in_one_line(paired_setup):
+    splits, _, cfg = paired_setup
+    run = paired_run("tiny-s1", "tiny", 1, splits, {"valid": 1.0, "test": 0.5})
+    write_run_config(run, splits, valid_fraction=0.1)  # its recorded settings now load another valid split
+    with pytest.raises(SystemExit) as exit_info:
+        ladder.main(command_line(cfg))
+    message = str(exit_info.value)
+    assert message.startswith(
+        f"ladder.py: {run / train.PREDICTIONS_NPZ}: its valid labels or examples differ"
+    )
+    assert "\n" not in message and not Path("runs.csv").exists()
+
+
+def test_the_paired_columns_are_kept_without_a_reference_and_reused_with_the_same_one(
+    paired_setup, monkeypatch
+):
+    splits, _, cfg = paired_setup
+    paired_run("tiny-s1", "tiny", 1, splits, {"valid": 1.0, "test": 0.5})
+    ladder.ladder(cfg)
+    recorded = pd.read_csv("runs.csv")
+    plain = ladder.ladder(dataclasses.replace(cfg, reference=None, data_dir=None))
+    assert "test − reference" not in plain and "--reference" not in plain
+    pd.testing.assert_frame_equal(pd.read_csv("runs.csv"), recorded)  # the earlier comparison is kept
+
+    def refuse(*args):
+        raise AssertionError("compared again")
+
+    monkeypatch.setattr(ladder, "paired_record", refuse)
+    ladder.ladder(cfg)  # the same reference files: the recorded columns are reused
+    pd.testing.assert_frame_equal(pd.read_csv("runs.csv"), recorded)
