@@ -675,6 +675,14 @@ def read_unlabeled(path: str | Path) -> pd.DataFrame:
     )
 
 
+def training_rows(splits: Mapping[str, pd.DataFrame], unlabeled: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """The training split, plus each unlabeled text file's rows (label -1, in file order), if any."""
+    if not unlabeled:
+        return splits["train"]
+    parts = [read_unlabeled(path) for path in unlabeled]
+    return pd.concat([splits["train"], *parts], ignore_index=True)
+
+
 def splits_fingerprint(splits: Mapping[str, pd.DataFrame], train: pd.DataFrame) -> str:
     """The fingerprint of a run's examples (its config.json's ``fingerprints.data``): each split's
     ``data_fingerprint`` with the label names, then that of the training rows with any unlabeled text."""

@@ -275,7 +275,7 @@ def run_predictions(
     path = folder / train.PREDICTIONS_NPZ
     if path.is_file():
         return saved_predictions(path, splits)
-    unlabeled = train.training_rows(splits, utils.as_list(config.get("unlabeled")))
+    unlabeled = corpus.training_rows(splits, utils.as_list(config.get("unlabeled")))
     if corpus.splits_fingerprint(splits, unlabeled) != config["fingerprints"]["data"]:
         raise ValueError(
             f"{folder}: the examples loaded with its config.json's data settings are not the run's (its data "

@@ -172,7 +172,7 @@ def train_student(
     paths = paths or Paths()
     dev = utils.get_device(device)
     splits = splits if splits is not None else load_splits(cfg, paths)
-    train = training_rows(splits, cfg.unlabeled_files())
+    train = corpus.training_rows(splits, cfg.unlabeled_files())
     identity = run_identity(cfg, paths, splits, train)
     run_dir = Path(paths.out) / cfg.data_name() / cfg.run_name()
     for folder in (Path(paths.out), run_dir.parent):  # temporaries left by runs killed mid-write
@@ -212,14 +212,6 @@ def load_splits(cfg: DataConfig, paths: Paths | None = None) -> corpus.Splits:
     if cfg.data:
         return corpus.load_file(cfg.data, cfg.read_settings(), **options)
     return corpus.load_dataset(cfg.dataset, paths.data_dir, paths.data_root, **options)
-
-
-def training_rows(splits: dict[str, pd.DataFrame], unlabeled: typing.Sequence[str] = ()) -> pd.DataFrame:
-    """The training split, plus each unlabeled text file's rows (label -1, in file order), if any."""
-    if not unlabeled:
-        return splits["train"]
-    parts = [corpus.read_unlabeled(path) for path in unlabeled]
-    return pd.concat([splits["train"], *parts], ignore_index=True)
 
 
 def run_identity(cfg: RunConfig, paths: Paths, splits: dict[str, pd.DataFrame], train: pd.DataFrame) -> dict:
@@ -389,7 +381,7 @@ def teacher_logits_for(
     cfg: RunConfig, paths: Paths, train: pd.DataFrame, device: str, labels: typing.Sequence[str]
 ) -> torch.Tensor:
     """Cached teacher logits (an ensemble's weighted mean) aligned with the training rows: the labelled rows
-    and each unlabeled file (``training_rows`` order) are separate cache splits."""
+    and each unlabeled file (``corpus.training_rows`` order) are separate cache splits."""
     n_labelled = int((train["label"] >= 0).sum())
     chunks = [("train", train.iloc[:n_labelled])]
     for path in cfg.unlabeled_files():
