@@ -25,7 +25,7 @@ import pandas as pd
 
 import settings
 import utils
-from ladder import ensemble_legend, ladder_rows, latest_runs, read_json, replace_block
+from ladder import ensemble_legend, ladder_rows, latest_runs, read_json, replace_block, validation_mean
 from manifest import ONNX_DIR
 from model import ONNX_FILES
 from report import human_bytes, markdown
@@ -480,11 +480,12 @@ def bundled_group(metrics: dict, frame: pd.DataFrame, groups: list[dict]) -> dic
 
 
 def no_teacher_row(group: dict, frame: pd.DataFrame, groups: list[dict], speed: str) -> dict | None:
-    """The same student trained without a teacher: the ladder row with the most seeds (then the best)."""
+    """The same student trained without a teacher: the ladder row with the most seeds (then the best
+    validation mean; test is shown, never chosen on)."""
     same = [g for g in groups if g["student"] == group["student"] and g["_members"] == "none"]
     if not same:
         return None
-    best = max(same, key=lambda g: (g["seeds"], g["_test"]))
+    best = max(same, key=lambda g: (g["seeds"], validation_mean(g)))
     run = frame.loc[best["_runs"][0]]
     return {
         "model": f"{best['student']}, no teacher",

@@ -378,6 +378,21 @@ def test_results_pages_show_the_measurements_and_their_machine(pages_config, cap
     ]
 
 
+def test_the_headline_baseline_is_the_no_teacher_row_best_on_validation(tmp_path):
+    # two no-teacher rows of the bundled student, two seeds each: the one better on validation is shown,
+    # though the other (patience 3) is better on test
+    runs = [ladder_record(f"runs/a-s{s}", "none", s, 0.80) | {"val_accuracy": 0.85} for s in (1, 2)]
+    runs += [
+        ladder_record(f"runs/b-s{s}", "none", s, 0.84) | {"val_accuracy": 0.82, "patience": 3} for s in (1, 2)
+    ]
+    runs.append(ladder_record("runs/kd-s1", "ens2", 1, 0.86))
+    pd.DataFrame(runs, columns=ladder.RUN_COLUMNS).to_csv(tmp_path / "runs.csv", index=False)
+    frame, groups = results_pages.ladder_groups(tmp_path / "runs.csv")
+    distilled = next(g for g in groups if g["_members"] != "none")
+    row = results_pages.no_teacher_row(distilled, frame, groups, "1,000")
+    assert (row["model"], row["test acc (%)"]) == ("tiny v300, no teacher", "80.00 ± 0.00 (2 seeds)")
+
+
 def test_headline_block_is_replaced_idempotently_leaving_the_rest(pages_config):
     results_pages.write_pages(pages_config)
     once = Path("README.md").read_text(encoding="utf-8")
