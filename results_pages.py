@@ -1,13 +1,16 @@
 """The results pages: results/*.md written from the measurements in results/, never typed by hand.
 
-    python results_pages.py [--results results] [--students models/nsmc-tiny-kd models/nsmc-base-kd]
+    python results_pages.py [--results results] [--students models/nsmc-base-kd models/nsmc-tiny-kd]
                             [--readme README.md]
 
 From bench.py's bench_results.json and bench_ladder_results.json, peers.py's peers_results.json, loadtest.py's
-serve_results.json and ladder.py's runs.csv in --results, it writes speed.md, cache.md, peers.md, serving.md
-and README.md (an index of the pages and the headline table) there, each with the machine it was measured on.
-A missing file is skipped with a one-line note. The headline table also replaces the block between
-<!-- headline:start --> and <!-- headline:end --> in --readme when that file has them.
+serve_results.json, paired.py's paired.json and ladder.py's runs.csv in --results, it writes speed.md,
+cache.md, peers.md, serving.md and README.md (an index of the pages and the headline table) there, each with
+the machine it was measured on. A missing file is skipped with a one-line note. The headline's students
+(default: the bundled distilled ones, config.BUNDLED_NAMES ending in -kd) have bench.py's timing of their
+WordPiece size preset, or, for another tokenizer or a custom size, paired.py's end-to-end timing of the
+student itself. The headline table also replaces the block between <!-- headline:start --> and
+<!-- headline:end --> in --readme when that file has them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pandas as pd
 
 import settings
 import utils
+from config import BUNDLED_NAMES
 from ladder import ensemble_legend, ladder_rows, latest_runs, read_json, replace_block, validation_mean
 from manifest import ONNX_DIR
 from model import ONNX_FILES
@@ -41,7 +45,8 @@ class PagesConfig:
         "results", "folder of the measurements (bench_results.json, runs.csv, ...) and of the pages written"
     )
     students: tuple[str, ...] = setting(
-        ("models/nsmc-tiny-kd", "models/nsmc-base-kd"), "bundled distilled students of the headline table"
+        tuple(f"models/{name}" for name in BUNDLED_NAMES if name.endswith("-kd")),
+        "bundled distilled students of the headline table (one without metrics.json is skipped with a note)",
     )
     readme: str = setting(
         "README.md", "a file whose block between the headline markers is rewritten (when it has them)"
@@ -54,6 +59,7 @@ class PagesConfig:
 BENCH_FILES = ("bench_results.json", "bench_ladder_results.json")  # bench.py runs: a section each
 PEER_FILES = ("bench_ladder_results.json", "peers_results.json")  # the first with peers heads the table
 SERVE_FILE = "serve_results.json"
+PAIRED_FILE = "paired.json"  # paired.py: the speed of a student that no bench.py preset describes
 RUNS_FILE = "runs.csv"
 HEADLINE_MARKERS = ("<!-- headline:start -->", "<!-- headline:end -->")
 HEADLINE_BACKEND = "onnx-int8"  # the students' speed and size in the headline: the form serve.py runs
@@ -69,7 +75,7 @@ def note(text: str) -> None:
 def read_measurements(folder: Path) -> dict[str, dict]:
     """Each JSON file the pages read that is in ``folder``, by name; a note for each one that is not."""
     data = {}
-    for name in dict.fromkeys((*BENCH_FILES, *PEER_FILES, SERVE_FILE)):
+    for name in dict.fromkeys((*BENCH_FILES, *PEER_FILES, SERVE_FILE, PAIRED_FILE)):
         if (folder / name).is_file():
             data[name] = json.loads((folder / name).read_text(encoding="utf-8"))
         else:
@@ -444,11 +450,22 @@ def peer_headline(folder: Path, data: dict, footnotes: dict[str, int]) -> list[d
     ]
 
 
-def student_speed(size: str, folder: Path, data: dict, footnotes: dict[str, int]) -> str:
-    """The first bench.py measurement of the ``size`` preset in HEADLINE_BACKEND, with its footnote."""
+def is_preset(metrics: dict) -> bool:
+    """Whether bench.py's timings describe the student: a size preset over a WordPiece tokenizer."""
+    return (
+        metrics.get("student_size", "custom") != "custom"
+        and metrics.get("tokenizer", "wordpiece") == "wordpiece"
+    )
+
+
+def student_speed(student: Path, metrics: dict, folder: Path, data: dict, footnotes: dict[str, int]) -> str:
+    """The student's end-to-end sentences/s with its footnote: bench.py's first measurement of its size
+    preset in HEADLINE_BACKEND, or, for a student no preset describes, paired.py's timing of it."""
+    if not is_preset(metrics):
+        return paired_speed(student, folder, data, footnotes)
     for name in BENCH_FILES:
         for r in data.get(name, {}).get("speed", []):
-            if r["model"] == f"student-{size}" and r["backend"] == HEADLINE_BACKEND:
+            if r["model"] == f"student-{metrics['student_size']}" and r["backend"] == HEADLINE_BACKEND:
                 about = (
                     f"Students: bench.py timed its size presets at vocab "
                     f"{data[name]['tokenizers']['student_vocab']:,} (the students' layers with a smaller "
@@ -457,6 +474,29 @@ def student_speed(size: str, folder: Path, data: dict, footnotes: dict[str, int]
                 where = mark(footnotes, about + machine_line(data[name]["machine"], folder / name))
                 return f"{r['end_to_end_batch64_per_s']:,.0f} {where}"
     return DASH
+
+
+def paired_speed(student: Path, folder: Path, data: dict, footnotes: dict[str, int]) -> str:
+    """paired.py's test sentences/s of the row of ``student``'s folder, with its footnote; DASH if none."""
+    results = data.get(PAIRED_FILE, {})
+    row = next(
+        (
+            r
+            for r in results.get("rows", [])
+            if Path(r["model"]).resolve() == student.resolve() and r.get("test_sentences_per_s")
+        ),
+        None,
+    )
+    if row is None:
+        return DASH
+    s = results["settings"]
+    about = (
+        "Students without a bench.py preset (another tokenizer or a custom size): paired.py's one pass of "
+        f"the student over the {row['splits']['test']['examples']:,} test reviews, {s['backend']}, "
+        f"{s.get('threads', results['machine']['threads'])} thread(s), batches of 64, text in, label out. "
+    )
+    where = mark(footnotes, about + machine_line(results["machine"], folder / PAIRED_FILE))
+    return f"{row['test_sentences_per_s']:,.0f} {where}"
 
 
 def ladder_groups(path: Path) -> tuple[pd.DataFrame, list[dict]]:
@@ -537,7 +577,7 @@ def headline(cfg: PagesConfig, data: dict) -> str:
             note(f"skipped {student}: no metrics.json with a test accuracy")
             continue
         group = bundled_group(metrics, frame, groups)
-        speed = student_speed(metrics["student_size"], folder, data, footnotes)
+        speed = student_speed(student, metrics, folder, data, footnotes)
         if group:
             plain.append(no_teacher_row(group, frame, groups, speed))
             used.append(group)
@@ -643,9 +683,13 @@ def generated_line(cfg: PagesConfig, sources: list[str]) -> str:
 
 
 def headline_sources(cfg: PagesConfig, data: dict) -> list[str]:
-    """The files the headline table reads."""
+    """The files the headline table reads (paired.json when a student has no bench.py preset)."""
     folder = Path(cfg.results)
-    names = [name for name in (*PEER_FILES, *BENCH_FILES) if name in data]
+    metrics = [read_json(Path(student) / "metrics.json") for student in cfg.students]
+    read = (*PEER_FILES, *BENCH_FILES) + (
+        (PAIRED_FILE,) if any(m and not is_preset(m) for m in metrics) else ()
+    )
+    names = [name for name in read if name in data]
     return [str(folder / name) for name in dict.fromkeys(names)] + [str(folder / RUNS_FILE), *cfg.students]
 
 

@@ -1,12 +1,15 @@
-"""paired.py: the paired bootstrap interval, rows ordered by validation accuracy, a missing folder, a run."""
+"""paired.py: the paired bootstrap interval, rows ordered by validation accuracy, a missing folder, a run, the
+default bundled students (those there) and their timing."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import corpus
 import paired
@@ -138,3 +141,30 @@ def test_a_run_folder_is_compared_on_the_splits_of_the_valid_fraction_given(tmp_
         assert row["splits"][split]["accuracy"] == pytest.approx(expected)
     assert len(splits["valid"]) > len(corpus.load_dataset("nsmc", data_dir=data_dir)["valid"])
     assert "--valid-fraction 0.1" in results["command"]
+
+
+def test_by_default_the_bundled_students_there_are_compared_and_timed(
+    tmp_path, monkeypatch, capsys, data_dir, run_dir
+):
+    # only one bundle of config.BUNDLED_NAMES is in models/: the others are skipped with a note each
+    monkeypatch.chdir(tmp_path)
+    present = paired.BUNDLED[1]
+    shutil.copytree(run_dir / "student", present)
+    splits = corpus.load_dataset("nsmc", data_dir=data_dir)
+    reference = fit_sklearn_teacher(SklearnTeacherConfig(c=0.01), splits, "nsmc", tmp_path / "teachers")
+    threads = torch.get_num_threads()
+    options = ["--data-dir", str(data_dir), "--reference", str(reference), "--resamples", "20"]
+    results = paired.main([*options, "--threads", "2", "--out", str(tmp_path)])
+    notes = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert notes == [
+        f"paired.py: skipped bundled {path}: no such folder" for path in paired.BUNDLED if path != present
+    ]
+    assert torch.get_num_threads() == threads  # set for the run only
+    assert results["settings"]["models"] == [present] and results["machine"]["threads"] == 2
+    speeds = {row["model"]: row["test_sentences_per_s"] for row in results["rows"]}
+    assert speeds[str(reference)] is None and speeds[present] > 0
+    text = (tmp_path / paired.RESULTS_MD).read_text(encoding="utf-8")
+    assert "sentences/s (test, 2 thread(s), torch)" in text
+    student_line = next(line for line in text.splitlines() if f"`{present}`" in line)
+    reference_line = next(line for line in text.splitlines() if "(reference)" in line)
+    assert student_line.endswith(f"| {speeds[present]:,.0f} |") and reference_line.endswith("| — |")

@@ -426,3 +426,25 @@ def test_missing_measurement_files_are_skipped_with_a_note(tmp_path, capsys):
     ):
         assert sum(name in n and "skipped" in n for n in notes) == 1  # one line each, no traceback
     assert not (tmp_path / "README.md").exists()
+
+
+@pytest.mark.parametrize("kind", [{"student_size": "custom"}, {"tokenizer": "kiwi"}])
+def test_a_student_without_a_bench_preset_takes_its_paired_speed_or_a_dash(pages_config, kind):
+    metrics_path = Path("models/tiny-kd/metrics.json")
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) | kind
+    metrics_path.write_text(json.dumps(metrics), encoding="utf-8")
+    results_pages.write_pages(pages_config)  # no paired.json: no speed rather than the preset's
+    index = Path("results/README.md").read_text(encoding="utf-8")
+    assert "this file 84.00 | 1,000 | 86 KB (int8 ONNX) | — |" in index
+    row = {"model": "models/tiny-kd", "reference": False, "test_sentences_per_s": 1234.4}
+    row["splits"] = {"test": {"examples": 200}}
+    machine = MACHINE | {"cpu": "Paired CPU 7"}
+    paired_json = {"machine": machine, "settings": {"backend": "torch", "threads": 1}, "rows": [row]}
+    Path("results/paired.json").write_text(json.dumps(paired_json), encoding="utf-8")
+    results_pages.write_pages(pages_config)
+    index = Path("results/README.md").read_text(encoding="utf-8")
+    assert "this file 84.00 | 1,000 | 86 KB (int8 ONNX) | 1,234 [2] |" in index
+    note = next(line for line in index.splitlines() if line.startswith("- [2]"))
+    assert "paired.py" in note and "200 test reviews" in note and "torch, 1 thread(s)" in note
+    assert "Paired CPU 7" in note and "`paired.json`" in note
+    assert "`results/paired.json`" in index.splitlines()[0]  # among the headline's sources
