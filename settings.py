@@ -165,7 +165,7 @@ def add_arguments(
         options: dict = dict(
             dest=dest_prefix + f.name,
             default=f.default,
-            help=f"{meta.get('help', '')} ({'; '.join(filter(None, notes))})",
+            help=f"{meta.get('help', '').replace('%', '%%')} ({'; '.join(filter(None, notes))})",
         )
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction if f.default else "store_true"

@@ -79,3 +79,20 @@ def test_no_import_points_the_wrong_way(module):
     if module in TOP:  # modules outside the chain may use each other, but not in a circle
         wrong = {other for other in wrong if module in imported_names(other)}
     assert not wrong, f"{module}.py imports {sorted(wrong)} (allowed: {sorted(allowed(module))})"
+
+
+SCRIPTS = sorted(
+    str(p.relative_to(ROOT))
+    for p in [*ROOT.glob("*.py"), *ROOT.glob("tools/*.py")]
+    if 'if __name__ == "__main__":' in p.read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_command_answers_help(script):
+    """`--help` of every command prints its usage (a % in a setting's help once broke argparse's)."""
+    done = subprocess.run(
+        [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage:")
