@@ -111,6 +111,9 @@ RUN_COLUMNS = [
     "device_name",
     "options",
     *PAIRED_COLUMNS,
+    "tokenizer",
+    "embedding_dim",
+    "hidden_dim",
 ]
 LADDER_MARKERS = ("<!-- ladder:start -->", "<!-- ladder:end -->")
 # issue 25's targets: a row counts with TARGET_SEEDS seeds (their mean); the flagship's int8 ONNX is about a
@@ -350,9 +353,14 @@ def ladder_rows(frame: pd.DataFrame, reference: str | None = None) -> list[dict]
     vocabulary, teacher and transfer set size, with each row's cost (transfer rows, seconds per epoch, total
     minutes), its runs against ``reference`` when given (``paired_cells``) and the frame's index of its runs
     (``_runs``)."""
-    keys = ["dataset", "student_size", "vocab_size", "teacher_members", "teacher_identity", "unlabeled"]
+    keys = ["dataset", "student", "vocab_size", "teacher_members", "teacher_identity", "unlabeled"]
     keys += ["alpha", "temperature", "kd_loss", "max_epochs", "patience", "options"]
-    frame = frame.assign(teacher_identity=teacher_identity(frame), options=frame["options"].astype(object))
+    frame = frame.assign(
+        teacher_identity=teacher_identity(frame),
+        options=frame["options"].astype(object),
+        unlabeled=frame["unlabeled"].astype(object),
+        student=student_labels(frame),
+    )
     several_datasets = frame["dataset"].nunique() > 1
     rows = []
     blanks = {"unlabeled": "", "max_epochs": 0, "patience": 0, "options": ""}
@@ -363,7 +371,7 @@ def ladder_rows(frame: pd.DataFrame, reference: str | None = None) -> list[dict]
         rows.append(
             {
                 "student": (f"{first['dataset']}: " if several_datasets else "")
-                + f"{first['student_size']} v{int(first['vocab_size'])}"
+                + first["student"]
                 + (f" ({first['options']})" if first["options"] else ""),
                 "teacher": (first["teacher"] if "×" in first["teacher_members"] else first["teacher_members"])
                 + (f" ({100 * teacher_acc.iloc[0]:.2f})" if len(teacher_acc) else ""),
@@ -402,6 +410,25 @@ def ladder_rows(frame: pd.DataFrame, reference: str | None = None) -> list[dict]
             }
         )
     return sorted(name_teachers_apart(rows), key=validation_order)
+
+
+def student_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each run's student as its run name shows it: the preset or ``e<embedding>h<hidden>``, the vocabulary
+    and the tokenizer kind unless WordPiece (``e256h128 v12000 kiwi``; runs recorded without the columns:
+    their preset, WordPiece)."""
+
+    def label(run: pd.Series) -> str | None:
+        size = run["student_size"]
+        if pd.isna(size) or pd.isna(run["vocab_size"]):
+            return None  # not a student run: left out of the groups, as NaN keys are
+        if size == "custom" and pd.notna(run.get("embedding_dim")):
+            size = f"e{int(run['embedding_dim'])}h{int(run['hidden_dim'])}"
+        kind = run.get("tokenizer")
+        return f"{size} v{int(run['vocab_size'])}" + (
+            f" {kind}" if pd.notna(kind) and kind != "wordpiece" else ""
+        )
+
+    return frame.apply(label, axis=1) if len(frame) else pd.Series(dtype=object)
 
 
 def validation_mean(row: dict) -> float:

@@ -475,3 +475,21 @@ def test_the_paired_columns_are_kept_without_a_reference_and_reused_with_the_sam
     monkeypatch.setattr(ladder, "paired_record", refuse)
     ladder.ladder(cfg)  # the same reference files: the recorded columns are reused
     pd.testing.assert_frame_equal(pd.read_csv("runs.csv"), recorded)
+
+
+def test_tokenizer_and_custom_dimensions_are_rows_of_their_own(tmp_path, monkeypatch):
+    """Runs that differ only in the tokenizer kind are two rows, named as their run folders name them."""
+    monkeypatch.chdir(tmp_path)
+    runs = Path("runs/ladder")
+    custom = {"student_size": "custom", "embedding_dim": 256, "hidden_dim": 128, "vocab_size": 12000}
+    ladder_run(runs, "kiwi-s1", "custom", 1, 0.87, tokenizer="kiwi", **custom)
+    ladder_run(runs, "kiwi-s2", "custom", 2, 0.88, tokenizer="kiwi", **custom)
+    ladder_run(runs, "wordpiece-s1", "custom", 1, 0.86, tokenizer="wordpiece", **custom)
+    ladder_run(runs, "old-s1", "tiny", 1, 0.80)  # recorded before the tokenizer was: WordPiece
+    ladder.ladder(ladder.LadderConfig(runs=(str(runs),), csv="runs.csv", out="ladder.md"))
+    rows = ladder.ladder_rows(ladder.latest_runs(pd.read_csv("runs.csv")))
+    assert [(r["student"], r["seeds"]) for r in rows] == [
+        ("e256h128 v12000 kiwi", 2),
+        ("e256h128 v12000", 1),
+        ("tiny v3000", 1),
+    ]
