@@ -1,6 +1,6 @@
 """The results pages: results/*.md written from the measurements in results/, never typed by hand.
 
-    python results_pages.py [--results results] [--students models/nsmc-base-kd models/nsmc-tiny-kd]
+    python results_pages.py [--results results] [--students models/nsmc-kiwi-kd models/nsmc-base-kd ...]
                             [--readme README.md]
 
 From bench.py's bench_results.json and bench_ladder_results.json, peers.py's peers_results.json, loadtest.py's

@@ -1,12 +1,12 @@
 """The web service: a FastAPI app around one student, with a demo page in Korean.
 
-    python serve.py [--student models/nsmc-base-kd | runs/nsmc/<run>/student | org/name] [--backend onnx-int8]
+    python serve.py [--student models/nsmc-kiwi-kd | runs/nsmc/<run>/student | org/name] [--backend onnx-int8]
                     [--host 127.0.0.1] [--port 8000] [--workers N] [--max-batch 64] [--batch-window-ms 0]
 
 Endpoints: GET / (the demo page), POST /predict ({"texts": [...]} or {"text": "..."}), GET or HEAD /health,
 GET /model (the model card as JSON), GET /docs and /redoc (the OpenAPI pages, their scripts served from the
 fastapi-offline package: no CDN). Without --student the most accurate bundled student is served: the first
-of config.BUNDLED_NAMES found in models/ (models/nsmc-base-kd).
+of config.BUNDLED_NAMES found in models/ (models/nsmc-kiwi-kd).
 
 Dynamic batching: a request that finds the model idle runs at once; requests that arrive while a model call
 runs are answered together by the next call, up to --max-batch texts. --batch-window-ms lets a request wait

@@ -14,6 +14,7 @@ import pytest
 
 import batch_predict
 import distil
+import model
 from manifest import write_manifest
 from model import Student
 
@@ -195,8 +196,10 @@ def test_predict_names_the_student_and_its_test_accuracy_on_stderr(tmp_path, cap
     out, err = capsys.readouterr()
     assert out.startswith("positive\t")  # stdout holds the predictions only
     line = next(line for line in err.splitlines() if line.startswith("student "))
-    assert line.startswith("student models/nsmc-base-kd (bundled), run base-v9000-")
-    assert line.endswith(": test accuracy 87.48 % on nsmc")
+    bundled = model.bundled_student()
+    metrics = json.loads((bundled / "metrics.json").read_text(encoding="utf-8"))
+    assert line.startswith(f"student models/{bundled.name} (bundled), run {Path(metrics['run_dir']).name}")
+    assert line.endswith(f": test accuracy {100 * metrics['test_accuracy']:.2f} % on nsmc")
     folder = tmp_path / "student"
     shutil.copytree(TINY, folder)
     (folder / "metrics.json").unlink()
