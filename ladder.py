@@ -41,7 +41,7 @@ import utils
 from card import teacher_members
 from config import NAMED_FIELDS, SIZE_PRESETS, DataConfig, Paths, RunConfig
 from model import is_student_dir, read_student_info
-from report import human_bytes, markdown, merge_csv
+from report import human_bytes, markdown, merge_csv, model_name
 from settings import setting, validate_fields
 
 
@@ -421,8 +421,8 @@ def student_labels(frame: pd.DataFrame) -> pd.Series:
         size = run["student_size"]
         if pd.isna(size) or pd.isna(run["vocab_size"]):
             return None  # not a student run: left out of the groups, as NaN keys are
-        if size == "custom" and pd.notna(run.get("embedding_dim")):
-            size = f"e{int(run['embedding_dim'])}h{int(run['hidden_dim'])}"
+        if pd.notna(run.get("embedding_dim")):
+            size = model_name(size, run["embedding_dim"], run["hidden_dim"])
         kind = run.get("tokenizer")
         return f"{size} v{int(run['vocab_size'])}" + (
             f" {kind}" if pd.notna(kind) and kind != "wordpiece" else ""
