@@ -14,8 +14,8 @@ With --reference (e.g. the fitted TF-IDF+LR teacher) every run is compared with 
 test examples, loaded with the data settings of its config.json: its predictions.npz (or, for a run made
 before that file, its student predicting now) against the reference's, the mean over the examples of (run
 right) − (reference right) and its 95 % percentile bootstrap interval (paired.py's, 1,000 resamples of the
-examples). runs.csv records them per run; the ladder shows test − reference over the seeds and how many
-seeds have an interval wholly above 0.
+examples). runs.csv records them per run; the ladder shows valid − reference and test − reference over the
+seeds and how many seeds have a test interval wholly above 0; the targets pick rows by valid − reference.
 """
 
 from __future__ import annotations
@@ -443,21 +443,26 @@ def validation_order(row: dict) -> tuple:
 
 
 def paired_cells(group: pd.DataFrame, reference: str | None) -> dict:
-    """A row's runs against ``reference``: the test − reference in points (the mean over its seeds compared
-    with it) and how many of its seeds have a test interval wholly above 0 (``2/3``), "—" when none was
-    compared; and, for the targets, the reference's test accuracy on the same examples (the mean over those
-    seeds of test accuracy − difference; None: none compared) and the count of seeds above it (both hidden,
-    and alone without ``reference``)."""
+    """A row's runs against ``reference``: the valid − reference and test − reference in points (means over
+    its seeds compared with it) and how many of its seeds have a test interval wholly above 0 (``2/3``), "—"
+    when none was compared; and, for the targets, the valid difference (a fraction; comparable between runs
+    of different splits, each measured on its own valid rows), the reference's test accuracy on the same
+    examples (the mean over those seeds of test accuracy − difference; None: none compared) and the count of
+    seeds above it (hidden, and alone without ``reference``)."""
+    hidden = {"_valid_gap": None, "_reference_test": None, "_seeds_above": 0}
     if reference is None:
-        return {"_reference_test": None, "_seeds_above": 0}
+        return hidden
     compared = group[group["reference"] == reference].dropna(subset=["test_vs_reference"])
     if compared.empty:
-        cells = {"test − reference (points)": "—", "seeds above reference": "—"}
-        return cells | {"_reference_test": None, "_seeds_above": 0}
+        cells = dict.fromkeys(("valid − reference (points)", "test − reference (points)"), "—")
+        return cells | {"seeds above reference": "—"} | hidden
     above = int((compared["test_vs_reference_low"] > 0).sum())
+    valid_gap = compared["valid_vs_reference"].mean()
     return {
+        "valid − reference (points)": "—" if pd.isna(valid_gap) else paired.points(valid_gap),
         "test − reference (points)": paired.points(compared["test_vs_reference"].mean()),
         "seeds above reference": f"{above}/{len(group)}",
+        "_valid_gap": None if pd.isna(valid_gap) else float(valid_gap),
         "_reference_test": float((compared["test_accuracy"] - compared["test_vs_reference"]).mean()),
         "_seeds_above": above,
     }
@@ -477,9 +482,13 @@ def name_teachers_apart(rows: list[dict]) -> list[dict]:
 
 
 def pick_by_validation(rows: list[dict]) -> dict | None:
-    """The row a target is judged on: the best validation mean among the rows with at least TARGET_SEEDS
-    seeds, else among all (shown, and not met); test is never looked at."""
-    return max(rows, key=lambda r: (r["seeds"] >= TARGET_SEEDS, validation_mean(r)), default=None)
+    """The row a target is judged on: the best on validation among the rows with at least TARGET_SEEDS
+    seeds, else among all (shown, and not met); test is never looked at. Best: the largest valid − reference
+    when every row has one (rows of different valid splits compare fairly: each is measured against the
+    reference on its own rows), else the largest validation mean."""
+    gaps = all(r["_valid_gap"] is not None for r in rows)
+    score = (lambda r: r["_valid_gap"]) if gaps else validation_mean
+    return max(rows, key=lambda r: (r["seeds"] >= TARGET_SEEDS, score(r)), default=None)
 
 
 def target_row(target: str, row: dict | None, peer: float | None, margin: float, intervals: bool) -> dict:
@@ -631,9 +640,11 @@ def reading_note(cfg: LadderConfig) -> str:
     if cfg.reference:
         level = f"{paired.PERCENT * paired.CONFIDENCE:g} %"
         text += (
-            f" *test − reference*: the paired difference on test to `{cfg.reference}` (the same examples: "
-            "the mean over them of (run right) − (reference right), in points), averaged over the row's "
-            f"seeds; *seeds above reference*: those whose {level} percentile bootstrap interval "
+            f" *valid − reference*, *test − reference*: the paired difference to `{cfg.reference}` on "
+            "the run's own valid or test examples (the mean over them of (run right) − (reference right), "
+            "in points), averaged over the row's seeds; the targets pick rows by *valid − reference*, "
+            "which compares runs of different valid splits fairly; *seeds above reference*: those whose "
+            f"{level} percentile bootstrap interval "
             f"({paired.RESAMPLES:,} resamples of the test examples) lies wholly above 0. Each run's "
             f"differences and intervals on valid and test are in {cfg.csv}."
         )

@@ -327,6 +327,21 @@ def test_ladder_targets_pick_rows_on_validation_and_need_every_interval_above_ze
     assert (flagship["reference test (%)"], flagship["met"], tiny["met"]) == ("no reference", "no", "no")
 
 
+def test_ladder_targets_compare_rows_of_different_valid_splits_by_their_gap_to_the_reference():
+    # "easy" was validated on rows where the reference scores 0.868 (valid 0.870: +0.2 points); "hard" on
+    # rows where it scores 0.850 (valid 0.860: +1.0 point): a fair pick takes "hard", not the higher mean
+    easy = [recorded_run(s, 0.870, 0.875, valid_vs_reference=0.002) for s in (1, 2, 3)]
+    hard = [recorded_run(s, 0.860, 0.872, alpha=0.5, valid_vs_reference=0.010) for s in (1, 2, 3)]
+    frame = pd.DataFrame(easy + hard, columns=ladder.RUN_COLUMNS)
+    rows = ladder.ladder_rows(frame, "ref")
+    assert [r["valid − reference (points)"] for r in rows] == ["+0.20", "+1.00"]  # ordered by valid mean
+    _, tiny = ladder.ladder_targets(rows, [])
+    assert tiny["row (best validation)"] == "tiny v3000, ens2 (88.00), KL T2 α0.5, train"
+    frame.loc[0:2, "valid_vs_reference"] = None  # a row without the valid gap: every row by its mean
+    _, tiny = ladder.ladder_targets(ladder.ladder_rows(frame, "ref"), [])
+    assert tiny["row (best validation)"] == "tiny v3000, ens2 (88.00), KL T2 α0.1, train"
+
+
 def test_ladder_writes_its_files_before_printing(ladder_files, monkeypatch):
     class ClosedPipe(io.StringIO):  # stdout of `ladder.py | head -1` once head has exited
         def write(self, text: str) -> int:
