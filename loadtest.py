@@ -284,6 +284,7 @@ def serve_load_test(load: LoadTest) -> dict:
     results = {
         "machine": machine,
         "settings": dataclasses.asdict(load),
+        "student": load.student or f"models/{bundled_student().name}",  # serve.py's default: the bundled one
         "sentences": len(texts),
         "rows": rows,
         "targets": targets,

@@ -393,9 +393,10 @@ def serve_rows(rows: list[dict]) -> list[dict]:
 def serve_section(path: Path, results: dict) -> str:
     """loadtest.py's rows and its verdicts on the targets, under the machine it ran on."""
     s = results["settings"]
+    student = results.get("student") or s["student"]  # older files recorded only a --student given
     about = (
         f"serve.py ({s['backend']}) with "
-        + (f"`{s['student']}`" if s["student"] else "its default student of the time (not recorded)")
+        + (f"`{student}`" if student else "its default student of the time (not recorded)")
         + f", requests drawn from {results['sentences']:,} sentences: up to {s['requests']:,} requests "
         f"per repeat within {s['time_cap_s']:g} s, median of {s['repeats']} repeats (`requests`: all repeats "
         "together); the client and the server share the machine."

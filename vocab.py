@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from corpus import data_fingerprint, text_normalizer
 from utils import CorruptFileError, atomic_dir, first_line, logger, remove_stale_temporaries
@@ -36,6 +37,7 @@ KIND_NAMES = {
     "kiwi": "WordPiece over Kiwi morphemes",
 }
 KIWI_MODEL_TYPE = "cong"  # Kiwi's language model for new tokenizers (a folder records the one it used)
+PROGRESS_TEXTS = 10_000  # Kiwi splits this many texts or more (about 5 s on one core) behind a progress bar
 
 
 class MissingPackageError(ModuleNotFoundError, ValueError):
@@ -327,8 +329,12 @@ def kiwi_morphemes(texts: list[str], spec: dict) -> list[str]:
     without morphemes stays as it is."""
     kiwi = _kiwi(spec.get("model_type", KIWI_MODEL_TYPE))
     texts = list(texts)
+    quiet = True if len(texts) < PROGRESS_TEXTS else None  # None: a bar on a terminal only (tqdm)
     with _KIWI_LOCK:
-        analysed = [" ".join(token.form for token in tokens) for tokens in kiwi.tokenize(texts)]
+        results = tqdm(
+            kiwi.tokenize(texts), total=len(texts), desc="Kiwi morphemes", unit="text", disable=quiet
+        )
+        analysed = [" ".join(token.form for token in tokens) for tokens in results]
     return [morphemes or text for morphemes, text in zip(analysed, texts)]
 
 

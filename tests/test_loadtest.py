@@ -57,7 +57,8 @@ def test_load_test_runs_against_a_real_server(run_dir, tmp_path):
     assert rows["batch64"]["requests"] == 12  # a quarter as many 64-text requests
     assert rows["batch64"]["sentences_per_s"] == pytest.approx(64 * rows["batch64"]["req_per_s"])
     assert 0 < rows["single"]["p50_ms"] <= rows["single"]["p99_ms"]
-    assert json.loads((tmp_path / "serve_results.json").read_text())["rows"] == results["rows"]
+    written = json.loads((tmp_path / "serve_results.json").read_text())
+    assert written["rows"] == results["rows"] and written["student"] == str(run_dir / "student")
     with pytest.raises(SystemExit, match="requests and repeats must be >= 1"):
         loadtest.main(["--requests", "0"])
     with pytest.raises(SystemExit, match="^loadtest.py: student directory not found: "):

@@ -448,3 +448,12 @@ def test_a_student_without_a_bench_preset_takes_its_paired_speed_or_a_dash(pages
     assert "paired.py" in note and "200 test reviews" in note and "torch, 1 thread(s)" in note
     assert "Paired CPU 7" in note and "`paired.json`" in note
     assert "`results/paired.json`" in index.splitlines()[0]  # among the headline's sources
+
+
+def test_serving_page_names_the_student_that_served(tmp_path):
+    settings = {"backend": "onnx-int8", "student": None, "requests": 10, "time_cap_s": 1.0, "repeats": 1}
+    results = {"machine": MACHINE, "settings": settings, "sentences": 4, "rows": [], "targets": []}
+    page = results_pages.serve_section(tmp_path / "serve_results.json", results | {"student": "models/a-kd"})
+    assert "serve.py (onnx-int8) with `models/a-kd`, requests drawn from 4 sentences" in page
+    page = results_pages.serve_section(tmp_path / "serve_results.json", results)  # a file of before
+    assert "with its default student of the time (not recorded)" in page

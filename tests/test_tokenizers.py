@@ -274,3 +274,18 @@ def test_a_run_saved_before_tokenizer_kinds_is_reused(students, data_dir):
     paths = Paths(str(data_dir), str(root / "data"), str(root / "tok"), str(root / "t"), str(root / "runs"))
     metrics = train_student(dataclasses.replace(cfg), paths, device="cpu")
     assert weights.stat().st_mtime_ns == stamp and "tokenizer" not in metrics
+
+
+def test_kiwi_splits_many_texts_behind_a_progress_bar(monkeypatch):
+    bars = []
+
+    def recording_bar(iterable, **kwargs):
+        bars.append(kwargs)
+        return iterable
+
+    monkeypatch.setattr(vocab, "tqdm", recording_bar)
+    monkeypatch.setattr(vocab, "PROGRESS_TEXTS", 3)
+    spec = vocab.kiwi_spec()
+    assert vocab.kiwi_morphemes(["재밌었어요"] * 3, spec) == ["재밌 었 어요"] * 3
+    assert vocab.kiwi_morphemes(["좋다"], spec) == ["좋 다"]
+    assert [(bar["total"], bar["disable"]) for bar in bars] == [(3, None), (1, True)]  # None: on a terminal
