@@ -484,11 +484,14 @@ def name_teachers_apart(rows: list[dict]) -> list[dict]:
 def pick_by_validation(rows: list[dict]) -> dict | None:
     """The row a target is judged on: the best on validation among the rows with at least TARGET_SEEDS
     seeds, else among all (shown, and not met); test is never looked at. Best: the largest valid − reference
-    when every row has one (rows of different valid splits compare fairly: each is measured against the
-    reference on its own rows), else the largest validation mean."""
-    gaps = all(r["_valid_gap"] is not None for r in rows)
-    score = (lambda r: r["_valid_gap"]) if gaps else validation_mean
-    return max(rows, key=lambda r: (r["seeds"] >= TARGET_SEEDS, score(r)), default=None)
+    among the rows compared with the reference (rows of different valid splits compare fairly: each is
+    measured on its own rows), else, among rows without, the largest validation mean."""
+
+    def key(row: dict) -> tuple:
+        gap = row["_valid_gap"]
+        return row["seeds"] >= TARGET_SEEDS, gap is not None, validation_mean(row) if gap is None else gap
+
+    return max(rows, key=key, default=None)
 
 
 def target_row(target: str, row: dict | None, peer: float | None, margin: float, intervals: bool) -> dict:

@@ -337,7 +337,10 @@ def test_ladder_targets_compare_rows_of_different_valid_splits_by_their_gap_to_t
     assert [r["valid − reference (points)"] for r in rows] == ["+0.20", "+1.00"]  # ordered by valid mean
     _, tiny = ladder.ladder_targets(rows, [])
     assert tiny["row (best validation)"] == "tiny v3000, ens2 (88.00), KL T2 α0.5, train"
-    frame.loc[0:2, "valid_vs_reference"] = None  # a row without the valid gap: every row by its mean
+    frame.loc[0:2, "valid_vs_reference"] = None  # "easy" without the gap (a run of before): after "hard"
+    _, tiny = ladder.ladder_targets(ladder.ladder_rows(frame, "ref"), [])
+    assert tiny["row (best validation)"] == "tiny v3000, ens2 (88.00), KL T2 α0.5, train"
+    frame["valid_vs_reference"] = None  # no row with the gap: by validation mean
     _, tiny = ladder.ladder_targets(ladder.ladder_rows(frame, "ref"), [])
     assert tiny["row (best validation)"] == "tiny v3000, ens2 (88.00), KL T2 α0.1, train"
 
