@@ -182,6 +182,17 @@ def cli_common(tmp_path: Path, data_dir: Path) -> list[str]:
 
 
 @pytest.fixture
+def fresh_teacher(tmp_path, tiny_teacher) -> Path:
+    """A copy of ``tiny_teacher`` without the logits other tests cached in it (its cache starts empty, in
+    any test order)."""
+    import shutil
+
+    directory = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, directory, ignore=shutil.ignore_patterns("logits"))
+    return directory
+
+
+@pytest.fixture
 def count_teacher_runs(monkeypatch) -> list[int]:
     """How many texts each teacher run scores, call by call."""
     import teacher as teachers

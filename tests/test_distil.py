@@ -248,19 +248,19 @@ def test_teacher_max_length_is_one_setting_for_fine_tuning_and_caching():
 # --- logits cache -----------------------------------------------------------------------------------------
 
 
-def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
+def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, fresh_teacher, count_teacher_runs):
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     root = tmp_path / "teachers"
     train_split = splits["train"]
-    first = logits_cache.teacher_logits(str(tiny_teacher), train_split, "nsmc", "train", teacher_root=root)
-    path = tiny_teacher / "logits" / "nsmc-train.safetensors"
+    first = logits_cache.teacher_logits(str(fresh_teacher), train_split, "nsmc", "train", teacher_root=root)
+    path = fresh_teacher / "logits" / "nsmc-train.safetensors"
     assert (
         path.is_file() and first.shape == (len(train_split), 2) and count_teacher_runs == [len(train_split)]
     )
     # Hit: same data, and any subset or reordering of it, without running the teacher.
-    again = logits_cache.teacher_logits(str(tiny_teacher), train_split, "nsmc", "train", teacher_root=root)
+    again = logits_cache.teacher_logits(str(fresh_teacher), train_split, "nsmc", "train", teacher_root=root)
     subset = train_split.sample(50, random_state=0)
-    part = logits_cache.teacher_logits(str(tiny_teacher), subset, "nsmc", "train", teacher_root=root)
+    part = logits_cache.teacher_logits(str(fresh_teacher), subset, "nsmc", "train", teacher_root=root)
     assert torch.equal(first, again) and torch.equal(part, first[torch.tensor(subset.index.to_numpy())])
     assert count_teacher_runs == [len(train_split)]
     # A changed text is never looked up misaligned: refused, or rebuilt.
@@ -268,39 +268,33 @@ def test_cache_build_hit_and_rebuild_on_changed_data(tmp_path, data_dir, tiny_te
     changed.loc[3, "text"] = "완전히 다른 리뷰"
     with pytest.raises(logits_cache.CacheMismatch, match="different text"):
         logits_cache.teacher_logits(
-            str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, on_mismatch="error"
+            str(fresh_teacher), changed, "nsmc", "train", teacher_root=root, on_mismatch="error"
         )
-    logits_cache.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root)
+    logits_cache.teacher_logits(str(fresh_teacher), changed, "nsmc", "train", teacher_root=root)
     assert count_teacher_runs == [len(train_split), len(train_split)]
     # Another max length means other logits: rebuilt.
-    logits_cache.teacher_logits(str(tiny_teacher), changed, "nsmc", "train", teacher_root=root, max_length=16)
+    logits_cache.teacher_logits(
+        str(fresh_teacher), changed, "nsmc", "train", teacher_root=root, max_length=16
+    )
     assert len(count_teacher_runs) == 3
 
 
-def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
-    import shutil
-
-    teacher_dir = tmp_path / "teacher"
-    shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
+def test_cache_rebuilt_when_teacher_weights_change(tmp_path, data_dir, fresh_teacher, count_teacher_runs):
     valid = corpus.load_dataset("nsmc", data_dir=data_dir)["valid"]
-    logits_cache.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
+    logits_cache.teacher_logits(str(fresh_teacher), valid, "nsmc", "valid")
     from safetensors.torch import load_file, save_file
 
-    weights = load_file(teacher_dir / "model.safetensors")
+    weights = load_file(fresh_teacher / "model.safetensors")
     name = next(k for k in weights if k.startswith("classifier"))
     weights[name] = weights[name] + 1.0
-    save_file(weights, teacher_dir / "model.safetensors", metadata={"format": "pt"})
+    save_file(weights, fresh_teacher / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(logits_cache.CacheMismatch, match="teacher_fingerprint"):
-        logits_cache.teacher_logits(str(teacher_dir), valid, "nsmc", "valid", on_mismatch="error")
-    logits_cache.teacher_logits(str(teacher_dir), valid, "nsmc", "valid")
+        logits_cache.teacher_logits(str(fresh_teacher), valid, "nsmc", "valid", on_mismatch="error")
+    logits_cache.teacher_logits(str(fresh_teacher), valid, "nsmc", "valid")
     assert len(count_teacher_runs) == 2
 
 
-def test_cache_teacher_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, monkeypatch, capsys):
-    import shutil
-
-    teacher_dir = tmp_path / "teacher"
-    shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
+def test_cache_teacher_loads_the_teacher_once(tmp_path, data_dir, fresh_teacher, monkeypatch, capsys):
     splits = corpus.load_dataset("nsmc", data_dir=data_dir)
     loads: list[str] = []
     original = teachers.load_teacher
@@ -312,12 +306,12 @@ def test_cache_teacher_loads_the_teacher_once(tmp_path, data_dir, tiny_teacher, 
     monkeypatch.setattr(teachers, "load_teacher", counting)
     unlabeled = tmp_path / "extra.txt"
     unlabeled.write_text("정말 최고\n완전 별로\n", encoding="utf-8")
-    logits = logits_cache.cache_teacher(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    logits = logits_cache.cache_teacher(str(fresh_teacher), splits, "nsmc", device="cpu", unlabeled=unlabeled)
     assert len(loads) == 1  # four caches built, one teacher load
     sizes = {split: len(df) for split, df in splits.items()}
     assert {split: len(v) for split, v in logits.items()} == {**sizes, "unlabeled-extra": 2}
     assert "teacher test accuracy" in capsys.readouterr().out
-    again = logits_cache.cache_teacher(str(teacher_dir), splits, "nsmc", device="cpu", unlabeled=unlabeled)
+    again = logits_cache.cache_teacher(str(fresh_teacher), splits, "nsmc", device="cpu", unlabeled=unlabeled)
     assert len(loads) == 1 and all(torch.equal(again[k], logits[k]) for k in logits)  # all cached: no load
 
 
@@ -949,22 +943,18 @@ def test_cli_debug_shows_the_traceback(tmp_path, data_dir):
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "ValueError: epochs" in debug.stderr
 
 
-def test_a_changed_teacher_is_refused_for_reuse(tmp_path, data_dir, tiny_teacher):
-    import shutil
-
+def test_a_changed_teacher_is_refused_for_reuse(tmp_path, data_dir, fresh_teacher):
     from safetensors.torch import load_file, save_file
 
-    teacher_dir = tmp_path / "teacher"
-    shutil.copytree(tiny_teacher, teacher_dir, ignore=shutil.ignore_patterns("logits"))
     paths = paths_for(tmp_path, data_dir)
-    cfg = RunConfig(teacher=str(teacher_dir), alpha=0.5, **{**FAST, "epochs": 1})
+    cfg = RunConfig(teacher=str(fresh_teacher), alpha=0.5, **{**FAST, "epochs": 1})
     train.train_student(cfg, paths, device="cpu")
     saved = json.loads((Path(paths.out) / "nsmc" / cfg.run_name() / "config.json").read_text())
     assert len(saved["fingerprints"]["teacher"]) == 64
-    weights = load_file(teacher_dir / "model.safetensors")
+    weights = load_file(fresh_teacher / "model.safetensors")
     name = next(k for k in weights if k.startswith("classifier"))
     save_file(
-        {**weights, name: weights[name] + 1.0}, teacher_dir / "model.safetensors", metadata={"format": "pt"}
+        {**weights, name: weights[name] + 1.0}, fresh_teacher / "model.safetensors", metadata={"format": "pt"}
     )
     with pytest.raises(train.RunStateError, match=r"other settings \(teacher fingerprint;"):
         train.train_student(cfg, paths, device="cpu")
