@@ -522,11 +522,11 @@ def test_resume_continues_where_it_stopped(tmp_path, data_dir, monkeypatch):
     assert resumed["test_accuracy"] == straight["test_accuracy"]
 
 
-def test_distillation_reuses_cache_across_vocab_sizes(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
+def test_distillation_reuses_cache_across_vocab_sizes(tmp_path, data_dir, fresh_teacher, count_teacher_runs):
     paths = paths_for(tmp_path, data_dir)
-    base = RunConfig(teacher=str(tiny_teacher), alpha=0.5, **{**FAST, "epochs": 1})
+    base = RunConfig(teacher=str(fresh_teacher), alpha=0.5, **{**FAST, "epochs": 1})
     first = train.train_student(base, paths, device="cpu")
-    assert count_teacher_runs and first["teacher"] == str(tiny_teacher)
+    assert count_teacher_runs and first["teacher"] == str(fresh_teacher)
     runs = len(count_teacher_runs)
     second = train.train_student(
         dataclasses.replace(base, vocab_size=200, size="mini", kd_loss="mse"), paths, device="cpu"
@@ -673,22 +673,22 @@ def test_predict_without_student_uses_the_bundled_one(capsys):
     assert capsys.readouterr().out.splitlines() == lines[:1]
 
 
-def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, tiny_teacher, count_teacher_runs):
+def test_unlabeled_text_is_learnt_through_the_teacher(tmp_path, data_dir, fresh_teacher, count_teacher_runs):
     from conftest import make_reviews
 
     unlabeled = tmp_path / "unlabeled.txt"
     unlabeled.write_text("\n".join(text for text, _ in make_reviews(150, seed=9)) + "\n", encoding="utf-8")
     paths = paths_for(tmp_path, data_dir)
-    cfg = RunConfig(teacher=str(tiny_teacher), alpha=0.5, unlabeled=str(unlabeled), **{**FAST, "epochs": 1})
+    cfg = RunConfig(teacher=str(fresh_teacher), alpha=0.5, unlabeled=str(unlabeled), **{**FAST, "epochs": 1})
     metrics = train.train_student(cfg, paths, device="cpu")
     assert metrics["n_train"] > 0 and "u-unlabeled" in metrics["run_dir"]
     assert metrics["n_transfer"] == metrics["n_train"] + len(corpus.read_unlabeled(unlabeled))
     before = {k: v for k, v in metrics.items() if k != "n_transfer"}  # a run recorded before n_transfer
     assert ladder.run_record(before)["n_transfer"] == metrics["n_transfer"]
-    assert (tiny_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
+    assert (fresh_teacher / "logits" / "nsmc-unlabeled-unlabeled.safetensors").is_file()
     assert 150 - 5 <= count_teacher_runs[-1] <= 150  # the unlabeled texts went through the teacher once
     with pytest.raises(ValueError, match="baseline.*teacher, unlabeled"):
-        RunConfig(teacher=str(tiny_teacher), alpha=1.0, unlabeled=str(unlabeled))
+        RunConfig(teacher=str(fresh_teacher), alpha=1.0, unlabeled=str(unlabeled))
 
 
 # --- run identity, run state and errors -------------------------------------------------------------------
