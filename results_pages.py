@@ -460,10 +460,12 @@ def is_preset(metrics: dict) -> bool:
 
 
 def student_speed(student: Path, metrics: dict, folder: Path, data: dict, footnotes: dict[str, int]) -> str:
-    """The student's end-to-end sentences/s with its footnote: bench.py's first measurement of its size
-    preset in HEADLINE_BACKEND, or, for a student no preset describes, paired.py's timing of it."""
-    if not is_preset(metrics):
-        return paired_speed(student, folder, data, footnotes)
+    """The student's end-to-end sentences/s with its footnote: paired.py's timing of the student itself when
+    paired.json has it, else bench.py's first measurement of its size preset in HEADLINE_BACKEND (WordPiece
+    presets only: a preset's layers over another tokenizer run at another speed)."""
+    speed = paired_speed(student, folder, data, footnotes)
+    if speed != DASH or not is_preset(metrics):
+        return speed
     for name in BENCH_FILES:
         for r in data.get(name, {}).get("speed", []):
             if r["model"] == f"student-{metrics['student_size']}" and r["backend"] == HEADLINE_BACKEND:
@@ -492,8 +494,8 @@ def paired_speed(student: Path, folder: Path, data: dict, footnotes: dict[str, i
         return DASH
     s = results["settings"]
     about = (
-        "Students without a bench.py preset (another tokenizer or a custom size): paired.py's one pass of "
-        f"the student over the {row['splits']['test']['examples']:,} test reviews, {s['backend']}, "
+        "Students: paired.py's one pass of the student itself over the "
+        f"{row['splits']['test']['examples']:,} test reviews, {s['backend']}, "
         f"{s.get('threads', results['machine']['threads'])} thread(s), batches of 64, text in, label out. "
     )
     where = mark(footnotes, about + machine_line(results["machine"], folder / PAIRED_FILE))

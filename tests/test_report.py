@@ -457,3 +457,18 @@ def test_serving_page_names_the_student_that_served(tmp_path):
     assert "serve.py (onnx-int8) with `models/a-kd`, requests drawn from 4 sentences" in page
     page = results_pages.serve_section(tmp_path / "serve_results.json", results)  # a file of before
     assert "with its default student of the time (not recorded)" in page
+
+
+def test_a_preset_student_takes_its_own_paired_speed_before_its_presets_bench_speed(pages_config):
+    def kd_row() -> str:
+        index = Path("results/README.md").read_text(encoding="utf-8")
+        return next(line for line in index.splitlines() if line.startswith("| `models/tiny-kd`"))
+
+    results_pages.write_pages(pages_config)
+    assert kd_row().endswith("| 12,346 [2] |")  # no paired.json: bench.py's tiny preset
+    row = {"model": "models/tiny-kd", "reference": False, "test_sentences_per_s": 2222.2}
+    row["splits"] = {"test": {"examples": 200}}
+    paired_json = {"machine": MACHINE, "settings": {"backend": "onnx-int8", "threads": 1}, "rows": [row]}
+    Path("results/paired.json").write_text(json.dumps(paired_json), encoding="utf-8")
+    results_pages.write_pages(pages_config)
+    assert kd_row().endswith(" 2,222 [2] |")  # the student file itself, timed by paired.py
