@@ -494,7 +494,8 @@ def paired_speed(student: Path, folder: Path, data: dict, footnotes: dict[str, i
         return DASH
     s = results["settings"]
     about = (
-        "Students: paired.py's one pass of the student itself over the "
+        "Students: paired.py's one pass of the bundled student (for a row without a teacher: the bundle of "
+        "its architecture) over the "
         f"{row['splits']['test']['examples']:,} test reviews, {s['backend']}, "
         f"{s.get('threads', results['machine']['threads'])} thread(s), batches of 64, text in, label out. "
     )
